@@ -1,0 +1,26 @@
+# The only entry points. `make` builds .venv itself with pip (torch 2.13.0 pinned with the rest).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv reproduce test clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Main job on the offline default: the corpus statistics table beside the paper's split sizes.
+reproduce: venv
+	$(BIN)/python -m openmed_repro.corpora
+
+## Unit tests (tiny models and synthetic corpora; no network).
+test: venv
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache
