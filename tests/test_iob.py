@@ -1,0 +1,103 @@
+import pytest
+
+from openmed_repro.errors import OpenMedError
+from openmed_repro.iob import read_iob
+
+
+def write(tmp_path, content, name="split.tsv", mode="w"):
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+def test_reads_sentences_separated_by_blank_lines(tmp_path):
+    parsed = read_iob(write(tmp_path, "Lung\tB-Disease\ncancer\tI-Disease\n\nIt\tO\nhurts\tO\n"))
+    assert [s.tokens for s in parsed.sentences] == [["Lung", "cancer"], ["It", "hurts"]]
+    assert [s.tags for s in parsed.sentences] == [["B-Disease", "I-Disease"], ["O", "O"]]
+
+
+def test_tolerates_crlf_trailing_whitespace_middle_columns_and_docstart(tmp_path):
+    content = (
+        "-DOCSTART-\tO\r\n\r\n"
+        "Lung\tNN\tx\tB-Disease  \r\n"
+        "cancer\tNN\tx\tI-Disease\t\r\n"
+        "\r\n   \r\n"
+        "-DOCSTART- -X- O O\r\n"
+        "Aspirin B-Chemical\r\n"
+    )
+    parsed = read_iob(write(tmp_path, content))
+    assert [s.tokens for s in parsed.sentences] == [["Lung", "cancer"], ["Aspirin"]]
+    assert [s.tags for s in parsed.sentences] == [["B-Disease", "I-Disease"], ["B-Chemical"]]
+    assert parsed.docstarts == 2
+
+
+def test_docstart_without_blank_line_still_ends_the_sentence(tmp_path):
+    parsed = read_iob(write(tmp_path, "a\tO\n-DOCSTART-\tO\nb\tO\n"))
+    assert [s.tokens for s in parsed.sentences] == [["a"], ["b"]]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_token(tmp_path):
+    parsed = read_iob(write(tmp_path, "\ufeffAspirin\tB-Chemical\n"))
+    assert parsed.sentences[0].tokens == ["Aspirin"]
+
+
+def test_one_column_line_is_an_error_naming_file_and_line(tmp_path):
+    path = write(tmp_path, "a\tO\nlonely\n")
+    with pytest.raises(OpenMedError, match=rf"{path}:2: one column"):
+        read_iob(path)
+
+
+@pytest.mark.parametrize("tag", ["E-Disease", "S-Disease", "Disease", "B-", "b-Disease", "U-X"])
+def test_unknown_tag_prefix_is_an_error_naming_file_and_line(tmp_path, tag):
+    path = write(tmp_path, f"a\tO\n\nb\tO\nc\t{tag}\n")
+    with pytest.raises(OpenMedError, match=rf"{path}:4: unknown tag"):
+        read_iob(path)
+
+
+def test_empty_split_is_an_error(tmp_path):
+    path = write(tmp_path, "\n\n  \n")
+    with pytest.raises(OpenMedError, match=rf"{path}: empty split"):
+        read_iob(path)
+
+
+def test_docstart_only_split_is_empty(tmp_path):
+    with pytest.raises(OpenMedError, match="empty split"):
+        read_iob(write(tmp_path, "-DOCSTART-\tO\n\n"))
+
+
+def test_non_utf8_bytes_are_an_error_naming_the_line(tmp_path):
+    path = write(tmp_path, "a\tO\nb\tO\n\ncaf\xe9\tO\n".encode("latin-1"))
+    with pytest.raises(OpenMedError, match=rf"{path}:4: not UTF-8"):
+        read_iob(path)
+
+
+@pytest.mark.parametrize("content, line", [
+    ("a\tI-Disease\n", 1),                     # I- opens a sentence
+    ("a\tO\nb\tI-Disease\n", 2),              # I- after O
+    ("a\tB-Chemical\nb\tI-Disease\n", 2),     # I- continues another type
+])
+def test_dangling_inside_tag_is_an_error_by_default(tmp_path, content, line):
+    path = write(tmp_path, content)
+    with pytest.raises(OpenMedError, match=rf"{path}:{line}: I-Disease follows .* repair=True"):
+        read_iob(path)
+
+
+def test_repair_turns_dangling_inside_tags_into_begin_and_counts_them(tmp_path):
+    content = "a\tI-Disease\nb\tI-Disease\nc\tO\nd\tI-Chemical\n\ne\tB-Chemical\nf\tI-Disease\n"
+    parsed = read_iob(write(tmp_path, content), repair=True)
+    assert parsed.sentences[0].tags == ["B-Disease", "I-Disease", "O", "B-Chemical"]
+    assert parsed.sentences[1].tags == ["B-Chemical", "B-Disease"]
+    assert parsed.repaired == 3
+
+
+def test_valid_file_reports_no_repairs(tmp_path):
+    parsed = read_iob(write(tmp_path, "a\tB-X\nb\tI-X\nc\tB-X\n"), repair=True)
+    assert parsed.repaired == 0
+
+
+def test_missing_file_is_an_error_naming_it(tmp_path):
+    with pytest.raises(OpenMedError, match="nothere.tsv: cannot read"):
+        read_iob(tmp_path / "nothere.tsv")
