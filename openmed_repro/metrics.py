@@ -4,6 +4,7 @@ opened by a stray I-, is reported beside it for comparison with papers that used
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -48,7 +49,9 @@ class ErrorExample:
 def score(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> Scores:
     """Micro P/R/F1 in strict and default mode, strict per-type figures and error category counts."""
     gold, predicted = _checked(gold, predicted)
-    report = classification_report(gold, predicted, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
+    with warnings.catch_warnings():  # seqeval averages empty arrays when no entity exists at all
+        warnings.simplefilter("ignore", RuntimeWarning)
+        report = classification_report(gold, predicted, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
     per_type = {kind: _prf(values) for kind, values in report.items() if not kind.endswith(" avg")}
     strict = _prf(report["micro avg"]) if "micro avg" in report else PRF(0.0, 0.0, 0.0, 0)
     default = PRF(
