@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv reproduce test clean
+.PHONY: venv reproduce test bench clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,10 @@ reproduce: venv
 ## Unit tests (tiny models and synthetic corpora; no network).
 test: venv
 	$(BIN)/python -m pytest -q
+
+## Speed measurements, each against a peer in the same run; JSON into runs/bench/.
+bench: venv
+	$(BIN)/python benchmarks/significance_speed.py --out runs/bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache
