@@ -1,8 +1,11 @@
-"""Where things live: the project's parameters, the corpus directory and the download cache."""
+"""Where things live (parameters, corpora, cache) and the validated configuration of a run."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import types
+import typing
 from pathlib import Path
 
 import yaml
@@ -30,3 +33,111 @@ def cache_dir() -> Path:
     """Downloads go here: $OPENMED_CACHE_DIR, else ~/.cache/openmed_repro."""
     configured = os.environ.get(CACHE_DIR_ENV)
     return Path(configured) if configured else Path.home() / ".cache" / "openmed_repro"
+
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything one fine-tuning run depends on: a profile's values with the user's overrides on top."""
+
+    dataset: str
+    backbone: str
+    profile: str
+    method: str = "lora"
+    data_dir: str | None = None
+    seed: int = 42
+    epochs: float = 3.0
+    learning_rate: float = 5e-4
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    lr_scheduler: str = "cosine"
+    label_smoothing: float = 0.1
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | None = None
+    max_length: int = 256
+    overlap: int = 50
+    early_stopping_patience: int = 3
+    precision: str = "auto"
+    gradient_checkpointing: bool = False
+    group_by_length: bool = True
+    max_train_sentences: int | None = None
+    max_eval_sentences: int | None = None
+    repair: bool = False
+    logging_steps: int = 50
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_CHOICES = {
+    "method": ("lora", "full"),
+    "precision": ("auto", "fp32", "bf16", "fp16"),
+    "lr_scheduler": ("cosine", "linear", "constant_with_warmup"),
+}
+_POSITIVE = {"epochs", "learning_rate", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "lora_r",
+             "lora_alpha", "max_length", "logging_steps", "max_train_sentences", "max_eval_sentences"}
+_NON_NEGATIVE = {"weight_decay", "overlap", "early_stopping_patience", "label_smoothing", "lora_dropout", "warmup_ratio"}
+_BELOW_ONE = {"warmup_ratio", "label_smoothing", "lora_dropout"}
+
+
+def load_run_config(profile: str, overrides: dict | None = None, files: typing.Sequence[str | Path] = ()) -> RunConfig:
+    """Merge parameters/profiles/<profile>.yaml, then YAML files in order, then `overrides`; validate every
+    value before any work starts (unknown keys, wrong types, out-of-range values name the parameter)."""
+    if not isinstance(profile, str) or not (PARAMETERS_DIR / "profiles" / f"{profile}.yaml").is_file():
+        known = sorted(p.stem for p in (PARAMETERS_DIR / "profiles").glob("*.yaml"))
+        raise OpenMedError(f"parameter profile: unknown profile {profile!r}; known: {', '.join(known)}")
+    merged: dict = {"profile": profile}
+    sources = [(f"profiles/{profile}.yaml", read_parameters(f"profiles/{profile}.yaml"))]
+    for file in files:
+        path = Path(file)
+        if not path.is_file():
+            raise OpenMedError(f"{path}: parameter file not found")
+        sources.append((str(path), yaml.safe_load(path.read_text(encoding="utf-8")) or {}))
+    sources.append(("overrides", overrides or {}))
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    hints = typing.get_type_hints(RunConfig)
+    for source, values in sources:
+        if not isinstance(values, dict):
+            raise OpenMedError(f"{source}: expected a mapping of parameter names to values")
+        for key, value in values.items():
+            if key not in fields:
+                raise OpenMedError(f"{source}: unknown parameter {key!r}; valid: {', '.join(sorted(fields))}")
+            merged[key] = _checked(key, value, hints[key], source)
+    missing = [name for name, f in fields.items()
+               if name not in merged and f.default is dataclasses.MISSING]
+    if missing:
+        raise OpenMedError(f"missing parameter(s) {', '.join(missing)}")
+    config = RunConfig(**merged)
+    if config.overlap >= config.max_length - 2:
+        raise OpenMedError(f"parameter overlap={config.overlap} must be below max_length={config.max_length} minus 2")
+    return config
+
+
+def _checked(key: str, value, expected, source: str):
+    allowed = typing.get_args(expected) if isinstance(expected, types.UnionType) else (expected,)
+    if value is None and type(None) in allowed:
+        return None
+    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if list[str] in allowed:
+        if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise OpenMedError(f"{source}: parameter {key} must be a list of strings, got {value!r}")
+        return list(value)
+    plain = tuple(t for t in allowed if isinstance(t, type))
+    if not isinstance(value, plain) or (isinstance(value, bool) and bool not in plain):
+        names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
+        raise OpenMedError(f"{source}: parameter {key} must be {names}, got {type(value).__name__} {value!r}")
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise OpenMedError(f"{source}: parameter {key}={value!r}; valid: {', '.join(_CHOICES[key])}")
+    if key in _POSITIVE and value is not None and value <= 0:
+        raise OpenMedError(f"{source}: parameter {key}={value!r} must be positive")
+    if key in _NON_NEGATIVE and value < 0:
+        raise OpenMedError(f"{source}: parameter {key}={value!r} must not be negative")
+    if key in _BELOW_ONE and value >= 1:
+        raise OpenMedError(f"{source}: parameter {key}={value!r} must be below 1")
+    return value

@@ -1,0 +1,136 @@
+"""Backbone names to models: hub ids (downloaded by transformers where there is a network), weights
+shipped in a PyPI package (the offline default), a tiny random BERT for tests, or any local directory."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from peft import LoraConfig, TaskType
+from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
+
+from openmed_repro import config
+from openmed_repro.errors import OpenMedError
+
+_RANDOM_INIT_SEED = 0
+_REACH_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Backbone:
+    name: str
+    source: str                      # a directory, a hub id, or "random"
+    kind: str                        # "local" | "hub" | "package" | "random"
+    tokenizer_source: str
+    lora_target_modules: tuple[str, ...] = ()
+    mlm_head: bool = False
+    random_config: dict = field(default_factory=dict)
+
+
+def registry() -> dict[str, dict]:
+    return config.read_parameters("backbones.yaml").get("backbones") or {}
+
+
+def resolve(name: str) -> Backbone:
+    """A registry name or a local model directory; anything else is an error listing the valid names."""
+    entries = registry()
+    if name in entries:
+        entry = entries[name]
+        targets = tuple(entry.get("lora_target_modules") or ())
+        if "hub_id" in entry:
+            return Backbone(name, entry["hub_id"], "hub", entry["hub_id"], targets, bool(entry.get("mlm_head")))
+        if "package" in entry:
+            directory = _package_directory(name, entry["package"], entry.get("package_subdir", ""))
+            return Backbone(name, str(directory), "package", str(directory), targets, bool(entry.get("mlm_head")))
+        if "random_config" in entry:
+            tokenizer = resolve(entry["tokenizer_from"]).tokenizer_source
+            return Backbone(name, "random", "random", tokenizer, targets, False, dict(entry["random_config"]))
+        raise OpenMedError(f"{config.PARAMETERS_DIR / 'backbones.yaml'}: backbone {name!r} has no hub_id, package or random_config")
+    if Path(name).is_dir():
+        if not (Path(name) / "config.json").is_file():
+            raise OpenMedError(f"backbone {name!r}: directory has no config.json (not a transformers model)")
+        return Backbone(Path(name).name, str(Path(name).resolve()), "local", str(Path(name).resolve()))
+    raise OpenMedError(
+        f"parameter backbone: unknown backbone {name!r}; known: {', '.join(entries)}, or a local model directory"
+    )
+
+
+def load_tokenizer(backbone: Backbone):
+    _ensure_reachable(backbone.tokenizer_source)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(backbone.tokenizer_source)
+    except (OSError, ValueError) as error:
+        raise OpenMedError(_unreachable_message(backbone.tokenizer_source, error)) from error
+    if not tokenizer.is_fast:
+        raise OpenMedError(f"backbone {backbone.name}: a fast tokenizer is needed to align words and sub-words")
+    return tokenizer
+
+
+def load_token_classifier(backbone: Backbone, labels: list[str], vocab_size: int):
+    """The backbone with a fresh token-classification head for `labels`."""
+    label_maps = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+                  "label2id": {label: i for i, label in enumerate(labels)}}
+    if backbone.kind == "random":
+        model_config = AutoConfig.for_model(**backbone.random_config, vocab_size=vocab_size, **label_maps)
+        with torch.random.fork_rng():
+            torch.manual_seed(_RANDOM_INIT_SEED)  # the same "checkpoint" every time, whatever the run's seed
+            return AutoModelForTokenClassification.from_config(model_config)
+    _ensure_reachable(backbone.source)
+    try:
+        return AutoModelForTokenClassification.from_pretrained(backbone.source, **label_maps)
+    except OSError as error:
+        raise OpenMedError(_unreachable_message(backbone.source, error)) from error
+
+
+def lora_config(backbone: Backbone, model, r: int, alpha: int, dropout: float,
+                target_modules: list[str] | None = None) -> LoraConfig:
+    """LoRA on the attention query and value matrices; the classifier is trained and saved with the adapter
+    (`modules_to_save`), or a reloaded adapter would come with a random head."""
+    targets = list(target_modules or backbone.lora_target_modules or _query_value_modules(model))
+    return LoraConfig(task_type=TaskType.TOKEN_CLS, r=r, lora_alpha=alpha, lora_dropout=dropout,
+                      target_modules=targets, modules_to_save=["classifier"])
+
+
+def _query_value_modules(model) -> list[str]:
+    leaves = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    for pair in (["query", "value"], ["query_proj", "value_proj"], ["q_proj", "v_proj"], ["q_lin", "v_lin"]):
+        if set(pair) <= leaves:
+            return pair
+    raise OpenMedError("cannot find the attention query/value modules of this backbone: set lora_target_modules")
+
+
+def _package_directory(name: str, package: str, subdir: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise OpenMedError(f"backbone {name}: Python package {package!r} is not installed (pip install -e .)")
+    return Path(list(spec.submodule_search_locations)[0]) / subdir
+
+
+def _ensure_reachable(source: str) -> None:
+    """A hub id that is neither a directory nor cached must be reachable within seconds, or we stop
+    with advice instead of letting a download hang."""
+    if Path(source).is_dir():
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(source, "config.json"), str):
+        return
+    if constants.HF_HUB_OFFLINE:
+        raise OpenMedError(_unreachable_message(source, "HF_HUB_OFFLINE is set and it is not in the cache"))
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", constants.ENDPOINT))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=_REACH_TIMEOUT_S).close()
+    except OSError as error:
+        raise OpenMedError(_unreachable_message(source, f"{endpoint.hostname}:{port} unreachable: {error}")) from error
+
+
+def _unreachable_message(source: str, reason) -> str:
+    return (f"backbone {source!r} cannot be loaded ({reason}). Download it where there is a network "
+            f"(huggingface-cli download {source} --local-dir DIR), copy DIR here and pass "
+            f"-p backbone DIR, or use the offline default -p backbone minilm-l6")

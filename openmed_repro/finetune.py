@@ -1,0 +1,255 @@
+"""Fine-tuning one backbone on one corpus with the transformers Trainer: LoRA (or full fine-tuning for
+the ablation), label smoothing, warm-up then cosine, dev strict F1 every epoch with early stopping,
+epoch checkpoints to resume from, and word-level predictions through the window merge."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from peft import PeftModel, get_peft_model
+from transformers import (DataCollatorForTokenClassification, EarlyStoppingCallback, Trainer, TrainingArguments,
+                          set_seed)
+from transformers.trainer_utils import get_last_checkpoint
+
+from openmed_repro import backbones, corpora, encoding, metrics, runs
+from openmed_repro.config import RunConfig
+from openmed_repro.errors import OpenMedError
+from openmed_repro.iob import Sentence
+
+MODEL_DIR = "model"
+CHECKPOINTS_DIR = "checkpoints"
+Tracker = Callable[[str], contextlib.AbstractContextManager]
+
+
+@dataclass
+class Trained:
+    model: torch.nn.Module
+    tokenizer: object
+    labels: list[str]
+    log_history: list[dict]
+    train_seconds: float
+    trainable_parameters: int
+    total_parameters: int
+    train_tokens: int
+
+
+def device_name() -> str:
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
+
+
+def subset(sentences: list[Sentence], cap: int | None) -> list[Sentence]:
+    """The first `cap` sentences: a documented, seed-independent cap for budget runs."""
+    return sentences if cap is None else sentences[:cap]
+
+
+def build_model(run_config: RunConfig, backbone: backbones.Backbone, labels: list[str], tokenizer):
+    model = backbones.load_token_classifier(backbone, labels, vocab_size=len(tokenizer))
+    if run_config.method == "full":
+        return model
+    lora = backbones.lora_config(backbone, model, run_config.lora_r, run_config.lora_alpha,
+                                 run_config.lora_dropout, run_config.lora_target_modules)
+    return get_peft_model(model, lora)
+
+
+def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
+          track: Tracker = lambda name: contextlib.nullcontext()) -> Trained:
+    """Train on the corpus's train split, select on dev strict F1; resumes from the last epoch checkpoint
+    in `run_dir` if an earlier attempt was interrupted. `track` wraps the training (footprint hook)."""
+    set_seed(run_config.seed)
+    backbone = backbones.resolve(run_config.backbone)
+    tokenizer = backbones.load_tokenizer(backbone)
+    labels = corpus.labels
+    label2id = {label: i for i, label in enumerate(labels)}
+    train_sentences = subset(corpus.train, run_config.max_train_sentences)
+    dev_sentences = subset(corpus.devel, run_config.max_eval_sentences)
+    train_windows = _encode(train_sentences, tokenizer, label2id, run_config)
+    dev_windows = _encode(dev_sentences, tokenizer, label2id, run_config)
+    model = build_model(run_config, backbone, labels, tokenizer)
+
+    checkpoints = run_dir / CHECKPOINTS_DIR
+    trainer = Trainer(
+        model=model,
+        args=_training_arguments(run_config, checkpoints),
+        train_dataset=[w.features() for w in train_windows],
+        eval_dataset=[w.features() for w in dev_windows],
+        data_collator=DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None),
+        processing_class=tokenizer,
+        compute_metrics=_dev_scorer(dev_windows, dev_sentences, labels),
+        preprocess_logits_for_metrics=lambda logits, _: logits.argmax(dim=-1),
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=run_config.early_stopping_patience)],
+    )
+    resume_from = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    start = time.perf_counter()
+    with track("finetune"):
+        trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - start
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    return Trained(
+        model=trainer.model, tokenizer=tokenizer, labels=labels, log_history=trainer.state.log_history,
+        train_seconds=seconds, trainable_parameters=trainable,
+        total_parameters=sum(p.numel() for p in trainer.model.parameters()),
+        train_tokens=sum(len(w.input_ids) for w in train_windows),
+    )
+
+
+def predict(model, tokenizer, sentences: Sequence[Sequence[str]], labels: list[str], max_length: int,
+            overlap: int, batch_size: int = 64) -> list[list[str]]:
+    """One tag per word, whatever the sentence length: windows are predicted in length-sorted batches and
+    merged back (see encoding.merge_predictions)."""
+    windows = encoding.encode(sentences, tokenizer, max_length=max_length, overlap=overlap)
+    collator = DataCollatorForTokenClassification(tokenizer)
+    device = next(model.parameters()).device
+    order = sorted(range(len(windows)), key=lambda i: len(windows[i].input_ids))
+    rows: list[list[int] | None] = [None] * len(windows)
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            batch_ids = order[start:start + batch_size]
+            batch = collator([{k: v for k, v in windows[i].features().items() if k != "labels"} for i in batch_ids])
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+            predicted = logits.argmax(dim=-1).cpu().numpy()
+            for row, index in zip(predicted, batch_ids):
+                rows[index] = row[: len(windows[index].input_ids)].tolist()
+    merged = encoding.merge_predictions(windows, rows, [len(s) for s in sentences])
+    return [[labels[i] for i in sentence] for sentence in merged]
+
+
+def save_model(trained: Trained, directory: Path) -> float:
+    """Save the adapter with its head (LoRA) or the whole model (full), plus the tokenizer; returns MB."""
+    trained.model.save_pretrained(directory)
+    trained.tokenizer.save_pretrained(directory)
+    runs.write_json(directory / "labels.json", trained.labels)
+    weights = [p for p in directory.iterdir() if p.suffix in {".safetensors", ".bin"}]
+    return sum(p.stat().st_size for p in weights) / 1e6
+
+
+def load_model(directory: Path, run_config: RunConfig):
+    """The trained model of a run: the backbone with the saved adapter and head, or the saved full model."""
+    labels = runs.read_json(directory / "labels.json")
+    tokenizer = backbones.load_tokenizer(backbones.Backbone("saved", str(directory), "local", str(directory)))
+    if (directory / "adapter_config.json").is_file():
+        backbone = backbones.resolve(run_config.backbone)
+        base = backbones.load_token_classifier(backbone, labels, vocab_size=len(tokenizer))
+        model = PeftModel.from_pretrained(base, directory)
+    else:
+        model = backbones.load_token_classifier(
+            backbones.Backbone("saved", str(directory), "local", str(directory)), labels, len(tokenizer))
+    return model.eval(), tokenizer, labels
+
+
+def _encode(sentences: list[Sentence], tokenizer, label2id: dict[str, int], run_config: RunConfig):
+    return encoding.encode([s.tokens for s in sentences], tokenizer, label2id, tags=[s.tags for s in sentences],
+                           max_length=run_config.max_length, overlap=run_config.overlap)
+
+
+def _dev_scorer(windows: list[encoding.Window], sentences: list[Sentence], labels: list[str]):
+    """compute_metrics for the Trainer: dev strict F1 at word level, through the same merge as prediction."""
+    lengths = [len(s.tokens) for s in sentences]
+    gold = [s.tags for s in sentences]
+
+    def compute(prediction) -> dict[str, float]:
+        predicted = np.asarray(prediction.predictions)
+        rows = [predicted[i, : len(w.input_ids)].tolist() for i, w in enumerate(windows)]
+        merged = encoding.merge_predictions(windows, rows, lengths)
+        scores = metrics.score(gold, [[labels[i] for i in s] for s in merged])
+        return {"strict_f1": scores.strict.f1, "strict_precision": scores.strict.precision,
+                "strict_recall": scores.strict.recall, "default_f1": scores.default.f1}
+
+    return compute
+
+
+def _training_arguments(run_config: RunConfig, output_dir: Path) -> TrainingArguments:
+    cuda = torch.cuda.is_available()
+    precision = run_config.precision
+    if precision == "auto":
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+    if precision in {"bf16", "fp16"} and not cuda:
+        raise OpenMedError(f"parameter precision={precision} needs a GPU; use fp32 (or auto) on a CPU")
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=run_config.epochs,
+        learning_rate=run_config.learning_rate,
+        per_device_train_batch_size=run_config.batch_size,
+        per_device_eval_batch_size=run_config.eval_batch_size,
+        gradient_accumulation_steps=run_config.gradient_accumulation_steps,
+        weight_decay=run_config.weight_decay,
+        warmup_steps=run_config.warmup_ratio,
+        lr_scheduler_type=run_config.lr_scheduler,
+        label_smoothing_factor=run_config.label_smoothing,
+        optim="adamw_torch",
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="steps",
+        logging_steps=run_config.logging_steps,
+        load_best_model_at_end=True,
+        metric_for_best_model="strict_f1",
+        greater_is_better=True,
+        save_total_limit=2,
+        seed=run_config.seed,
+        data_seed=run_config.seed,
+        train_sampling_strategy="group_by_length" if run_config.group_by_length else "random",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        gradient_checkpointing=run_config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if run_config.gradient_checkpointing else None,
+        use_cpu=not cuda,
+        report_to="none",
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    metrics: dict
+    log_history: list[dict]
+    reused: bool
+
+
+def run(run_config: RunConfig, run_dir: str | Path | None = None,
+        track: Tracker = lambda name: contextlib.nullcontext()) -> RunResult:
+    """The whole chapter: train (or resume), predict dev and test, write the run directory. A complete run
+    directory of the same configuration is read back instead of retrained."""
+    run_dir = Path(run_dir) if run_dir else runs.default_directory(run_config)
+    runs.claim(run_dir, run_config)
+    if runs.is_complete(run_dir):
+        return RunResult(run_dir, runs.read_json(run_dir / runs.METRICS),
+                         runs.read_json(run_dir / "log_history.json"), reused=True)
+    corpus = corpora.load(run_config.dataset, run_config.data_dir, repair=run_config.repair)
+    trained = train(run_config, corpus, run_dir, track)
+    model_mb = save_model(trained, run_dir / MODEL_DIR)
+    splits = {"devel": subset(corpus.devel, run_config.max_eval_sentences),
+              "test": subset(corpus.test, run_config.max_eval_sentences)}
+    scores = {}
+    for split, sentences in splits.items():
+        predicted = predict(trained.model, trained.tokenizer, [s.tokens for s in sentences], trained.labels,
+                            run_config.max_length, run_config.overlap, run_config.eval_batch_size)
+        runs.write_predictions(run_dir / f"predictions_{split}.tsv", sentences, predicted)
+        scores[split] = metrics.score([s.tags for s in sentences], predicted).to_dict()
+    epochs = [entry for entry in trained.log_history if "eval_strict_f1" in entry]
+    best = max(epochs, key=lambda entry: entry["eval_strict_f1"]) if epochs else {}
+    runs.write_json(run_dir / "log_history.json", trained.log_history)
+    runs.write_json(run_dir / "provenance.json", runs.provenance(run_config, corpus.provenance(), device_name()))
+    record = {
+        "dataset": run_config.dataset, "backbone": run_config.backbone, "profile": run_config.profile,
+        "method": run_config.method, "seed": run_config.seed,
+        "devel": scores["devel"], "test": scores["test"],
+        "best_epoch": best.get("epoch"), "epochs_run": max((e["epoch"] for e in epochs), default=0),
+        "train_seconds": round(trained.train_seconds, 1),
+        "train_tokens_per_second": round(trained.train_tokens * max((e["epoch"] for e in epochs), default=0)
+                                         / trained.train_seconds, 1),
+        "trainable_parameters": trained.trainable_parameters, "total_parameters": trained.total_parameters,
+        "model_mb": round(model_mb, 2),
+        "sentences": {"train": len(subset(corpus.train, run_config.max_train_sentences)),
+                      **{split: len(s) for split, s in splits.items()}},
+        "device": device_name(),
+    }
+    runs.write_json(run_dir / runs.METRICS, record)
+    return RunResult(run_dir, record, trained.log_history, reused=False)

@@ -1,0 +1,122 @@
+"""Run directories: where a run writes, atomic files, and the provenance that makes a number traceable.
+A run is complete exactly when its metrics.json exists; that file is always written last."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from openmed_repro import config
+from openmed_repro.errors import OpenMedError
+
+METRICS = "metrics.json"
+CONFIG = "config.json"
+PACKAGES = ("torch", "transformers", "tokenizers", "peft", "accelerate", "seqeval", "numpy", "openmed-repro")
+
+
+def default_directory(run_config: config.RunConfig, chapter: str = "finetune") -> Path:
+    c = run_config
+    return Path("runs") / chapter / f"{c.dataset}-{Path(c.backbone).name}-{c.profile}-{c.method}-seed{c.seed}"
+
+
+def is_complete(run_dir: Path) -> bool:
+    return (run_dir / METRICS).is_file()
+
+
+def claim(run_dir: Path, run_config: config.RunConfig) -> None:
+    """Create or reopen `run_dir` for this configuration; a directory of another configuration is refused,
+    so a resumed run can never mix two configurations."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    existing = run_dir / CONFIG
+    wanted = run_config.to_dict()
+    if existing.is_file():
+        recorded = json.loads(existing.read_text(encoding="utf-8"))
+        if recorded != wanted:
+            changed = sorted(k for k in wanted.keys() | recorded.keys() if wanted.get(k) != recorded.get(k))
+            raise OpenMedError(
+                f"{run_dir}: holds a run with other parameters ({', '.join(changed)}); "
+                "choose another output_dir or delete it"
+            )
+    else:
+        write_json(existing, wanted)
+
+
+def write_json(path: Path, data) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write through a temporary file in the same directory and rename: readers see all or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def provenance(run_config: config.RunConfig, data: dict, device: str) -> dict:
+    """Git commit, package versions, data checksums, configuration, seed and device of a run."""
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git": _git_state(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": {name: _version(name) for name in PACKAGES},
+        "device": device,
+        "seed": run_config.seed,
+        "config": run_config.to_dict(),
+        "data": data,
+    }
+
+
+def _git_state() -> dict:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=config.PROJECT_ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    try:
+        return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def write_predictions(path: Path, sentences: list, predicted: list[list[str]]) -> None:
+    """token, gold, predicted per line; a blank line between sentences (what later chapters read)."""
+    blocks = ["\n".join(f"{t}\t{g}\t{p}" for t, g, p in zip(s.tokens, s.tags, tags))
+              for s, tags in zip(sentences, predicted)]
+    write_text(path, "\n\n".join(blocks) + "\n")
+
+
+def read_predictions(path: Path) -> tuple[list[list[str]], list[list[str]], list[list[str]]]:
+    """The tokens, gold tags and predicted tags of a predictions file, sentence by sentence."""
+    tokens, gold, predicted = [], [], []
+    for number, block in enumerate(path.read_text(encoding="utf-8").split("\n\n"), start=1):
+        rows = [line.split("\t") for line in block.splitlines() if line]
+        if not rows:
+            continue
+        if any(len(row) != 3 for row in rows):
+            raise OpenMedError(f"{path}: sentence {number} has a line without token, gold and predicted tag")
+        tokens.append([r[0] for r in rows])
+        gold.append([r[1] for r in rows])
+        predicted.append([r[2] for r in rows])
+    return tokens, gold, predicted
