@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 from peft import LoraConfig, TaskType
@@ -112,8 +112,8 @@ def _package_directory(name: str, package: str, subdir: str) -> Path:
 
 
 def _ensure_reachable(source: str) -> None:
-    """A hub id that is neither a directory nor cached must be reachable within seconds, or we stop
-    with advice instead of letting a download hang."""
+    """A hub id that is neither a directory nor cached must answer an HTTP HEAD for its config within
+    seconds, or we stop with advice instead of letting a download hang on DNS or connection retries."""
     if Path(source).is_dir():
         return
     from huggingface_hub import constants, try_to_load_from_cache
@@ -122,12 +122,17 @@ def _ensure_reachable(source: str) -> None:
         return
     if constants.HF_HUB_OFFLINE:
         raise OpenMedError(_unreachable_message(source, "HF_HUB_OFFLINE is set and it is not in the cache"))
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", constants.ENDPOINT))
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    endpoint = (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+    probe = f"{endpoint}/{source}/resolve/main/config.json"
     try:
-        socket.create_connection((endpoint.hostname, port), timeout=_REACH_TIMEOUT_S).close()
-    except OSError as error:
-        raise OpenMedError(_unreachable_message(source, f"{endpoint.hostname}:{port} unreachable: {error}")) from error
+        request = urllib.request.Request(probe, method="HEAD")
+        with urllib.request.urlopen(request, timeout=_REACH_TIMEOUT_S):
+            pass
+    except urllib.error.HTTPError as error:
+        if error.code not in {401, 403}:  # gated or private models exist; let transformers ask for a token
+            raise OpenMedError(_unreachable_message(source, f"{probe} answered HTTP {error.code}")) from error
+    except (OSError, ValueError) as error:
+        raise OpenMedError(_unreachable_message(source, f"{probe} unreachable: {error}")) from error
 
 
 def _unreachable_message(source: str, reason) -> str:

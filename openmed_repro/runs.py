@@ -22,7 +22,7 @@ PACKAGES = ("torch", "transformers", "tokenizers", "peft", "accelerate", "seqeva
 
 def default_directory(run_config: config.RunConfig, chapter: str = "finetune") -> Path:
     c = run_config
-    return Path("runs") / chapter / f"{c.dataset}-{Path(c.backbone).name}-{c.profile}-{c.method}-seed{c.seed}"
+    return Path("runs") / chapter / f"{Path(c.dataset).name}-{Path(c.backbone).name}-{c.profile}-{c.method}-seed{c.seed}"
 
 
 def is_complete(run_dir: Path) -> bool:

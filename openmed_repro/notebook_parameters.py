@@ -1,0 +1,41 @@
+"""Papermill injects parameters as notebook globals (`-p key value`, or every key of a `-f file.yaml`).
+This turns them into a validated RunConfig before any work, so a misspelt or mistyped parameter stops
+the notebook at its first code cell with a message naming it."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from pathlib import Path
+
+from openmed_repro import backbones, config, corpora
+from openmed_repro.errors import OpenMedError
+
+NOTEBOOK_KEYS = {"output_dir"}
+_IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+
+def run_config(namespace: dict) -> tuple[config.RunConfig, Path | None]:
+    """The RunConfig of the notebook's parameters (None means "the profile's value") and its output_dir."""
+    values = {name: value for name, value in namespace.items()
+              if not name.startswith("_") and name not in _IPYTHON_NAMES
+              and not isinstance(value, (types.ModuleType, types.FunctionType, type))}
+    known = {f.name for f in dataclasses.fields(config.RunConfig)} | NOTEBOOK_KEYS
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise OpenMedError(f"unknown notebook parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+    output_dir = values.pop("output_dir", None)
+    if output_dir is not None and not isinstance(output_dir, str):
+        raise OpenMedError(f"parameter output_dir must be a path string, got {output_dir!r}")
+    profile = values.pop("profile", None)
+    overrides = {key: value for key, value in values.items() if value is not None}
+    settings = config.load_run_config(profile, overrides)
+    check_references(settings)
+    return settings, Path(output_dir) if output_dir else None
+
+
+def check_references(settings: config.RunConfig) -> None:
+    """Dataset and backbone must name something that exists, checked before any loading or training."""
+    if settings.dataset not in corpora.registry() and not Path(settings.dataset).is_dir():
+        corpora.spec(settings.dataset)  # raises with the list of known datasets
+    backbones.resolve(settings.backbone)

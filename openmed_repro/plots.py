@@ -1,0 +1,23 @@
+"""Every figure the notebooks and the book show."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+
+
+def learning_curve(log_history: list[dict], title: str = ""):
+    """Training loss (left axis) and dev strict F1 per epoch (right axis) against epochs."""
+    losses = [(e["epoch"], e["loss"]) for e in log_history if "loss" in e and "epoch" in e]
+    dev = [(e["epoch"], 100 * e["eval_strict_f1"]) for e in log_history if "eval_strict_f1" in e]
+    figure, loss_axis = plt.subplots(figsize=(7, 3.5))
+    if losses:
+        loss_axis.plot(*zip(*losses), color="tab:blue", label="training loss")
+    loss_axis.set_xlabel("epoch")
+    loss_axis.set_ylabel("training loss", color="tab:blue")
+    f1_axis = loss_axis.twinx()
+    if dev:
+        f1_axis.plot(*zip(*dev), color="tab:red", marker="o", label="dev strict F1")
+    f1_axis.set_ylabel("dev strict F1 (%)", color="tab:red")
+    loss_axis.set_title(title or "Learning curve")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,73 @@
+import pytest
+
+from openmed_repro import config
+from openmed_repro.errors import OpenMedError
+
+
+@pytest.mark.parametrize("profile", ["paper", "cpu", "smoke"])
+def test_every_profile_loads_into_a_valid_run_config(profile):
+    run_config = config.load_run_config(profile, {"dataset": "ncbi_disease"})
+    assert run_config.profile == profile
+    assert run_config.dataset == "ncbi_disease"
+
+
+def test_paper_profile_holds_the_papers_recipe():
+    c = config.load_run_config("paper", {"dataset": "ncbi_disease"})
+    assert (c.method, c.lora_r, c.lora_alpha, c.lora_dropout) == ("lora", 16, 32, 0.05)
+    assert (c.warmup_ratio, c.lr_scheduler, c.early_stopping_patience) == (0.1, "cosine", 3)
+    assert (c.max_length, c.overlap, c.batch_size, c.precision) == (256, 50, 32, "auto")
+    assert c.label_smoothing > 0 and c.gradient_checkpointing
+
+
+def test_overrides_win_over_yaml_files_which_win_over_the_profile(tmp_path):
+    best = tmp_path / "best.yaml"
+    best.write_text("learning_rate: 0.002\nbatch_size: 16\n")
+    c = config.load_run_config("cpu", {"dataset": "s800", "batch_size": 32}, files=[best])
+    assert c.learning_rate == 0.002 and c.batch_size == 32
+
+
+def test_an_integer_is_accepted_where_a_float_is_expected():
+    assert config.load_run_config("smoke", {"dataset": "x", "epochs": 3}).epochs == 3.0
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("epochs", "three", "parameter epochs must be float, got str 'three'"),
+    ("batch_size", 1.5, "parameter batch_size must be int, got float 1.5"),
+    ("batch_size", True, "parameter batch_size must be int, got bool True"),
+    ("group_by_length", "yes", "parameter group_by_length must be bool"),
+    ("epochs", -1, "parameter epochs=-1.0 must be positive"),
+    ("learning_rate", 0, "parameter learning_rate=0.0 must be positive"),
+    ("warmup_ratio", 1.5, "parameter warmup_ratio=1.5 must be below 1"),
+    ("method", "adapter", "parameter method='adapter'; valid: lora, full"),
+    ("lora_target_modules", "query", "parameter lora_target_modules must be a list of strings"),
+])
+def test_wrong_types_and_values_are_refused_naming_the_parameter(key, value, message):
+    with pytest.raises(OpenMedError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        config.load_run_config("smoke", {"dataset": "x", key: value})
+
+
+def test_an_unknown_parameter_is_refused_with_the_valid_ones():
+    with pytest.raises(OpenMedError, match=r"overrides: unknown parameter 'lerning_rate'; valid: .*learning_rate"):
+        config.load_run_config("smoke", {"dataset": "x", "lerning_rate": 0.1})
+
+
+def test_an_unknown_key_in_a_yaml_file_names_the_file(tmp_path):
+    best = tmp_path / "best.yaml"
+    best.write_text("lr: 0.002\n")
+    with pytest.raises(OpenMedError, match=rf"{best}: unknown parameter 'lr'"):
+        config.load_run_config("smoke", {"dataset": "x"}, files=[best])
+
+
+def test_an_unknown_profile_lists_the_known_ones():
+    with pytest.raises(OpenMedError, match="unknown profile 'gpu'; known: cpu, paper, smoke"):
+        config.load_run_config("gpu", {"dataset": "x"})
+
+
+def test_a_missing_dataset_is_named():
+    with pytest.raises(OpenMedError, match="missing parameter.*dataset"):
+        config.load_run_config("smoke", {})
+
+
+def test_overlap_must_fit_inside_the_window():
+    with pytest.raises(OpenMedError, match="overlap=40 must be below max_length=32"):
+        config.load_run_config("smoke", {"dataset": "x", "overlap": 40})
