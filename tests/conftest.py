@@ -40,3 +40,32 @@ def corpus_dir(tmp_path) -> Path:
     for split in ("train", "devel", "test"):
         write_split(directory / f"{split}.tsv", SMALL_SPLIT)
     return directory
+
+
+DISEASES = [["lung", "cancer"], ["breast", "cancer"], ["diabetes"], ["asthma"], ["colon", "tumor"]]
+FILLER = ["patients", "with", "were", "treated", "in", "the", "study", "of", "and", "cells", "many", "often"]
+
+
+def synthetic_sentences(count: int, seed: int) -> list[list[tuple[str, str]]]:
+    """Short sentences with one or two Disease mentions among filler words: learnable in a few steps."""
+    import random
+
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(count):
+        words = [(w, "O") for w in rng.sample(FILLER, rng.randint(3, 7))]
+        for _ in range(rng.randint(1, 2)):
+            mention = rng.choice(DISEASES)
+            at = rng.randint(0, len(words))
+            words[at:at] = [(w, ("B-" if i == 0 else "I-") + "Disease") for i, w in enumerate(mention)]
+        sentences.append(words)
+    return sentences
+
+
+@pytest.fixture(scope="session")
+def synthetic_corpus(tmp_path_factory) -> Path:
+    """A corpus directory big enough for the smoke profile (48 train, 24 dev/test sentences used)."""
+    directory = tmp_path_factory.mktemp("corpus") / "synthetic"
+    for offset, split in enumerate(("train", "devel", "test")):
+        write_split(directory / f"{split}.tsv", synthetic_sentences(60, seed=offset))
+    return directory

@@ -1,0 +1,122 @@
+"""The fine-tuning chapter's library on the smoke profile (tiny random BERT, a synthetic corpus)."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from transformers import Trainer
+
+from openmed_repro import config, finetune, runs
+from openmed_repro.errors import OpenMedError
+
+
+def smoke(corpus_dir, **overrides) -> config.RunConfig:
+    return config.load_run_config("smoke", {"dataset": str(corpus_dir), **overrides})
+
+
+def without_timings(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in {"train_seconds", "train_tokens_per_second"}}
+
+
+@pytest.fixture(scope="module")
+def finished(synthetic_corpus, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "lora"
+    return finetune.run(smoke(synthetic_corpus), run_dir)
+
+
+def test_a_run_writes_every_artefact_and_metrics_last(finished):
+    names = {p.name for p in finished.run_dir.iterdir()}
+    assert {"config.json", "model", "predictions_devel.tsv", "predictions_test.tsv", "log_history.json",
+            "provenance.json", "metrics.json"} <= names
+    metrics = finished.metrics
+    for split in ("devel", "test"):
+        assert {"strict", "default", "per_type", "errors"} <= metrics[split].keys()
+    assert 0 < metrics["trainable_parameters"] < metrics["total_parameters"]
+    assert metrics["model_mb"] > 0 and metrics["train_seconds"] > 0
+    provenance = json.loads((finished.run_dir / "provenance.json").read_text())
+    assert provenance["seed"] == 42 and provenance["packages"]["transformers"]
+    assert all(len(f["sha256"]) == 64 for f in provenance["data"]["files"].values())
+
+
+def test_training_loss_falls_and_dev_f1_is_logged_every_epoch(finished):
+    losses = [e["loss"] for e in finished.log_history if "loss" in e]
+    assert losses[-1] < losses[0]
+    assert [e["epoch"] for e in finished.log_history if "eval_strict_f1" in e] == [1.0, 2.0]
+
+
+def test_predictions_are_one_tag_per_word_beside_the_gold_tags(finished, synthetic_corpus):
+    tokens, gold, predicted = runs.read_predictions(finished.run_dir / "predictions_test.tsv")
+    assert len(tokens) == 24
+    assert all(len(t) == len(g) == len(p) for t, g, p in zip(tokens, gold, predicted))
+
+
+def test_the_saved_adapter_reproduces_the_predictions_exactly(finished, synthetic_corpus):
+    run_config = smoke(synthetic_corpus)
+    model, tokenizer, labels = finetune.load_model(finished.run_dir / "model", run_config)
+    tokens, _, predicted = runs.read_predictions(finished.run_dir / "predictions_test.tsv")
+    again = finetune.predict(model, tokenizer, tokens, labels, run_config.max_length, run_config.overlap)
+    assert again == predicted
+
+
+def test_the_same_seed_gives_identical_metrics(finished, synthetic_corpus, tmp_path):
+    again = finetune.run(smoke(synthetic_corpus), tmp_path / "again")
+    assert without_timings(again.metrics) == without_timings(finished.metrics)
+    assert (tmp_path / "again" / "predictions_test.tsv").read_text() == \
+        (finished.run_dir / "predictions_test.tsv").read_text()
+
+
+def test_a_complete_run_directory_is_read_back_not_retrained(finished, synthetic_corpus):
+    reread = finetune.run(smoke(synthetic_corpus), finished.run_dir)
+    assert reread.reused and reread.metrics == finished.metrics
+
+
+def test_a_run_directory_of_other_parameters_is_refused(finished, synthetic_corpus):
+    with pytest.raises(OpenMedError, match=r"holds a run with other parameters \(learning_rate\)"):
+        finetune.run(smoke(synthetic_corpus, learning_rate=0.01), finished.run_dir)
+
+
+def test_full_fine_tuning_trains_every_parameter_and_reloads(synthetic_corpus, tmp_path):
+    run_config = smoke(synthetic_corpus, method="full", epochs=1)
+    result = finetune.run(run_config, tmp_path / "full")
+    assert result.metrics["trainable_parameters"] == result.metrics["total_parameters"]
+    model, tokenizer, labels = finetune.load_model(tmp_path / "full" / "model", run_config)
+    tokens, _, predicted = runs.read_predictions(tmp_path / "full" / "predictions_test.tsv")
+    assert finetune.predict(model, tokenizer, tokens, labels, 32, 8) == predicted
+
+
+KILL_AFTER_FIRST_CHECKPOINT = textwrap.dedent("""
+    import os, signal, sys
+    from transformers import Trainer
+    from openmed_repro import config, finetune
+
+    save = Trainer._save_checkpoint
+    def save_then_die(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)   # as abrupt as a power cut or an OOM kill
+    Trainer._save_checkpoint = save_then_die
+    run_config = config.load_run_config("smoke", {"dataset": sys.argv[1], "epochs": 3})
+    finetune.run(run_config, sys.argv[2])
+""")
+
+
+def test_an_interrupted_run_looks_incomplete_and_resumes_to_the_same_metrics(synthetic_corpus, tmp_path,
+                                                                             monkeypatch):
+    run_dir = tmp_path / "interrupted"
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_CHECKPOINT, str(synthetic_corpus), str(run_dir)],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not runs.is_complete(run_dir)
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["checkpoint-6"]
+
+    run_config = smoke(synthetic_corpus, epochs=3)
+    steps = []
+    training_step = Trainer.training_step
+    monkeypatch.setattr(Trainer, "training_step", lambda self, *a, **k: steps.append(1) or training_step(self, *a, **k))
+    resumed = finetune.run(run_config, run_dir)
+    assert len(steps) == 12  # epochs 2 and 3 only: 6 steps of batch 8 over 48 sentences each
+    uninterrupted = finetune.run(run_config, tmp_path / "uninterrupted")
+    assert not resumed.reused
+    assert [e["epoch"] for e in resumed.log_history if "eval_strict_f1" in e] == [1.0, 2.0, 3.0]
+    assert without_timings(resumed.metrics) == without_timings(uninterrupted.metrics)

@@ -1,0 +1,50 @@
+"""The user's command, `papermill notebooks/finetune.ipynb OUT -p dataset ...`, on the smoke profile."""
+
+import json
+
+import papermill
+import pytest
+
+from openmed_repro import config, notebook_parameters
+from openmed_repro.errors import OpenMedError
+
+NOTEBOOK = config.PROJECT_ROOT / "notebooks" / "finetune.ipynb"
+
+
+def execute(tmp_path, **parameters):
+    return papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / "executed.ipynb"), parameters=parameters,
+                                      cwd=str(tmp_path), progress_bar=False, kernel_name="python3")
+
+
+def test_the_notebook_runs_end_to_end_on_the_smoke_profile(synthetic_corpus, tmp_path):
+    executed = execute(tmp_path, dataset=str(synthetic_corpus), profile="smoke", output_dir=str(tmp_path / "run"))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["profile"] == "smoke" and metrics["backbone"] == "tiny-random-bert"
+    outputs = "".join(str(o) for cell in executed.cells for o in cell.get("outputs", []))
+    assert "image/png" in outputs                         # the learning curve
+    assert "profile **smoke**" in outputs                 # says which backbone and profile made the numbers
+
+
+def test_an_unknown_notebook_parameter_stops_the_notebook_naming_it(synthetic_corpus, tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError, match="unknown notebook parameter.*learning_rte"):
+        execute(tmp_path, dataset=str(synthetic_corpus), profile="smoke", learning_rte=0.1)
+    assert not (tmp_path / "runs").exists()
+
+
+def notebook_globals(**parameters) -> dict:
+    defaults = {"dataset": "ncbi_disease", "profile": "smoke", "backbone": None, "method": None, "data_dir": None,
+                "output_dir": None, "seed": None}
+    return {**defaults, **parameters}
+
+
+@pytest.mark.parametrize("parameters, message", [
+    ({"dataset": "ncbi"}, r"unknown dataset 'ncbi'"),
+    ({"backbone": "bert-base"}, r"unknown backbone 'bert-base'"),
+    ({"seed": "42"}, r"parameter seed must be int, got str '42'"),
+    ({"epochs": -1}, r"parameter epochs=-1.0 must be positive"),
+    ({"method": "qlora"}, r"parameter method='qlora'; valid: lora, full"),
+    ({"output_dir": 3}, r"parameter output_dir must be a path string"),
+])
+def test_invalid_parameters_fail_before_any_work_naming_the_parameter(parameters, message):
+    with pytest.raises(OpenMedError, match=message):
+        notebook_parameters.run_config(notebook_globals(**parameters))
