@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import SequentialSampler
 from peft import PeftModel, get_peft_model
 from transformers import (DataCollatorForTokenClassification, EarlyStoppingCallback, Trainer, TrainingArguments,
                           set_seed)
@@ -37,6 +38,15 @@ class Trained:
     trainable_parameters: int
     total_parameters: int
     train_tokens: int
+
+
+class InOrderEvaluationTrainer(Trainer):
+    """Trainer whose evaluation batches keep the dataset's order. With length-grouped training the stock
+    Trainer also shuffles evaluation batches by length, and compute_metrics could not tell which prediction
+    row belongs to which window."""
+
+    def _get_eval_sampler(self, eval_dataset):
+        return SequentialSampler(eval_dataset)
 
 
 def device_name() -> str:
@@ -69,11 +79,12 @@ def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
     train_sentences = subset(corpus.train, run_config.max_train_sentences)
     dev_sentences = subset(corpus.devel, run_config.max_eval_sentences)
     train_windows = _encode(train_sentences, tokenizer, label2id, run_config)
-    dev_windows = _encode(dev_sentences, tokenizer, label2id, run_config)
+    # Sorted by length for tight dynamic padding; the merge back to words does not depend on the order.
+    dev_windows = sorted(_encode(dev_sentences, tokenizer, label2id, run_config), key=lambda w: len(w.input_ids))
     model = build_model(run_config, backbone, labels, tokenizer)
 
     checkpoints = run_dir / CHECKPOINTS_DIR
-    trainer = Trainer(
+    trainer = InOrderEvaluationTrainer(
         model=model,
         args=_training_arguments(run_config, checkpoints),
         train_dataset=[w.features() for w in train_windows],

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 from transformers import Trainer
 
-from openmed_repro import config, finetune, runs
+from openmed_repro import config, finetune, metrics, runs
 from openmed_repro.errors import OpenMedError
 
 
@@ -44,6 +44,14 @@ def test_training_loss_falls_and_dev_f1_is_logged_every_epoch(finished):
     losses = [e["loss"] for e in finished.log_history if "loss" in e]
     assert losses[-1] < losses[0]
     assert [e["epoch"] for e in finished.log_history if "eval_strict_f1" in e] == [1.0, 2.0]
+
+
+def test_the_dev_f1_that_selected_the_model_is_the_dev_f1_of_its_saved_predictions(finished):
+    """Catches any mismatch between the Trainer's evaluation order and the windows it is scored against."""
+    best = max(e["eval_strict_f1"] for e in finished.log_history if "eval_strict_f1" in e)
+    _, gold, predicted = runs.read_predictions(finished.run_dir / "predictions_devel.tsv")
+    assert metrics.score(gold, predicted).strict.f1 == pytest.approx(best)
+    assert best > 0
 
 
 def test_predictions_are_one_tag_per_word_beside_the_gold_tags(finished, synthetic_corpus):
