@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv reproduce test bench clean
+KERNEL := openmed-repro
+RUN_NAME := ncbi_disease-minilm-l6-cpu-lora-seed42
+SWEEP_FLAGS ?= --profile cpu --max-train-sentences 5000 --epochs 2
+
+.PHONY: venv reproduce all-corpora test bench clean
 
 venv: $(STAMP)
 
@@ -12,11 +16,20 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -m ipykernel install --prefix $(VENV) --name $(KERNEL) --display-name "Python (openmed-repro)" > /dev/null
 	touch $(STAMP)
 
-## Main job on the offline default: the corpus statistics table beside the paper's split sizes.
+## Main job: the fine-tuning chapter on the offline default (minilm-l6, profile cpu) for ncbi_disease.
+## Rerunning resumes an interrupted run, or reads a finished one back.
 reproduce: venv
-	$(BIN)/python -m openmed_repro.corpora
+	mkdir -p runs/finetune
+	$(BIN)/papermill notebooks/finetune.ipynb runs/finetune/$(RUN_NAME).ipynb -k $(KERNEL) \
+		-p dataset ncbi_disease -p profile cpu -p output_dir runs/finetune/$(RUN_NAME)
+	$(BIN)/python -m openmed_repro.run_summary runs/finetune/$(RUN_NAME) runs/finetune/$(RUN_NAME).ipynb
+
+## Every corpus found locally, training split capped (see README "Results"); resumable.
+all-corpora: venv
+	$(BIN)/python -m openmed_repro.sweep $(SWEEP_FLAGS) --out runs/all-corpora
 
 ## Unit tests (tiny models and synthetic corpora; no network).
 test: venv

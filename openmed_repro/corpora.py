@@ -121,9 +121,9 @@ def spec(key: str) -> CorpusSpec:
     return specs[key]
 
 
-def locate(key: str, data_dir: str | Path | None = None) -> Path:
+def locate(key: str, data_dir: str | Path | None = None, download: bool = True) -> Path:
     """The directory holding `key`'s three splits: `data_dir`, else $OPENMED_DATA_DIR, else
-    ../shared/data when it exists, else a verified download into the cache."""
+    ../shared/data when it exists, else a verified download into the cache (unless `download=False`)."""
     corpus = spec(key)
     chosen = data_dir if data_dir is not None else os.environ.get(config.DATA_DIR_ENV)
     if chosen:
@@ -142,9 +142,10 @@ def locate(key: str, data_dir: str | Path | None = None) -> Path:
     files = "/".join(s.file for s in corpus.splits.values())
     advice = (f"{corpus.note} Pass data_dir=<dir> or set {config.DATA_DIR_ENV}=<dir> where <dir>/{key}/ "
               f"holds {files}.").strip()
-    if not corpus.downloadable:
+    if not corpus.downloadable or not download:
+        reason = "no public download" if not corpus.downloadable else "downloading was not allowed"
         raise OpenMedError(f"corpus {key} ({corpus.name}) is not available: no {files} in {shared} "
-                           f"and no public download. {advice}")
+                           f"and {reason}. {advice}")
     try:
         return _download(corpus)
     except OpenMedError as error:

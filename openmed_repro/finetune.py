@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import SequentialSampler
+from tqdm.auto import tqdm
 from peft import PeftModel, get_peft_model
 from transformers import (DataCollatorForTokenClassification, EarlyStoppingCallback, Trainer, TrainingArguments,
                           set_seed)
@@ -120,7 +121,7 @@ def predict(model, tokenizer, sentences: Sequence[Sequence[str]], labels: list[s
     rows: list[list[int] | None] = [None] * len(windows)
     model.eval()
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
+        for start in tqdm(range(0, len(order), batch_size), desc="predicting", unit="batch", leave=False):
             batch_ids = order[start:start + batch_size]
             batch = collator([{k: v for k, v in windows[i].features().items() if k != "labels"} for i in batch_ids])
             logits = model(**{k: v.to(device) for k, v in batch.items()}).logits

@@ -1,0 +1,41 @@
+"""Tell the user what a finished run produced and where: `python -m openmed_repro.run_summary RUN_DIR [NOTEBOOK]`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from openmed_repro import paper, runs
+from openmed_repro.errors import OpenMedError
+
+
+def summary(run_dir: Path, notebook: Path | None = None) -> str:
+    if not runs.is_complete(run_dir):
+        raise OpenMedError(f"{run_dir}: no {runs.METRICS}; the run did not finish (rerun the same command to resume)")
+    m = runs.read_json(run_dir / runs.METRICS)
+    test = m["test"]
+    reported = paper.table4().get(m["dataset"], {}).get("f1")
+    lines = [
+        f"{m['dataset']}: backbone {m['backbone']} ({m['method']}), profile {m['profile']}, seed {m['seed']}",
+        f"  test strict P/R/F1: {100 * test['strict']['precision']:.1f} / {100 * test['strict']['recall']:.1f} / "
+        f"{100 * test['strict']['f1']:.1f}   (seqeval default-mode F1 {100 * test['default']['f1']:.1f}; "
+        f"paper {reported if reported is not None else 'n/a'} with its best large backbone)",
+        f"  {m['epochs_run']:g} epochs (best dev epoch {m['best_epoch']:g}), {m['train_seconds']:.0f} s of training on {m['device']}",
+    ]
+    if notebook is not None:
+        lines.append(f"  executed notebook: {notebook}")
+    lines += [f"  metrics:           {run_dir / runs.METRICS}",
+              f"  predictions:       {run_dir / 'predictions_test.tsv'}",
+              f"  adapter and head:  {run_dir / 'model'}"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        raise SystemExit("usage: python -m openmed_repro.run_summary RUN_DIR [EXECUTED_NOTEBOOK]")
+    print(summary(Path(args[0]), Path(args[1]) if len(args) > 1 else None))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Fine-tune one configuration on every corpus that loads here, one run directory each, and gather test
+strict F1, epochs and wall time into one table beside the paper's Table 4.
+
+    python -m openmed_repro.sweep --profile cpu --max-train-sentences 5000 --epochs 2 --out runs/all-corpora
+
+A rerun reads back the corpora already finished and trains only the rest."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from openmed_repro import config, corpora, finetune, paper, runs
+from openmed_repro.errors import OpenMedError
+
+
+def available_corpora(data_dir: str | None = None) -> list[str]:
+    """Registry keys whose three files can be found locally (nothing is downloaded to decide)."""
+    keys = []
+    for key in corpora.registry():
+        try:
+            corpora.locate(key, data_dir, download=False)
+            keys.append(key)
+        except OpenMedError:
+            pass
+    return keys
+
+
+def run_all(profile: str, overrides: dict, out: Path, keys: list[str]) -> pd.DataFrame:
+    rows = []
+    for key in keys:
+        run_config = config.load_run_config(profile, {**overrides, "dataset": key})
+        started = time.perf_counter()
+        result = finetune.run(run_config, out / Path(key).name)
+        rows.append(table_row(result.metrics, None if result.reused else time.perf_counter() - started))
+        table = pd.DataFrame(rows)
+        runs.write_text(out / "results.md", markdown_table(table))
+        runs.write_json(out / "results.json", rows)
+        print(table.to_string(index=False), flush=True)
+    return pd.DataFrame(rows)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def table_row(metrics: dict, wall_seconds: float | None) -> dict:
+    reported = paper.table4().get(metrics["dataset"], {})
+    return {
+        "corpus": Path(metrics["dataset"]).name,
+        "train sentences": metrics["sentences"]["train"],
+        "epochs run (best)": f"{metrics['epochs_run']:g} ({metrics['best_epoch']:g})",
+        "test strict F1": round(100 * metrics["test"]["strict"]["f1"], 1),
+        "test default F1": round(100 * metrics["test"]["default"]["f1"], 1),
+        "paper F1": reported.get("f1"),
+        "train s": round(metrics["train_seconds"]),
+        "wall s": round(wall_seconds) if wall_seconds is not None else "(read back)",
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--max-train-sentences", type=int, default=None)
+    parser.add_argument("--epochs", type=float, default=None)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--corpora", nargs="*", default=None, help="keys (default: every corpus found locally)")
+    parser.add_argument("--out", type=Path, default=Path("runs/all-corpora"))
+    args = parser.parse_args(argv)
+    overrides = {"max_train_sentences": args.max_train_sentences, "epochs": args.epochs, "data_dir": args.data_dir}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    keys = args.corpora or available_corpora(args.data_dir)
+    run_all(args.profile, overrides, args.out, keys)
+    print(f"\nTable: {args.out / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()
