@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 ## Rerunning resumes an interrupted run, or reads a finished one back.
 reproduce: venv
 	mkdir -p runs/finetune
-	$(BIN)/papermill notebooks/finetune.ipynb runs/finetune/$(RUN_NAME).ipynb -k $(KERNEL) \
+	$(BIN)/papermill notebooks/finetune.ipynb runs/finetune/$(RUN_NAME).ipynb -k $(KERNEL) --log-output \
 		-p dataset ncbi_disease -p profile cpu -p output_dir runs/finetune/$(RUN_NAME)
 	$(BIN)/python -m openmed_repro.run_summary runs/finetune/$(RUN_NAME) runs/finetune/$(RUN_NAME).ipynb
 
