@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, TaskType
-from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForTokenClassification, AutoTokenizer
 
 from openmed_repro import config
 from openmed_repro.errors import OpenMedError
@@ -87,16 +87,34 @@ def load_token_classifier(backbone: Backbone, labels: list[str], vocab_size: int
         raise OpenMedError(_unreachable_message(backbone.source, error)) from error
 
 
+def load_masked_lm(backbone: Backbone, vocab_size: int) -> tuple[torch.nn.Module, bool]:
+    """The backbone with its masked-language-modelling head, and whether that head came trained with the
+    checkpoint (False: freshly initialised, as for DeBERTa-v3, ELECTRA discriminators and minilm-l6)."""
+    if backbone.kind == "random":
+        model_config = AutoConfig.for_model(**backbone.random_config, vocab_size=vocab_size)
+        with torch.random.fork_rng():
+            torch.manual_seed(_RANDOM_INIT_SEED)
+            return AutoModelForMaskedLM.from_config(model_config), False
+    _ensure_reachable(backbone.source)
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(backbone.source, output_loading_info=True)
+    except OSError as error:
+        raise OpenMedError(_unreachable_message(backbone.source, error)) from error
+    prefix = model.base_model_prefix + "."
+    head_missing = any(not key.startswith(prefix) for key in info["missing_keys"])
+    return model, not head_missing
+
+
 def lora_config(backbone: Backbone, model, r: int, alpha: int, dropout: float,
                 target_modules: list[str] | None = None) -> LoraConfig:
     """LoRA on the attention query and value matrices; the classifier is trained and saved with the adapter
     (`modules_to_save`), or a reloaded adapter would come with a random head."""
-    targets = list(target_modules or backbone.lora_target_modules or _query_value_modules(model))
+    targets = list(target_modules or backbone.lora_target_modules or query_value_modules(model))
     return LoraConfig(task_type=TaskType.TOKEN_CLS, r=r, lora_alpha=alpha, lora_dropout=dropout,
                       target_modules=targets, modules_to_save=["classifier"])
 
 
-def _query_value_modules(model) -> list[str]:
+def query_value_modules(model) -> list[str]:
     leaves = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     for pair in (["query", "value"], ["query_proj", "value_proj"], ["q_proj", "v_proj"], ["q_lin", "v_lin"]):
         if set(pair) <= leaves:

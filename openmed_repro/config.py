@@ -17,6 +17,7 @@ PARAMETERS_DIR = Path(os.environ.get("OPENMED_PARAMETERS_DIR", PROJECT_ROOT / "p
 SHARED_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
 
 DATA_DIR_ENV = "OPENMED_DATA_DIR"
+DAPT_DIR_ENV = "OPENMED_DAPT_DIR"
 CACHE_DIR_ENV = "OPENMED_CACHE_DIR"
 
 
@@ -74,33 +75,94 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass(frozen=True)
+class DaptConfig:
+    """One LoRA DAPT run: a DAPT profile's values with the user's overrides on top."""
+
+    backbone: str
+    profile: str
+    dapt_dir: str | None = None
+    mix: dict[str, float] | None = None
+    passages: int | None = None
+    min_tokens: int = 50
+    max_tokens: int = 256
+    held_out_fraction: float = 0.1
+    seed: int = 42
+    epochs: float = 3.0
+    learning_rate: float = 2e-4
+    head_learning_rate: float = 1e-3
+    head_calibration_steps: int | None = None
+    batch_size: int = 64
+    eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 2
+    weight_decay: float = 0.01
+    warmup_steps: int = 500
+    lr_scheduler: str = "cosine"
+    mlm_probability: float = 0.15
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | None = None
+    max_length: int = 256
+    precision: str = "auto"
+    gradient_checkpointing: bool = False
+    save_steps: int = 200
+    logging_steps: int = 50
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def dapt_dir(configured: str | None = None) -> Path:
+    """DAPT text files: the parameter, else $OPENMED_DAPT_DIR, else ../shared/data/dapt."""
+    chosen = configured or os.environ.get(DAPT_DIR_ENV)
+    return Path(chosen) if chosen else SHARED_DATA_DIR / "dapt"
+
+
+def load_dapt_config(profile: str, overrides: dict | None = None, files: typing.Sequence[str | Path] = ()) -> DaptConfig:
+    """parameters/dapt_profiles/<profile>.yaml, YAML files, then overrides; validated like load_run_config."""
+    return load_settings(DaptConfig, "dapt_profiles", profile, overrides, files)
+
+
 _CHOICES = {
     "method": ("lora", "full"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "lr_scheduler": ("cosine", "linear", "constant_with_warmup"),
 }
-_POSITIVE = {"epochs", "learning_rate", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "lora_r",
-             "lora_alpha", "max_length", "logging_steps", "max_train_sentences", "max_eval_sentences"}
-_NON_NEGATIVE = {"weight_decay", "overlap", "early_stopping_patience", "label_smoothing", "lora_dropout", "warmup_ratio"}
-_BELOW_ONE = {"warmup_ratio", "label_smoothing", "lora_dropout"}
+_POSITIVE = {"save_steps", "head_learning_rate", "epochs", "learning_rate", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "lora_r",
+             "lora_alpha", "max_length", "logging_steps", "max_train_sentences", "max_eval_sentences", "passages",
+             "min_tokens", "max_tokens", "mlm_probability", "held_out_fraction", "head_calibration_steps"}
+_NON_NEGATIVE = {"weight_decay", "overlap", "early_stopping_patience", "label_smoothing", "lora_dropout", "warmup_ratio",
+                 "warmup_steps"}
+_BELOW_ONE = {"warmup_ratio", "label_smoothing", "lora_dropout", "mlm_probability", "held_out_fraction"}
 
 
 def load_run_config(profile: str, overrides: dict | None = None, files: typing.Sequence[str | Path] = ()) -> RunConfig:
     """Merge parameters/profiles/<profile>.yaml, then YAML files in order, then `overrides`; validate every
     value before any work starts (unknown keys, wrong types, out-of-range values name the parameter)."""
-    if not isinstance(profile, str) or not (PARAMETERS_DIR / "profiles" / f"{profile}.yaml").is_file():
-        known = sorted(p.stem for p in (PARAMETERS_DIR / "profiles").glob("*.yaml"))
+    config = load_settings(RunConfig, "profiles", profile, overrides, files)
+    if config.overlap >= config.max_length - 2:
+        raise OpenMedError(f"parameter overlap={config.overlap} must be below max_length={config.max_length} minus 2")
+    return config
+
+
+def load_settings(kind: type, profiles: str, profile: str, overrides: dict | None = None,
+                  files: typing.Sequence[str | Path] = ()):
+    """A dataclass `kind` from parameters/<profiles>/<profile>.yaml, YAML files and overrides, validated."""
+    directory = PARAMETERS_DIR / profiles
+    if not isinstance(profile, str) or not (directory / f"{profile}.yaml").is_file():
+        known = sorted(p.stem for p in directory.glob("*.yaml"))
         raise OpenMedError(f"parameter profile: unknown profile {profile!r}; known: {', '.join(known)}")
     merged: dict = {"profile": profile}
-    sources = [(f"profiles/{profile}.yaml", read_parameters(f"profiles/{profile}.yaml"))]
+    sources = [(f"{profiles}/{profile}.yaml", read_parameters(f"{profiles}/{profile}.yaml"))]
     for file in files:
         path = Path(file)
         if not path.is_file():
             raise OpenMedError(f"{path}: parameter file not found")
         sources.append((str(path), yaml.safe_load(path.read_text(encoding="utf-8")) or {}))
     sources.append(("overrides", overrides or {}))
-    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
-    hints = typing.get_type_hints(RunConfig)
+    fields = {f.name: f for f in dataclasses.fields(kind)}
+    hints = typing.get_type_hints(kind)
     for source, values in sources:
         if not isinstance(values, dict):
             raise OpenMedError(f"{source}: expected a mapping of parameter names to values")
@@ -109,13 +171,10 @@ def load_run_config(profile: str, overrides: dict | None = None, files: typing.S
                 raise OpenMedError(f"{source}: unknown parameter {key!r}; valid: {', '.join(sorted(fields))}")
             merged[key] = _checked(key, value, hints[key], source)
     missing = [name for name, f in fields.items()
-               if name not in merged and f.default is dataclasses.MISSING]
+               if name not in merged and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         raise OpenMedError(f"missing parameter(s) {', '.join(missing)}")
-    config = RunConfig(**merged)
-    if config.overlap >= config.max_length - 2:
-        raise OpenMedError(f"parameter overlap={config.overlap} must be below max_length={config.max_length} minus 2")
-    return config
+    return kind(**merged)
 
 
 def _checked(key: str, value, expected, source: str):
@@ -124,6 +183,11 @@ def _checked(key: str, value, expected, source: str):
         return None
     if float in allowed and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if dict[str, float] in allowed:
+        if not (isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, (int, float))
+                                                and not isinstance(v, bool) and v >= 0 for k, v in value.items())):
+            raise OpenMedError(f"{source}: parameter {key} must map names to non-negative numbers, got {value!r}")
+        return {k: float(v) for k, v in value.items()}
     if list[str] in allowed:
         if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise OpenMedError(f"{source}: parameter {key} must be a list of strings, got {value!r}")

@@ -176,13 +176,19 @@ def _dev_scorer(windows: list[encoding.Window], sentences: list[Sentence], label
     return compute
 
 
-def _training_arguments(run_config: RunConfig, output_dir: Path) -> TrainingArguments:
+def resolve_precision(precision: str) -> str:
+    """`auto`: bf16 where the GPU has it, else fp16 on a GPU, fp32 on a CPU."""
     cuda = torch.cuda.is_available()
-    precision = run_config.precision
     if precision == "auto":
-        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+        return ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
     if precision in {"bf16", "fp16"} and not cuda:
         raise OpenMedError(f"parameter precision={precision} needs a GPU; use fp32 (or auto) on a CPU")
+    return precision
+
+
+def _training_arguments(run_config: RunConfig, output_dir: Path) -> TrainingArguments:
+    cuda = torch.cuda.is_available()
+    precision = resolve_precision(run_config.precision)
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=run_config.epochs,

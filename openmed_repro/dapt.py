@@ -1,0 +1,238 @@
+"""LoRA domain-adaptive pre-training: masked-language modelling on the DAPT text with the transformers
+Trainer and peft, perplexity on held-out text before and after. A backbone without a trained MLM head first
+gets a calibrated one (encoder frozen, as many optimizer steps as DAPT takes), so that the reduction measures
+what adapting the encoder adds, not more head training; DAPT then trains only the LoRA matrices."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors.torch import load_file, save_file
+from transformers import (DataCollatorForLanguageModeling, DataCollatorForTokenClassification, Trainer,
+                          TrainingArguments, set_seed)
+from transformers.trainer_utils import get_last_checkpoint
+
+from openmed_repro import backbones, config, corpora, dapt_corpus, runs
+from openmed_repro.config import DaptConfig
+from openmed_repro.errors import OpenMedError
+from openmed_repro.finetune import device_name, resolve_precision
+
+ADAPTER_DIR = "adapter"
+CALIBRATED_HEAD = "calibrated_head.safetensors"
+
+
+@dataclass(frozen=True)
+class DaptResult:
+    run_dir: Path
+    metrics: dict
+    log_history: list[dict]
+    reused: bool
+
+
+def sources(dapt_config: DaptConfig) -> tuple[list[dapt_corpus.Source], dict[str, float], list[str]]:
+    """The named sources of parameters/dapt.yaml in the DAPT text directory, the mix and held-out sources."""
+    spec = config.read_parameters("dapt.yaml")
+    directory = config.dapt_dir(dapt_config.dapt_dir)
+    named = [dapt_corpus.Source(name, tuple(directory / f for f in files or ()))
+             for name, files in spec["sources"].items()]
+    mix = dapt_config.mix if dapt_config.mix is not None else {k: float(v) for k, v in spec["mix"].items()}
+    return named, mix, list(spec.get("held_out_sources") or [])
+
+
+def evaluation_sentences(data_dir: str | None = None) -> list[str]:
+    """Every dev and test sentence of every corpus found locally: text DAPT must never train on."""
+    sentences = []
+    for key in corpora.registry():
+        try:
+            corpus = corpora.load(key, data_dir) if _is_local(key, data_dir) else None
+        except OpenMedError:
+            corpus = None
+        if corpus is not None:
+            sentences += [" ".join(s.tokens) for s in corpus.devel + corpus.test]
+    return sentences
+
+
+def _is_local(key: str, data_dir: str | None) -> bool:
+    try:
+        corpora.locate(key, data_dir, download=False)
+        return True
+    except OpenMedError:
+        return False
+
+
+def build_corpus(dapt_config: DaptConfig, tokenizer, evaluation: list[str]) -> dapt_corpus.DaptCorpus:
+    named, mix, held_out_sources = sources(dapt_config)
+    return dapt_corpus.build(
+        named, lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]), evaluation,
+        mix=mix, passages=dapt_config.passages, min_tokens=dapt_config.min_tokens,
+        max_tokens=dapt_config.max_tokens, held_out_sources=held_out_sources,
+        held_out_fraction=dapt_config.held_out_fraction, seed=dapt_config.seed)
+
+
+def tokenise(passages: list[str], tokenizer, max_length: int) -> list[dict]:
+    encoded = tokenizer(passages, truncation=True, max_length=max_length, return_special_tokens_mask=True)
+    return [{key: encoded[key][i] for key in ("input_ids", "attention_mask", "special_tokens_mask")}
+            for i in range(len(passages))]
+
+
+def masked_once(features: list[dict], tokenizer, probability: float, seed: int) -> list[dict]:
+    """The held-out set masked once with a fixed seed, so perplexity before and after is measured on the
+    very same masked positions."""
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability, seed=seed)
+    masked = []
+    for feature in features:
+        batch = collator([feature])
+        masked.append({"input_ids": batch["input_ids"][0].tolist(), "attention_mask": feature["attention_mask"],
+                       "labels": batch["labels"][0].tolist()})
+    return masked
+
+
+def perplexity(model, masked: list[dict], tokenizer, batch_size: int = 64) -> float:
+    """exp of the mean cross-entropy over every masked token of the held-out set (token-weighted)."""
+    collator = DataCollatorForTokenClassification(tokenizer)
+    device = next(model.parameters()).device
+    order = sorted(range(len(masked)), key=lambda i: len(masked[i]["input_ids"]))
+    total, count = 0.0, 0
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            batch = collator([masked[i] for i in order[start:start + batch_size]])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            labels = batch.pop("labels")
+            logits = model(**batch).logits
+            selected = labels != -100
+            total += torch.nn.functional.cross_entropy(logits[selected].float(), labels[selected],
+                                                       reduction="sum").item()
+            count += int(selected.sum())
+    if count == 0:
+        raise OpenMedError("the held-out set has no masked token: too few held-out passages")
+    return math.exp(total / count)
+
+
+def optimizer_steps(dapt_config: DaptConfig, passages: int) -> int:
+    per_epoch = math.ceil(passages / (dapt_config.batch_size * dapt_config.gradient_accumulation_steps))
+    return max(1, math.ceil(per_epoch * dapt_config.epochs))
+
+
+def calibrate_head(model, dapt_config: DaptConfig, features: list[dict], tokenizer, run_dir: Path, steps: int) -> None:
+    """Train the MLM head alone (encoder frozen) for `steps` optimizer steps; saved so a rerun reuses it."""
+    saved = run_dir / CALIBRATED_HEAD
+    head = _head_parameters(model)
+    if saved.is_file():
+        state = load_file(saved)
+        with torch.no_grad():
+            for name, parameter in head.items():
+                parameter.copy_(state[name])
+        return
+    for parameter in model.parameters():
+        parameter.requires_grad = False
+    for parameter in head.values():
+        parameter.requires_grad = True
+    trainer = Trainer(model=model, args=_arguments(dapt_config, run_dir / "calibration", dapt_config.head_learning_rate,
+                                                    max_steps=steps),
+                      train_dataset=features, data_collator=_mlm_collator(tokenizer, dapt_config))
+    checkpoints = run_dir / "calibration"
+    trainer.train(resume_from_checkpoint=get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None)
+    for parameter in head.values():
+        parameter.requires_grad = False
+    save_file({name: p.detach().contiguous() for name, p in head.items()}, saved)
+
+
+def _head_parameters(model) -> dict[str, torch.nn.Parameter]:
+    """The MLM head's own parameters: everything outside the encoder (a decoder tied to the input
+    embeddings is the encoder's and stays frozen)."""
+    prefix = model.base_model_prefix + "."
+    return {name: p for name, p in model.named_parameters() if not name.startswith(prefix)}
+
+
+def _mlm_collator(tokenizer, dapt_config: DaptConfig):
+    return DataCollatorForLanguageModeling(tokenizer, mlm_probability=dapt_config.mlm_probability,
+                                           seed=dapt_config.seed)
+
+
+def _arguments(dapt_config: DaptConfig, output_dir: Path, learning_rate: float, max_steps: int = -1) -> TrainingArguments:
+    precision = resolve_precision(dapt_config.precision)
+    return TrainingArguments(
+        output_dir=str(output_dir), num_train_epochs=dapt_config.epochs, max_steps=max_steps,
+        learning_rate=learning_rate, per_device_train_batch_size=dapt_config.batch_size,
+        gradient_accumulation_steps=dapt_config.gradient_accumulation_steps, weight_decay=dapt_config.weight_decay,
+        warmup_steps=dapt_config.warmup_steps, lr_scheduler_type=dapt_config.lr_scheduler, optim="adamw_torch",
+        save_strategy="steps", save_steps=dapt_config.save_steps, save_total_limit=2,
+        logging_strategy="steps", logging_steps=dapt_config.logging_steps,
+        seed=dapt_config.seed, data_seed=dapt_config.seed, train_sampling_strategy="group_by_length",
+        bf16=precision == "bf16", fp16=precision == "fp16",
+        activation_checkpointing=dapt_config.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if dapt_config.gradient_checkpointing else None,
+        use_cpu=not torch.cuda.is_available(), report_to="none", dataloader_num_workers=0, disable_tqdm=False,
+    )
+
+
+def run(dapt_config: DaptConfig, run_dir: str | Path) -> DaptResult:
+    """Corpus, calibrated head, perplexity before, LoRA MLM training (resumable), perplexity after, adapter."""
+    run_dir = Path(run_dir)
+    runs.claim(run_dir, dapt_config)
+    if runs.is_complete(run_dir):
+        return DaptResult(run_dir, runs.read_json(run_dir / runs.METRICS),
+                          runs.read_json(run_dir / "log_history.json"), reused=True)
+    set_seed(dapt_config.seed)
+    backbone = backbones.resolve(dapt_config.backbone)
+    tokenizer = backbones.load_tokenizer(backbone)
+    corpus = build_corpus(dapt_config, tokenizer, evaluation_sentences())
+    training = tokenise(corpus.training, tokenizer, dapt_config.max_length)
+    held_out = masked_once(tokenise(corpus.held_out, tokenizer, dapt_config.max_length), tokenizer,
+                           dapt_config.mlm_probability, dapt_config.seed)
+    model, head_trained = backbones.load_masked_lm(backbone, len(tokenizer))
+    steps = optimizer_steps(dapt_config, len(training))
+    calibration_steps = dapt_config.head_calibration_steps or steps
+    started = time.perf_counter()
+    if not head_trained:
+        calibrate_head(model, dapt_config, training, tokenizer, run_dir, calibration_steps)
+    calibration_seconds = time.perf_counter() - started
+    before = perplexity(model, held_out, tokenizer, dapt_config.eval_batch_size)
+
+    for parameter in model.parameters():
+        parameter.requires_grad = False
+    lora = LoraConfig(r=dapt_config.lora_r, lora_alpha=dapt_config.lora_alpha, lora_dropout=dapt_config.lora_dropout,
+                      target_modules=list(dapt_config.lora_target_modules or backbone.lora_target_modules
+                                          or backbones.query_value_modules(model)))
+    model = get_peft_model(model, lora)
+    checkpoints = run_dir / "checkpoints"
+    trainer = Trainer(model=model, args=_arguments(dapt_config, checkpoints, dapt_config.learning_rate),
+                      train_dataset=training, data_collator=_mlm_collator(tokenizer, dapt_config))
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None)
+    train_seconds = time.perf_counter() - started
+    after = perplexity(model, held_out, tokenizer, dapt_config.eval_batch_size)
+
+    model.save_pretrained(run_dir / ADAPTER_DIR)
+    tokenizer.save_pretrained(run_dir / ADAPTER_DIR)
+    runs.write_json(run_dir / "log_history.json", trainer.state.log_history)
+    runs.write_json(run_dir / "provenance.json", runs.provenance(dapt_config, {}, device_name()))
+    record = {
+        "backbone": dapt_config.backbone, "profile": dapt_config.profile, "seed": dapt_config.seed,
+        "perplexity_before": before, "perplexity_after": after,
+        "perplexity_reduction_percent": 100 * (before - after) / before,
+        "head": "shipped with the checkpoint" if head_trained else
+                f"calibrated: {calibration_steps} optimizer steps, encoder frozen",
+        "calibration_seconds": round(calibration_seconds, 1), "train_seconds": round(train_seconds, 1),
+        "optimizer_steps": trainer.state.global_step, "training_passages": len(training),
+        "held_out_passages": len(held_out), "training_tokens": sum(len(f["input_ids"]) for f in training),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "composition": [vars(row) for row in corpus.composition], "device": device_name(),
+    }
+    runs.write_json(run_dir / runs.METRICS, record)
+    return DaptResult(run_dir, record, trainer.state.log_history, reused=False)
+
+
+def merge_into(model, adapter_dir: str | Path):
+    """A model (of any head) with a DAPT adapter merged into its encoder weights: the start of fine-tuning."""
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise OpenMedError(f"parameter dapt_adapter: {adapter_dir} holds no adapter_config.json "
+                           "(give the adapter/ directory of a finished DAPT run)")
+    return PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()

@@ -1,0 +1,71 @@
+"""LoRA DAPT on the smoke profile: calibrated head, perplexity before/after, the adapter hand-off."""
+
+import random
+
+import pytest
+import torch
+
+from openmed_repro import backbones, config, dapt
+from openmed_repro.errors import OpenMedError
+
+from conftest import DISEASES, FILLER
+
+SOURCE_FILES = ["pubmed_genia_jnlpba_train.txt", "pubmed_s800_train.txt", "pubmedqa_pqal.txt",
+                "medical_abstracts_tc_test.txt", "clinicaltrials_sample.txt"]
+PLANTED_DEV_SENTENCE = "patients with lung cancer were treated in the study of many cells"
+
+
+@pytest.fixture(scope="module")
+def dapt_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("dapt")
+    rng = random.Random(0)
+    words = FILLER + [w for mention in DISEASES for w in mention]
+    for name in SOURCE_FILES:
+        lines = [" ".join(rng.choice(words) for _ in range(rng.randint(8, 30))) for _ in range(30)]
+        if name == "pubmedqa_pqal.txt":
+            lines.append(f"Background . {PLANTED_DEV_SENTENCE} . More text follows here .")
+        (directory / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def finished(dapt_dir, tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dapt, "evaluation_sentences", lambda data_dir=None: [PLANTED_DEV_SENTENCE])
+        return dapt.run(config.load_dapt_config("smoke", {"dapt_dir": str(dapt_dir)}),
+                        tmp_path_factory.mktemp("runs") / "dapt")
+
+
+def test_a_dapt_run_reports_perplexity_before_and_after_with_a_calibrated_head(finished):
+    m = finished.metrics
+    assert m["perplexity_before"] > 1 and m["perplexity_after"] > 1
+    assert m["perplexity_reduction_percent"] == pytest.approx(
+        100 * (m["perplexity_before"] - m["perplexity_after"]) / m["perplexity_before"])
+    assert m["head"] == f"calibrated: {m['optimizer_steps']} optimizer steps, encoder frozen"
+    assert (finished.run_dir / "adapter" / "adapter_config.json").is_file()
+
+
+def test_the_planted_evaluation_sentence_never_reaches_training(finished):
+    rows = {row["source"]: row for row in finished.metrics["composition"]}
+    assert rows["pubmed"]["evaluation_overlap"] == 1
+    assert sum(row["training"] for row in rows.values()) == finished.metrics["training_passages"]
+
+
+def test_the_merged_adapter_changes_the_backbone_and_fine_tuning_can_start_from_it(finished):
+    tiny = backbones.resolve("tiny-random-bert")
+    labels = ["O", "B-X", "I-X"]
+    plain = backbones.load_token_classifier(tiny, labels, 30522)
+    merged = dapt.merge_into(backbones.load_token_classifier(tiny, labels, 30522), finished.run_dir / "adapter")
+    query = "bert.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(plain.state_dict()[query], merged.state_dict()[query])
+    assert not any("lora" in name for name in merged.state_dict())
+
+
+def test_a_directory_without_an_adapter_is_refused_naming_the_parameter(tmp_path):
+    with pytest.raises(OpenMedError, match="parameter dapt_adapter: .* holds no adapter_config.json"):
+        dapt.merge_into(torch.nn.Linear(1, 1), tmp_path)
+
+
+def test_a_finished_dapt_run_is_read_back(finished, dapt_dir):
+    again = dapt.run(config.load_dapt_config("smoke", {"dapt_dir": str(dapt_dir)}), finished.run_dir)
+    assert again.reused and again.metrics == finished.metrics
