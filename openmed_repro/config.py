@@ -45,6 +45,7 @@ class RunConfig:
     backbone: str
     profile: str
     method: str = "lora"
+    dapt_adapter: str | None = None
     data_dir: str | None = None
     seed: int = 42
     epochs: float = 3.0

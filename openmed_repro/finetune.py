@@ -60,12 +60,22 @@ def subset(sentences: list[Sentence], cap: int | None) -> list[Sentence]:
 
 
 def build_model(run_config: RunConfig, backbone: backbones.Backbone, labels: list[str], tokenizer):
-    model = backbones.load_token_classifier(backbone, labels, vocab_size=len(tokenizer))
+    """The backbone (with a DAPT adapter merged in, when given) and a fresh head, under a new task adapter."""
+    model = base_model(run_config, backbone, labels, len(tokenizer))
     if run_config.method == "full":
         return model
     lora = backbones.lora_config(backbone, model, run_config.lora_r, run_config.lora_alpha,
                                  run_config.lora_dropout, run_config.lora_target_modules)
     return get_peft_model(model, lora)
+
+
+def base_model(run_config: RunConfig, backbone: backbones.Backbone, labels: list[str], vocab_size: int):
+    model = backbones.load_token_classifier(backbone, labels, vocab_size=vocab_size)
+    if run_config.dapt_adapter:
+        from openmed_repro import dapt  # DAPT imports this module; import here to keep the graph acyclic
+
+        model = dapt.merge_into(model, run_config.dapt_adapter)
+    return model
 
 
 def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
@@ -146,8 +156,7 @@ def load_model(directory: Path, run_config: RunConfig):
     labels = runs.read_json(directory / "labels.json")
     tokenizer = backbones.load_tokenizer(backbones.Backbone("saved", str(directory), "local", str(directory)))
     if (directory / "adapter_config.json").is_file():
-        backbone = backbones.resolve(run_config.backbone)
-        base = backbones.load_token_classifier(backbone, labels, vocab_size=len(tokenizer))
+        base = base_model(run_config, backbones.resolve(run_config.backbone), labels, len(tokenizer))
         model = PeftModel.from_pretrained(base, directory)
     else:
         model = backbones.load_token_classifier(

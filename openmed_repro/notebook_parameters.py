@@ -39,3 +39,6 @@ def check_references(settings: config.RunConfig) -> None:
     if settings.dataset not in corpora.registry() and not Path(settings.dataset).is_dir():
         corpora.spec(settings.dataset)  # raises with the list of known datasets
     backbones.resolve(settings.backbone)
+    if settings.dapt_adapter and not (Path(settings.dapt_adapter) / "adapter_config.json").is_file():
+        raise OpenMedError(f"parameter dapt_adapter: {settings.dapt_adapter} holds no adapter_config.json "
+                           "(give the adapter/ directory of a finished DAPT run)")

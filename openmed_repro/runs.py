@@ -22,7 +22,8 @@ PACKAGES = ("torch", "transformers", "tokenizers", "peft", "accelerate", "seqeva
 
 def default_directory(run_config: config.RunConfig, chapter: str = "finetune") -> Path:
     c = run_config
-    return Path("runs") / chapter / f"{Path(c.dataset).name}-{Path(c.backbone).name}-{c.profile}-{c.method}-seed{c.seed}"
+    dapt = "-dapt" if c.dapt_adapter else ""
+    return Path("runs") / chapter / f"{Path(c.dataset).name}-{Path(c.backbone).name}-{c.profile}-{c.method}{dapt}-seed{c.seed}"
 
 
 def is_complete(run_dir: Path) -> bool:
@@ -37,8 +38,9 @@ def claim(run_dir: Path, run_config: config.RunConfig) -> None:
     wanted = run_config.to_dict()
     if existing.is_file():
         recorded = json.loads(existing.read_text(encoding="utf-8"))
-        if recorded != wanted:
-            changed = sorted(k for k in wanted.keys() | recorded.keys() if wanted.get(k) != recorded.get(k))
+        # A parameter added after the run was recorded counts as unchanged when it is None (unset).
+        changed = sorted(k for k in wanted.keys() | recorded.keys() if wanted.get(k) != recorded.get(k))
+        if changed:
             raise OpenMedError(
                 f"{run_dir}: holds a run with other parameters ({', '.join(changed)}); "
                 "choose another output_dir or delete it"

@@ -5,7 +5,7 @@ import random
 import pytest
 import torch
 
-from openmed_repro import backbones, config, dapt
+from openmed_repro import backbones, config, dapt, finetune, runs
 from openmed_repro.errors import OpenMedError
 
 from conftest import DISEASES, FILLER
@@ -59,6 +59,16 @@ def test_the_merged_adapter_changes_the_backbone_and_fine_tuning_can_start_from_
     query = "bert.encoder.layer.0.attention.self.query.weight"
     assert not torch.equal(plain.state_dict()[query], merged.state_dict()[query])
     assert not any("lora" in name for name in merged.state_dict())
+
+
+def test_fine_tuning_from_the_dapt_adapter_trains_and_reloads_exactly(finished, synthetic_corpus, tmp_path):
+    run_config = config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "epochs": 1,
+                                                  "dapt_adapter": str(finished.run_dir / "adapter")})
+    result = finetune.run(run_config, tmp_path / "from-dapt")
+    model, tokenizer, labels = finetune.load_model(tmp_path / "from-dapt" / "model", run_config)
+    tokens, _, predicted = runs.read_predictions(tmp_path / "from-dapt" / "predictions_test.tsv")
+    assert finetune.predict(model, tokenizer, tokens, labels, 32, 8) == predicted
+    assert result.metrics["trainable_parameters"] < result.metrics["total_parameters"]
 
 
 def test_a_directory_without_an_adapter_is_refused_naming_the_parameter(tmp_path):

@@ -32,7 +32,7 @@ def test_an_unknown_notebook_parameter_stops_the_notebook_naming_it(synthetic_co
 
 
 def notebook_globals(**parameters) -> dict:
-    defaults = {"dataset": "ncbi_disease", "profile": "smoke", "backbone": None, "method": None, "data_dir": None,
+    defaults = {"dataset": "ncbi_disease", "profile": "smoke", "backbone": None, "method": None, "dapt_adapter": None, "data_dir": None,
                 "output_dir": None, "seed": None}
     return {**defaults, **parameters}
 
@@ -48,3 +48,8 @@ def notebook_globals(**parameters) -> dict:
 def test_invalid_parameters_fail_before_any_work_naming_the_parameter(parameters, message):
     with pytest.raises(OpenMedError, match=message):
         notebook_parameters.run_config(notebook_globals(**parameters))
+
+
+def test_a_dapt_adapter_directory_must_hold_an_adapter(tmp_path):
+    with pytest.raises(OpenMedError, match="parameter dapt_adapter: .* holds no adapter_config.json"):
+        notebook_parameters.run_config(notebook_globals(dapt_adapter=str(tmp_path)))
