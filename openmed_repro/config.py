@@ -87,6 +87,7 @@ class DaptConfig:
     passages: int | None = None
     min_tokens: int = 50
     max_tokens: int = 256
+    split_long: bool = True
     held_out_fraction: float = 0.1
     seed: int = 42
     epochs: float = 3.0

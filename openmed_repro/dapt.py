@@ -68,10 +68,10 @@ def _is_local(key: str, data_dir: str | None) -> bool:
 def build_corpus(dapt_config: DaptConfig, tokenizer, evaluation: list[str]) -> dapt_corpus.DaptCorpus:
     named, mix, held_out_sources = sources(dapt_config)
     return dapt_corpus.build(
-        named, lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]), evaluation,
+        named, lambda text: len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]), evaluation,
         mix=mix, passages=dapt_config.passages, min_tokens=dapt_config.min_tokens,
         max_tokens=dapt_config.max_tokens, held_out_sources=held_out_sources,
-        held_out_fraction=dapt_config.held_out_fraction, seed=dapt_config.seed)
+        held_out_fraction=dapt_config.held_out_fraction, seed=dapt_config.seed, split_long=dapt_config.split_long)
 
 
 def tokenise(passages: list[str], tokenizer, max_length: int) -> list[dict]:

@@ -31,6 +31,7 @@ class SourceCount:
     read: int = 0
     too_short: int = 0
     too_long: int = 0
+    split_long: int = 0
     duplicates: int = 0
     evaluation_overlap: int = 0
     held_out: int = 0
@@ -86,6 +87,27 @@ class SentenceFinder:
         return False
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
+
+
+def split_passage(text: str, token_count, max_tokens: int) -> list[tuple[str, int]]:
+    """Consecutive sentences packed greedily into pieces of at most `max_tokens` tokens; a single sentence
+    longer than that stays a piece of its own (and the length filter drops it)."""
+    pieces: list[tuple[str, int]] = []
+    current: list[str] = []
+    current_tokens = 0
+    for sentence in _SENTENCE_END.split(text):
+        tokens = token_count(sentence)  # sub-word tokenizers split at spaces: counts of sentences add up
+        if current and current_tokens + tokens > max_tokens:
+            pieces.append(" ".join(current))
+            current, current_tokens = [], 0
+        current.append(sentence)
+        current_tokens += tokens
+    if current:
+        pieces.append(" ".join(current))
+    return [(piece, token_count(piece)) for piece in pieces]
+
+
 def held_out_rank(passage: str, seed: int) -> float:
     """A seeded position in [0, 1) from the passage's text alone: a passage is held out (rank below the
     fraction) or not whatever else is in the corpus, so the held-out set is stable when text is added."""
@@ -121,9 +143,11 @@ def allocate(weights: dict[str, float], available: dict[str, int], total: int) -
 def build(sources: Sequence[Source], token_count, evaluation_sentences: Iterable[str], *,
           mix: dict[str, float], passages: int | None = None, min_tokens: int = 50, max_tokens: int = 256,
           held_out_sources: Sequence[str] = ("pubmed",), held_out_fraction: float = 0.1, seed: int = 42,
-          min_overlap_chars: int = 30) -> DaptCorpus:
+          min_overlap_chars: int = 30, split_long: bool = True) -> DaptCorpus:
     """The DAPT corpus. `token_count(text)` counts the backbone's tokens (no special tokens); `mix` weights
-    sources by name; `passages` caps the training set (None: every passage the mix can use)."""
+    sources by name; `passages` caps the training set (None: every passage the mix can use). A line longer
+    than `max_tokens` (most PubMed abstracts) is cut at sentence ends into passages that fit, unless
+    `split_long=False`, which drops it as the length filter alone would."""
     unknown = sorted(set(mix) - {s.name for s in sources})
     if unknown:
         raise OpenMedError(f"parameter mix: unknown source(s) {', '.join(unknown)}; sources: "
@@ -136,33 +160,38 @@ def build(sources: Sequence[Source], token_count, evaluation_sentences: Iterable
     for source in sources:
         count = counts[source.name] = SourceCount(source.name, files=len(source.files),
                                                   mix_weight=float(mix.get(source.name, 0.0)))
-        candidates: list[tuple[str, int]] = []
+        candidates: list[tuple[str, int, str]] = []  # passage, tokens, the line it came from
         for path in source.files:
-            for passage in read_passages(path):
+            for line in read_passages(path):
                 count.read += 1
-                tokens = token_count(passage)
-                if tokens < min_tokens:
-                    count.too_short += 1
-                    continue
-                if tokens > max_tokens:
-                    count.too_long += 1
-                    continue
-                key = normalised(passage)
-                if key in seen:
-                    count.duplicates += 1
-                    continue
-                seen.add(key)
-                if finder.occurs_in(passage):
-                    count.evaluation_overlap += 1
-                    continue
-                candidates.append((passage, tokens))
+                pieces = [(line, token_count(line))]
+                if split_long and pieces[0][1] > max_tokens:
+                    pieces = split_passage(line, token_count, max_tokens)
+                    count.split_long += 1
+                for passage, tokens in pieces:
+                    if tokens < min_tokens:
+                        count.too_short += 1
+                        continue
+                    if tokens > max_tokens:
+                        count.too_long += 1
+                        continue
+                    key = normalised(passage)
+                    if key in seen:
+                        count.duplicates += 1
+                        continue
+                    seen.add(key)
+                    if finder.occurs_in(passage):
+                        count.evaluation_overlap += 1
+                        continue
+                    candidates.append((passage, tokens, line))
         if source.name in held_out_sources:
-            chosen = [item for item in candidates if held_out_rank(item[0], seed) < held_out_fraction]
-            held_out += [p for p, _ in chosen]
+            # Decided on the whole line, so the pieces of one abstract never straddle training and held-out.
+            chosen = [item for item in candidates if held_out_rank(item[2], seed) < held_out_fraction]
+            held_out += [p for p, _, _ in chosen]
             count.held_out = len(chosen)
-            candidates = [item for item in candidates if held_out_rank(item[0], seed) >= held_out_fraction]
+            candidates = [item for item in candidates if held_out_rank(item[2], seed) >= held_out_fraction]
         count.available = len(candidates)
-        kept[source.name] = sorted(candidates)
+        kept[source.name] = sorted((p, t) for p, t, _ in candidates)
     total = sum(len(v) for v in kept.values()) if passages is None else passages
     quota = allocate({s.name: counts[s.name].mix_weight for s in sources},
                      {name: len(v) for name, v in kept.items()}, total)

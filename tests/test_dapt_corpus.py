@@ -96,3 +96,30 @@ def test_a_missing_or_binary_file_is_named(tmp_path):
     (tmp_path / "bad.txt").write_bytes(b"caf\xe9 au lait\n")
     with pytest.raises(OpenMedError, match=r"bad.txt: not UTF-8 text \(byte 3\)"):
         build([Source("pubmed", (tmp_path / "bad.txt",))])
+
+
+def test_a_long_abstract_is_cut_at_sentence_ends_into_passages_that_fit():
+    abstract = "First sentence has five words. Second one has five too. Third sentence, again five words."
+    pieces = dapt_corpus.split_passage(abstract, word_count, max_tokens=11)
+    assert pieces == [("First sentence has five words. Second one has five too.", 10),
+                      ("Third sentence, again five words.", 5)]
+
+
+def test_the_pieces_of_one_abstract_stay_on_one_side_of_the_held_out_split(tmp_path):
+    rng = random.Random(7)
+    abstracts = [" ".join(f"Sentence {i} {j} " + " ".join(rng.choice(WORDS) for _ in range(6)) + "." for j in range(4))
+                 for i in range(60)]
+    source = Source("pubmed", (write_source(tmp_path / "long.txt", abstracts),))
+    corpus = build([source], max_tokens=20, min_tokens=5, held_out_fraction=0.3)
+    row = corpus.composition[0]
+    assert row.split_long == 60 and row.too_long == 0
+    held_out_abstracts = {p.split()[1] for p in corpus.held_out}
+    training_abstracts = {p.split()[1] for p in corpus.training}
+    assert held_out_abstracts and not held_out_abstracts & training_abstracts
+
+
+def test_without_splitting_long_lines_are_dropped(tmp_path, pubmed):
+    long_line = " ".join(["word"] * 20) + ". " + " ".join(["more"] * 20) + "."
+    other = Source("other", (write_source(tmp_path / "o.txt", [long_line]),))
+    row = {c.source: c for c in build([pubmed, other], split_long=False).composition}["other"]
+    assert (row.too_long, row.split_long) == (1, 0)
