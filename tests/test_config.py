@@ -71,3 +71,19 @@ def test_a_missing_dataset_is_named():
 def test_overlap_must_fit_inside_the_window():
     with pytest.raises(OpenMedError, match="overlap=40 must be below max_length=32"):
         config.load_run_config("smoke", {"dataset": "x", "overlap": 40})
+
+
+@pytest.mark.parametrize("profile", ["paper", "cpu", "smoke"])
+def test_every_dapt_profile_loads_into_a_valid_dapt_config(profile):
+    assert config.load_dapt_config(profile).profile == profile
+
+
+def test_the_paper_dapt_profile_holds_the_papers_recipe():
+    c = config.load_dapt_config("paper")
+    assert (c.lora_r, c.lora_alpha, c.lora_dropout, c.mlm_probability) == (16, 32, 0.05, 0.15)
+    assert (c.batch_size * c.gradient_accumulation_steps, c.max_length, c.warmup_steps, c.epochs) == (128, 256, 500, 3)
+
+
+def test_a_dapt_mix_must_map_source_names_to_weights():
+    with pytest.raises(OpenMedError, match="parameter mix must map names to non-negative numbers"):
+        config.load_dapt_config("smoke", {"mix": {"pubmed": -1}})
