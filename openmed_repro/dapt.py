@@ -172,9 +172,13 @@ def _arguments(dapt_config: DaptConfig, output_dir: Path, learning_rate: float, 
     )
 
 
-def run(dapt_config: DaptConfig, run_dir: str | Path) -> DaptResult:
+def default_directory(dapt_config: DaptConfig) -> Path:
+    return Path("runs") / "dapt" / f"{Path(dapt_config.backbone).name}-{dapt_config.profile}-seed{dapt_config.seed}"
+
+
+def run(dapt_config: DaptConfig, run_dir: str | Path | None = None) -> DaptResult:
     """Corpus, calibrated head, perplexity before, LoRA MLM training (resumable), perplexity after, adapter."""
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir) if run_dir else default_directory(dapt_config)
     runs.claim(run_dir, dapt_config)
     if runs.is_complete(run_dir):
         return DaptResult(run_dir, runs.read_json(run_dir / runs.METRICS),

@@ -17,21 +17,40 @@ _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
 def run_config(namespace: dict) -> tuple[config.RunConfig, Path | None]:
     """The RunConfig of the notebook's parameters (None means "the profile's value") and its output_dir."""
-    values = {name: value for name, value in namespace.items()
-              if not name.startswith("_") and name not in _IPYTHON_NAMES
-              and not isinstance(value, (types.ModuleType, types.FunctionType, type))}
-    known = {f.name for f in dataclasses.fields(config.RunConfig)} | NOTEBOOK_KEYS
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise OpenMedError(f"unknown notebook parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+    values = _parameters(namespace, {f.name for f in dataclasses.fields(config.RunConfig)})
     output_dir = values.pop("output_dir", None)
-    if output_dir is not None and not isinstance(output_dir, str):
-        raise OpenMedError(f"parameter output_dir must be a path string, got {output_dir!r}")
     profile = values.pop("profile", None)
     overrides = {key: value for key, value in values.items() if value is not None}
     settings = config.load_run_config(profile, overrides)
     check_references(settings)
     return settings, Path(output_dir) if output_dir else None
+
+
+def dapt_config(namespace: dict) -> tuple[config.DaptConfig, Path | None]:
+    """The DaptConfig of the DAPT notebook's parameters and its output_dir, validated the same way."""
+    values = _parameters(namespace, {f.name for f in dataclasses.fields(config.DaptConfig)})
+    output_dir = values.pop("output_dir", None)
+    profile = values.pop("profile", None)
+    settings = config.load_dapt_config(profile, {key: value for key, value in values.items() if value is not None})
+    backbones.resolve(settings.backbone)
+    if not config.dapt_dir(settings.dapt_dir).is_dir():
+        raise OpenMedError(f"parameter dapt_dir: {config.dapt_dir(settings.dapt_dir)} is not a directory of DAPT text "
+                           f"files (set dapt_dir or ${config.DAPT_DIR_ENV})")
+    return settings, Path(output_dir) if output_dir else None
+
+
+def _parameters(namespace: dict, fields: set[str]) -> dict:
+    """The notebook's parameters among its globals; anything unknown is refused with the valid names."""
+    values = {name: value for name, value in namespace.items()
+              if not name.startswith("_") and name not in _IPYTHON_NAMES
+              and not isinstance(value, (types.ModuleType, types.FunctionType, type))}
+    known = fields | NOTEBOOK_KEYS
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise OpenMedError(f"unknown notebook parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+    if values.get("output_dir") is not None and not isinstance(values["output_dir"], str):
+        raise OpenMedError(f"parameter output_dir must be a path string, got {values['output_dir']!r}")
+    return values
 
 
 def check_references(settings: config.RunConfig) -> None:

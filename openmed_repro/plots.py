@@ -21,3 +21,27 @@ def learning_curve(log_history: list[dict], title: str = ""):
     loss_axis.set_title(title or "Learning curve")
     figure.tight_layout()
     return figure
+
+
+def training_loss(log_history: list[dict], title: str = ""):
+    """Training loss against optimizer steps (the DAPT curve)."""
+    points = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    if points:
+        axis.plot(*zip(*points), color="tab:blue")
+    axis.set_xlabel("optimizer step")
+    axis.set_ylabel("masked-LM training loss")
+    axis.set_title(title or "DAPT training loss")
+    figure.tight_layout()
+    return figure
+
+
+def perplexity_before_after(before: float, after: float, title: str = ""):
+    """Held-out perplexity of the (calibrated-head) base model and of the DAPT model, side by side."""
+    figure, axis = plt.subplots(figsize=(4.5, 3.5))
+    bars = axis.bar(["before DAPT", "after DAPT"], [before, after], color=["tab:gray", "tab:green"])
+    axis.bar_label(bars, fmt="%.2f")
+    axis.set_ylabel("held-out perplexity")
+    axis.set_title(title or f"Perplexity: {100 * (before - after) / before:.1f}% lower")
+    figure.tight_layout()
+    return figure

@@ -79,3 +79,16 @@ def test_a_directory_without_an_adapter_is_refused_naming_the_parameter(tmp_path
 def test_a_finished_dapt_run_is_read_back(finished, dapt_dir):
     again = dapt.run(config.load_dapt_config("smoke", {"dapt_dir": str(dapt_dir)}), finished.run_dir)
     assert again.reused and again.metrics == finished.metrics
+
+
+def test_the_dapt_notebook_runs_on_the_smoke_profile(dapt_dir, tmp_path):
+    import papermill
+
+    notebook = config.PROJECT_ROOT / "notebooks" / "dapt.ipynb"
+    executed = papermill.execute_notebook(str(notebook), str(tmp_path / "dapt.ipynb"), kernel_name="python3",
+                                          parameters={"profile": "smoke", "dapt_dir": str(dapt_dir),
+                                                      "output_dir": str(tmp_path / "run")},
+                                          cwd=str(tmp_path), progress_bar=False)
+    assert (tmp_path / "run" / "metrics.json").is_file()
+    outputs = "".join(str(o) for cell in executed.cells for o in cell.get("outputs", []))
+    assert outputs.count("image/png") == 2 and "profile **smoke**" in outputs
