@@ -151,8 +151,9 @@ def _head_parameters(model) -> dict[str, torch.nn.Parameter]:
 
 
 def _mlm_collator(tokenizer, dapt_config: DaptConfig):
-    return DataCollatorForLanguageModeling(tokenizer, mlm_probability=dapt_config.mlm_probability,
-                                           seed=dapt_config.seed)
+    """Dynamic masking drawn from torch's global generator, which the Trainer seeds and restores from a
+    checkpoint; a collator with its own seeded generator would restart its masks on resume."""
+    return DataCollatorForLanguageModeling(tokenizer, mlm_probability=dapt_config.mlm_probability)
 
 
 def _arguments(dapt_config: DaptConfig, output_dir: Path, learning_rate: float, max_steps: int = -1) -> TrainingArguments:
