@@ -240,4 +240,7 @@ def merge_into(model, adapter_dir: str | Path):
     if not (adapter_dir / "adapter_config.json").is_file():
         raise OpenMedError(f"parameter dapt_adapter: {adapter_dir} holds no adapter_config.json "
                            "(give the adapter/ directory of a finished DAPT run)")
-    return PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    for parameter in merged.parameters():  # peft froze them for the adapter; hand back a model as loaded
+        parameter.requires_grad = True
+    return merged

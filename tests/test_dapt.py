@@ -1,5 +1,6 @@
 """LoRA DAPT on the smoke profile: calibrated head, perplexity before/after, the adapter hand-off."""
 
+import json
 import random
 
 import pytest
@@ -135,3 +136,17 @@ def test_an_interrupted_dapt_run_resumes_to_the_same_perplexity(dapt_dir, tmp_pa
     # Not bit-identical: the Trainer's data loader collates one batch ahead of the step it checkpoints, so
     # after a resume the dynamic masks of one batch come from a different random state.
     assert resumed.metrics["perplexity_after"] == pytest.approx(uninterrupted.metrics["perplexity_after"], rel=1e-3)
+
+
+def test_the_ablation_trains_all_four_cells_per_corpus_and_tabulates_the_dapt_gain(finished, synthetic_corpus,
+                                                                                    tmp_path):
+    from openmed_repro import ablation
+
+    adapter = str(finished.run_dir / "adapter")
+    rows = ablation.run_all("smoke", {"epochs": 1}, [str(synthetic_corpus)], adapter, tmp_path)
+    assert sorted(zip(rows["method"], rows["DAPT"])) == [("full", "with"), ("full", "without"),
+                                                          ("lora", "with"), ("lora", "without")]
+    wide = ablation.table(rows)
+    assert list(wide.columns) == ["corpus", "method", "without", "with", "DAPT gain"]
+    assert (wide["DAPT gain"] == (wide["with"] - wide["without"]).round(1)).all()
+    assert json.loads((tmp_path / "synthetic-lora-dapt" / "config.json").read_text())["dapt_adapter"] == adapter
