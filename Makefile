@@ -8,7 +8,9 @@ KERNEL := openmed-repro
 RUN_NAME := ncbi_disease-minilm-l6-cpu-lora-seed42
 SWEEP_FLAGS ?= --profile cpu --max-train-sentences 5000 --epochs 2
 
-.PHONY: venv reproduce all-corpora test bench clean
+DAPT_RUN := runs/dapt/minilm-l6-cpu-seed42
+
+.PHONY: venv reproduce all-corpora dapt ablation test bench clean
 
 venv: $(STAMP)
 
@@ -30,6 +32,16 @@ reproduce: venv
 ## Every corpus found locally, training split capped (see README "Results"); resumable.
 all-corpora: venv
 	$(BIN)/python -m openmed_repro.sweep $(SWEEP_FLAGS) --out runs/all-corpora
+
+## The DAPT chapter on the offline default (profile cpu); resumable.
+dapt: venv
+	mkdir -p runs/dapt
+	$(BIN)/papermill notebooks/dapt.ipynb $(DAPT_RUN).ipynb -k $(KERNEL) --log-output -p profile cpu -p output_dir $(DAPT_RUN)
+
+## The ablation {LoRA, full} x {with, without DAPT} on ncbi_disease and s800 (needs `make dapt`); resumable.
+ablation: venv
+	$(BIN)/python -m openmed_repro.ablation --dapt-adapter $(DAPT_RUN)/adapter --corpora ncbi_disease s800 \
+		--max-train-sentences 2000 --out runs/ablation
 
 ## Unit tests (tiny models and synthetic corpora; no network).
 test: venv
