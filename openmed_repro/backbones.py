@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, TaskType
+from peft import LoraConfig, PeftModel, TaskType
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForTokenClassification, AutoTokenizer
 
 from openmed_repro import config
@@ -157,3 +157,15 @@ def _unreachable_message(source: str, reason) -> str:
     return (f"backbone {source!r} cannot be loaded ({reason}). Download it where there is a network "
             f"(huggingface-cli download {source} --local-dir DIR), copy DIR here and pass "
             f"-p backbone DIR, or use the offline default -p backbone minilm-l6")
+
+
+def merge_adapter(model, adapter_dir: str | Path):
+    """A model (of any head) with a DAPT adapter merged into its encoder weights: the start of fine-tuning."""
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise OpenMedError(f"parameter dapt_adapter: {adapter_dir} holds no adapter_config.json "
+                           "(give the adapter/ directory of a finished DAPT run)")
+    merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    for parameter in merged.parameters():  # peft froze them for the adapter; hand back a model as loaded
+        parameter.requires_grad = True
+    return merged

@@ -153,6 +153,18 @@ def locate(key: str, data_dir: str | Path | None = None, download: bool = True) 
                            f"and the download failed: {error}. {advice}") from error
 
 
+def available(data_dir: str | Path | None = None) -> list[str]:
+    """Registry keys whose three files can be found locally (nothing is downloaded to decide)."""
+    keys = []
+    for key in registry():
+        try:
+            locate(key, data_dir, download=False)
+            keys.append(key)
+        except OpenMedError:
+            pass
+    return keys
+
+
 def load(dataset: str | Path, data_dir: str | Path | None = None, repair: bool = False,
          verify: bool = True) -> Corpus:
     """Load a registry corpus by key, or any directory with train.tsv, devel.tsv and test.tsv.

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
 from transformers import (DataCollatorForLanguageModeling, DataCollatorForTokenClassification, Trainer,
                           TrainingArguments, set_seed)
@@ -20,7 +20,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from openmed_repro import backbones, config, corpora, dapt_corpus, runs
 from openmed_repro.config import DaptConfig
 from openmed_repro.errors import OpenMedError
-from openmed_repro.finetune import device_name, resolve_precision
+from openmed_repro.devices import device_name, resolve_precision
 
 ADAPTER_DIR = "adapter"
 CALIBRATED_HEAD = "calibrated_head.safetensors"
@@ -47,22 +47,10 @@ def sources(dapt_config: DaptConfig) -> tuple[list[dapt_corpus.Source], dict[str
 def evaluation_sentences(data_dir: str | None = None) -> list[str]:
     """Every dev and test sentence of every corpus found locally: text DAPT must never train on."""
     sentences = []
-    for key in corpora.registry():
-        try:
-            corpus = corpora.load(key, data_dir) if _is_local(key, data_dir) else None
-        except OpenMedError:
-            corpus = None
-        if corpus is not None:
-            sentences += [" ".join(s.tokens) for s in corpus.devel + corpus.test]
+    for key in corpora.available(data_dir):
+        corpus = corpora.load(key, data_dir)
+        sentences += [" ".join(s.tokens) for s in corpus.devel + corpus.test]
     return sentences
-
-
-def _is_local(key: str, data_dir: str | None) -> bool:
-    try:
-        corpora.locate(key, data_dir, download=False)
-        return True
-    except OpenMedError:
-        return False
 
 
 def build_corpus(dapt_config: DaptConfig, tokenizer, evaluation: list[str]) -> dapt_corpus.DaptCorpus:
@@ -232,15 +220,3 @@ def run(dapt_config: DaptConfig, run_dir: str | Path | None = None) -> DaptResul
     }
     runs.write_json(run_dir / runs.METRICS, record)
     return DaptResult(run_dir, record, trainer.state.log_history, reused=False)
-
-
-def merge_into(model, adapter_dir: str | Path):
-    """A model (of any head) with a DAPT adapter merged into its encoder weights: the start of fine-tuning."""
-    adapter_dir = Path(adapter_dir)
-    if not (adapter_dir / "adapter_config.json").is_file():
-        raise OpenMedError(f"parameter dapt_adapter: {adapter_dir} holds no adapter_config.json "
-                           "(give the adapter/ directory of a finished DAPT run)")
-    merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
-    for parameter in merged.parameters():  # peft froze them for the adapter; hand back a model as loaded
-        parameter.requires_grad = True
-    return merged

@@ -20,8 +20,8 @@ from transformers import (DataCollatorForTokenClassification, EarlyStoppingCallb
 from transformers.trainer_utils import get_last_checkpoint
 
 from openmed_repro import backbones, corpora, encoding, metrics, runs
+from openmed_repro.devices import device_name, resolve_precision
 from openmed_repro.config import RunConfig
-from openmed_repro.errors import OpenMedError
 from openmed_repro.iob import Sentence
 
 MODEL_DIR = "model"
@@ -50,10 +50,6 @@ class InOrderEvaluationTrainer(Trainer):
         return SequentialSampler(eval_dataset)
 
 
-def device_name() -> str:
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
-
-
 def subset(sentences: list[Sentence], cap: int | None) -> list[Sentence]:
     """The first `cap` sentences: a documented, seed-independent cap for budget runs."""
     return sentences if cap is None else sentences[:cap]
@@ -71,11 +67,7 @@ def build_model(run_config: RunConfig, backbone: backbones.Backbone, labels: lis
 
 def base_model(run_config: RunConfig, backbone: backbones.Backbone, labels: list[str], vocab_size: int):
     model = backbones.load_token_classifier(backbone, labels, vocab_size=vocab_size)
-    if run_config.dapt_adapter:
-        from openmed_repro import dapt  # DAPT imports this module; import here to keep the graph acyclic
-
-        model = dapt.merge_into(model, run_config.dapt_adapter)
-    return model
+    return backbones.merge_adapter(model, run_config.dapt_adapter) if run_config.dapt_adapter else model
 
 
 def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
@@ -183,16 +175,6 @@ def _dev_scorer(windows: list[encoding.Window], sentences: list[Sentence], label
                 "strict_recall": scores.strict.recall, "default_f1": scores.default.f1}
 
     return compute
-
-
-def resolve_precision(precision: str) -> str:
-    """`auto`: bf16 where the GPU has it, else fp16 on a GPU, fp32 on a CPU."""
-    cuda = torch.cuda.is_available()
-    if precision == "auto":
-        return ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
-    if precision in {"bf16", "fp16"} and not cuda:
-        raise OpenMedError(f"parameter precision={precision} needs a GPU; use fp32 (or auto) on a CPU")
-    return precision
 
 
 def _training_arguments(run_config: RunConfig, output_dir: Path) -> TrainingArguments:

@@ -14,19 +14,6 @@ from pathlib import Path
 import pandas as pd
 
 from openmed_repro import config, corpora, finetune, paper, runs
-from openmed_repro.errors import OpenMedError
-
-
-def available_corpora(data_dir: str | None = None) -> list[str]:
-    """Registry keys whose three files can be found locally (nothing is downloaded to decide)."""
-    keys = []
-    for key in corpora.registry():
-        try:
-            corpora.locate(key, data_dir, download=False)
-            keys.append(key)
-        except OpenMedError:
-            pass
-    return keys
 
 
 def run_all(profile: str, overrides: dict, out: Path, keys: list[str]) -> pd.DataFrame:
@@ -74,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     overrides = {"max_train_sentences": args.max_train_sentences, "epochs": args.epochs, "data_dir": args.data_dir}
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    keys = args.corpora or available_corpora(args.data_dir)
+    keys = args.corpora or corpora.available(args.data_dir)
     run_all(args.profile, overrides, args.out, keys)
     print(f"\nTable: {args.out / 'results.md'}")
 

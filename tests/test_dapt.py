@@ -57,7 +57,7 @@ def test_the_merged_adapter_changes_the_backbone_and_fine_tuning_can_start_from_
     tiny = backbones.resolve("tiny-random-bert")
     labels = ["O", "B-X", "I-X"]
     plain = backbones.load_token_classifier(tiny, labels, 30522)
-    merged = dapt.merge_into(backbones.load_token_classifier(tiny, labels, 30522), finished.run_dir / "adapter")
+    merged = backbones.merge_adapter(backbones.load_token_classifier(tiny, labels, 30522), finished.run_dir / "adapter")
     query = "bert.encoder.layer.0.attention.self.query.weight"
     assert not torch.equal(plain.state_dict()[query], merged.state_dict()[query])
     assert not any("lora" in name for name in merged.state_dict())
@@ -75,7 +75,7 @@ def test_fine_tuning_from_the_dapt_adapter_trains_and_reloads_exactly(finished, 
 
 def test_a_directory_without_an_adapter_is_refused_naming_the_parameter(tmp_path):
     with pytest.raises(OpenMedError, match="parameter dapt_adapter: .* holds no adapter_config.json"):
-        dapt.merge_into(torch.nn.Linear(1, 1), tmp_path)
+        backbones.merge_adapter(torch.nn.Linear(1, 1), tmp_path)
 
 
 def test_a_finished_dapt_run_is_read_back(finished, dapt_dir):

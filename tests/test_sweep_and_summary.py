@@ -2,7 +2,7 @@
 
 import pytest
 
-from openmed_repro import run_summary, sweep
+from openmed_repro import config, corpora, run_summary, sweep
 from openmed_repro.errors import OpenMedError
 
 
@@ -21,9 +21,9 @@ def test_a_rerun_of_the_sweep_reads_finished_runs_back(synthetic_corpus, tmp_pat
 
 
 def test_only_corpora_present_locally_are_swept(tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep.config, "SHARED_DATA_DIR", tmp_path / "nothing")
+    monkeypatch.setattr(config, "SHARED_DATA_DIR", tmp_path / "nothing")
     monkeypatch.delenv("OPENMED_DATA_DIR", raising=False)
-    assert sweep.available_corpora(str(tmp_path)) == []
+    assert corpora.available(str(tmp_path)) == []
 
 
 def test_the_summary_names_the_numbers_and_where_they_are(synthetic_corpus, tmp_path):
