@@ -41,7 +41,7 @@ dapt: venv
 ## The ablation {LoRA, full} x {with, without DAPT} on ncbi_disease and s800 (needs `make dapt`); resumable.
 ablation: venv
 	$(BIN)/python -m openmed_repro.ablation --dapt-adapter $(DAPT_RUN)/adapter --corpora ncbi_disease s800 \
-		--max-train-sentences 2000 --out runs/ablation
+		--max-train-sentences 2000 --epochs 3 --out runs/ablation
 
 ## Unit tests (tiny models and synthetic corpora; no network).
 test: venv

@@ -1,8 +1,9 @@
 """The paper's ablation: test strict F1 of {LoRA, full fine-tuning} x {with DAPT, without DAPT} per corpus,
-every cell trained with the same profile, seed and training-sentence cap.
+every cell trained with the same profile, seed, epochs and training-sentence cap. Full fine-tuning takes its
+own learning rate (the profile's LoRA rate would wreck every weight of the backbone).
 
     python -m openmed_repro.ablation --dapt-adapter runs/dapt/minilm-l6-cpu-seed42/adapter \
-        --corpora ncbi_disease s800 --max-train-sentences 2000 --out runs/ablation
+        --corpora ncbi_disease s800 --max-train-sentences 2000 --epochs 3 --out runs/ablation
 
 A rerun reads finished cells back and trains only the missing ones."""
 
@@ -16,28 +17,48 @@ import pandas as pd
 from openmed_repro import config, finetune, runs
 
 METHODS = ("lora", "full")
+FULL_FINE_TUNING_LEARNING_RATE = 5e-5   # the standard Hugging Face recipe's (../shared/REFERENCE_RUNS.md)
 
 
 def cells(corpora: list[str], dapt_adapter: str) -> list[tuple[str, str, str | None]]:
     return [(corpus, method, adapter) for corpus in corpora for method in METHODS for adapter in (None, dapt_adapter)]
 
 
-def run_all(profile: str, overrides: dict, corpora: list[str], dapt_adapter: str, out: Path) -> pd.DataFrame:
+def cell_name(corpus: str, method: str, adapter: str | None) -> str:
+    return f"{Path(corpus).name}-{method}-{'dapt' if adapter else 'base'}"
+
+
+def run_cell(profile: str, overrides: dict, corpus: str, method: str, adapter: str | None, out: Path,
+             full_learning_rate: float = FULL_FINE_TUNING_LEARNING_RATE) -> dict:
+    """Train (or read back) one cell and return its table row."""
+    method_overrides = {"learning_rate": full_learning_rate} if method == "full" else {}
+    run_config = config.load_run_config(profile, {**overrides, **method_overrides, "dataset": corpus,
+                                                  "method": method, "dapt_adapter": adapter})
+    metrics = finetune.run(run_config, out / cell_name(corpus, method, adapter)).metrics
+    return {"corpus": Path(corpus).name, "method": method, "DAPT": "with" if adapter else "without",
+            "learning rate": run_config.learning_rate,
+            "test strict F1": round(100 * metrics["test"]["strict"]["f1"], 1),
+            "dev strict F1": round(100 * metrics["devel"]["strict"]["f1"], 1),
+            "epochs run": metrics["epochs_run"], "train s": round(metrics["train_seconds"])}
+
+
+def run_all(profile: str, overrides: dict, corpora: list[str], dapt_adapter: str, out: Path,
+            full_learning_rate: float = FULL_FINE_TUNING_LEARNING_RATE) -> pd.DataFrame:
     rows = []
     for corpus, method, adapter in cells(corpora, dapt_adapter):
-        run_config = config.load_run_config(profile, {**overrides, "dataset": corpus, "method": method,
-                                                      "dapt_adapter": adapter})
-        name = f"{Path(corpus).name}-{method}-{'dapt' if adapter else 'base'}"
-        metrics = finetune.run(run_config, out / name).metrics
-        rows.append({"corpus": Path(corpus).name, "method": method, "DAPT": "with" if adapter else "without",
-                     "test strict F1": round(100 * metrics["test"]["strict"]["f1"], 1),
-                     "epochs run": metrics["epochs_run"], "train s": round(metrics["train_seconds"])})
+        rows.append(run_cell(profile, overrides, corpus, method, adapter, out, full_learning_rate))
         runs.write_json(out / "ablation.json", rows)
     return pd.DataFrame(rows)
 
 
+def read(out: str | Path) -> pd.DataFrame | None:
+    """The cells written so far by `run_all` into `out`, or None before the first one."""
+    path = Path(out) / "ablation.json"
+    return pd.DataFrame(runs.read_json(path)) if path.is_file() else None
+
+
 def table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Corpus x method rows, F1 without and with DAPT and the difference."""
+    """Corpus x method rows, test strict F1 without and with DAPT and the difference."""
     wide = rows.pivot_table(index=["corpus", "method"], columns="DAPT", values="test strict F1").reset_index()
     wide["DAPT gain"] = (wide["with"] - wide["without"]).round(1)
     return wide[["corpus", "method", "without", "with", "DAPT gain"]]
@@ -50,12 +71,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--max-train-sentences", type=int, default=2000)
     parser.add_argument("--epochs", type=float, default=None)
+    parser.add_argument("--full-learning-rate", type=float, default=FULL_FINE_TUNING_LEARNING_RATE)
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     args = parser.parse_args(argv)
     overrides = {"max_train_sentences": args.max_train_sentences}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
-    result = table(run_all(args.profile, overrides, args.corpora, args.dapt_adapter, args.out))
+    result = table(run_all(args.profile, overrides, args.corpora, args.dapt_adapter, args.out,
+                           args.full_learning_rate))
     print(result.to_string(index=False))
 
 

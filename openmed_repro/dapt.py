@@ -13,11 +13,10 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
-from transformers import (DataCollatorForLanguageModeling, DataCollatorForTokenClassification, Trainer,
-                          TrainingArguments, set_seed)
+from transformers import DataCollatorForLanguageModeling, DataCollatorForTokenClassification, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from openmed_repro import backbones, config, corpora, dapt_corpus, runs
+from openmed_repro import backbones, config, corpora, dapt_corpus, masked_lm, runs
 from openmed_repro.config import DaptConfig
 from openmed_repro.errors import OpenMedError
 from openmed_repro.devices import device_name, resolve_precision
@@ -91,12 +90,9 @@ def perplexity(model, masked: list[dict], tokenizer, batch_size: int = 64) -> fl
         for start in range(0, len(order), batch_size):
             batch = collator([masked[i] for i in order[start:start + batch_size]])
             batch = {k: v.to(device) for k, v in batch.items()}
-            labels = batch.pop("labels")
-            logits = model(**batch).logits
-            selected = labels != -100
-            total += torch.nn.functional.cross_entropy(logits[selected].float(), labels[selected],
-                                                       reduction="sum").item()
-            count += int(selected.sum())
+            batch_total, batch_count = masked_lm.loss_sum(model, batch)
+            total += batch_total.item()
+            count += batch_count
     if count == 0:
         raise OpenMedError("the held-out set has no masked token: too few held-out passages")
     return math.exp(total / count)
@@ -121,9 +117,9 @@ def calibrate_head(model, dapt_config: DaptConfig, features: list[dict], tokeniz
         parameter.requires_grad = False
     for parameter in head.values():
         parameter.requires_grad = True
-    trainer = Trainer(model=model, args=_arguments(dapt_config, run_dir / "calibration", dapt_config.head_learning_rate,
-                                                    max_steps=steps),
-                      train_dataset=features, data_collator=_mlm_collator(tokenizer, dapt_config))
+    arguments = _arguments(dapt_config, run_dir / "calibration", dapt_config.head_learning_rate, max_steps=steps)
+    trainer = masked_lm.MaskedPositionsTrainer(model=model, args=arguments, train_dataset=features,
+                                               data_collator=_mlm_collator(tokenizer, dapt_config))
     checkpoints = run_dir / "calibration"
     trainer.train(resume_from_checkpoint=get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None)
     for parameter in head.values():
@@ -195,8 +191,8 @@ def run(dapt_config: DaptConfig, run_dir: str | Path | None = None) -> DaptResul
                                           or backbones.query_value_modules(model)))
     model = get_peft_model(model, lora)
     checkpoints = run_dir / "checkpoints"
-    trainer = Trainer(model=model, args=_arguments(dapt_config, checkpoints, dapt_config.learning_rate),
-                      train_dataset=training, data_collator=_mlm_collator(tokenizer, dapt_config))
+    trainer = masked_lm.MaskedPositionsTrainer(model=model, args=_arguments(dapt_config, checkpoints, dapt_config.learning_rate),
+                                               train_dataset=training, data_collator=_mlm_collator(tokenizer, dapt_config))
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None)
     train_seconds = time.perf_counter() - started

@@ -12,6 +12,7 @@ from openmed_repro import backbones, config, corpora
 from openmed_repro.errors import OpenMedError
 
 NOTEBOOK_KEYS = {"output_dir"}
+DAPT_NOTEBOOK_KEYS = {"output_dir", "ablation_dir"}
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
 
@@ -27,9 +28,11 @@ def run_config(namespace: dict) -> tuple[config.RunConfig, Path | None]:
 
 
 def dapt_config(namespace: dict) -> tuple[config.DaptConfig, Path | None]:
-    """The DaptConfig of the DAPT notebook's parameters and its output_dir, validated the same way."""
-    values = _parameters(namespace, {f.name for f in dataclasses.fields(config.DaptConfig)})
+    """The DaptConfig of the DAPT notebook's parameters and its output_dir, validated the same way
+    (`ablation_dir` is the notebook's own: where it reads the ablation table from)."""
+    values = _parameters(namespace, {f.name for f in dataclasses.fields(config.DaptConfig)}, DAPT_NOTEBOOK_KEYS)
     output_dir = values.pop("output_dir", None)
+    values.pop("ablation_dir", None)
     profile = values.pop("profile", None)
     settings = config.load_dapt_config(profile, {key: value for key, value in values.items() if value is not None})
     backbones.resolve(settings.backbone)
@@ -39,17 +42,18 @@ def dapt_config(namespace: dict) -> tuple[config.DaptConfig, Path | None]:
     return settings, Path(output_dir) if output_dir else None
 
 
-def _parameters(namespace: dict, fields: set[str]) -> dict:
+def _parameters(namespace: dict, fields: set[str], notebook_keys: set[str] = NOTEBOOK_KEYS) -> dict:
     """The notebook's parameters among its globals; anything unknown is refused with the valid names."""
     values = {name: value for name, value in namespace.items()
               if not name.startswith("_") and name not in _IPYTHON_NAMES
               and not isinstance(value, (types.ModuleType, types.FunctionType, type))}
-    known = fields | NOTEBOOK_KEYS
+    known = fields | notebook_keys
     unknown = sorted(set(values) - known)
     if unknown:
         raise OpenMedError(f"unknown notebook parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-    if values.get("output_dir") is not None and not isinstance(values["output_dir"], str):
-        raise OpenMedError(f"parameter output_dir must be a path string, got {values['output_dir']!r}")
+    for key in notebook_keys:
+        if values.get(key) is not None and not isinstance(values[key], str):
+            raise OpenMedError(f"parameter {key} must be a path string, got {values[key]!r}")
     return values
 
 

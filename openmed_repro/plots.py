@@ -45,3 +45,21 @@ def perplexity_before_after(before: float, after: float, title: str = ""):
     axis.set_title(title or f"Perplexity: {100 * (before - after) / before:.1f}% lower")
     figure.tight_layout()
     return figure
+
+
+def ablation(rows, title: str = ""):
+    """Test strict F1 per corpus and method, without and with DAPT, as grouped bars."""
+    wide = rows.pivot_table(index=["corpus", "method"], columns="DAPT", values="test strict F1")
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    positions = range(len(wide))
+    for offset, (column, colour) in zip((-0.2, 0.2), (("without", "tab:gray"), ("with", "tab:green"))):
+        if column in wide:
+            bars = axis.bar([p + offset for p in positions], wide[column], width=0.4, color=colour,
+                            label=f"{column} DAPT")
+            axis.bar_label(bars, fmt="%.1f", fontsize=8)
+    axis.set_xticks(list(positions), [f"{corpus}\n{method}" for corpus, method in wide.index])
+    axis.set_ylabel("test strict F1 (%)")
+    axis.set_title(title or "DAPT ablation")
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    return figure

@@ -83,17 +83,37 @@ def test_a_finished_dapt_run_is_read_back(finished, dapt_dir):
     assert again.reused and again.metrics == finished.metrics
 
 
-def test_the_dapt_notebook_runs_on_the_smoke_profile(dapt_dir, tmp_path):
+def test_the_dapt_notebook_runs_on_the_smoke_profile_and_shows_the_ablation_it_finds(dapt_dir, tmp_path):
     import papermill
 
+    ablation_dir = tmp_path / "ablation"
+    ablation_dir.mkdir()
+    cells = [("lora", "without", 70.0), ("lora", "with", 71.5), ("full", "without", 72.0), ("full", "with", 71.0)]
+    (ablation_dir / "ablation.json").write_text(json.dumps(
+        [{"corpus": "c", "method": m, "DAPT": d, "test strict F1": f} for m, d, f in cells]))
     notebook = config.PROJECT_ROOT / "notebooks" / "dapt.ipynb"
     executed = papermill.execute_notebook(str(notebook), str(tmp_path / "dapt.ipynb"), kernel_name="python3",
                                           parameters={"profile": "smoke", "dapt_dir": str(dapt_dir),
-                                                      "output_dir": str(tmp_path / "run")},
+                                                      "output_dir": str(tmp_path / "run"),
+                                                      "ablation_dir": str(ablation_dir)},
                                           cwd=str(tmp_path), progress_bar=False)
     assert (tmp_path / "run" / "metrics.json").is_file()
     outputs = "".join(str(o) for cell in executed.cells for o in cell.get("outputs", []))
-    assert outputs.count("image/png") == 2 and "profile **smoke**" in outputs
+    assert outputs.count("image/png") == 3 and "profile **smoke**" in outputs
+    assert "DAPT gain" in outputs and "-1.0" in outputs and "1.5" in outputs
+
+
+def test_the_dapt_notebook_says_how_to_get_the_ablation_before_it_exists(finished, dapt_dir, tmp_path):
+    import papermill
+
+    executed = papermill.execute_notebook(str(config.PROJECT_ROOT / "notebooks" / "dapt.ipynb"),
+                                          str(tmp_path / "dapt.ipynb"), kernel_name="python3",
+                                          parameters={"profile": "smoke", "dapt_dir": str(dapt_dir),
+                                                      "output_dir": str(finished.run_dir),
+                                                      "ablation_dir": str(tmp_path / "none")},
+                                          cwd=str(tmp_path), progress_bar=False)
+    outputs = "".join(str(o) for cell in executed.cells for o in cell.get("outputs", []))
+    assert "run `make ablation`" in outputs and outputs.count("image/png") == 2
 
 
 KILL_AT_FIRST_DAPT_CHECKPOINT = """
@@ -150,3 +170,7 @@ def test_the_ablation_trains_all_four_cells_per_corpus_and_tabulates_the_dapt_ga
     assert list(wide.columns) == ["corpus", "method", "without", "with", "DAPT gain"]
     assert (wide["DAPT gain"] == (wide["with"] - wide["without"]).round(1)).all()
     assert json.loads((tmp_path / "synthetic-lora-dapt" / "config.json").read_text())["dapt_adapter"] == adapter
+    learning_rates = {method: json.loads((tmp_path / f"synthetic-{method}-base" / "config.json").read_text())
+                      ["learning_rate"] for method in ("lora", "full")}
+    assert learning_rates == {"lora": config.read_parameters("profiles/smoke.yaml")["learning_rate"],
+                              "full": ablation.FULL_FINE_TUNING_LEARNING_RATE}
