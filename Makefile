@@ -10,7 +10,10 @@ SWEEP_FLAGS ?= --profile cpu --max-train-sentences 5000 --epochs 2
 
 DAPT_RUN := runs/dapt/minilm-l6-cpu-seed42
 
-.PHONY: venv reproduce all-corpora dapt ablation test bench clean
+HPO_DATASET ?= ncbi_disease
+HPO_FLAGS ?= -p n_trials 20 -p max_train_sentences 500 -p epochs 3
+
+.PHONY: venv reproduce all-corpora dapt ablation hpo test bench clean
 
 venv: $(STAMP)
 
@@ -42,6 +45,13 @@ dapt: venv
 ablation: venv
 	$(BIN)/python -m openmed_repro.ablation --dapt-adapter $(DAPT_RUN)/adapter --corpora ncbi_disease s800 \
 		--max-train-sentences 2000 --epochs 3 --out runs/ablation
+
+## The search chapter: a TPE study on one corpus (resumable; start it again elsewhere with -p storage
+## postgresql://... to add workers).
+hpo: venv
+	mkdir -p runs/hpo
+	$(BIN)/papermill notebooks/hpo.ipynb runs/hpo/$(HPO_DATASET)-cpu.ipynb -k $(KERNEL) --log-output \
+		-p dataset $(HPO_DATASET) -p profile cpu $(HPO_FLAGS) -p output_dir runs/hpo/$(HPO_DATASET)-cpu
 
 ## Unit tests (tiny models and synthetic corpora; no network).
 test: venv

@@ -115,6 +115,41 @@ class DaptConfig:
         return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """One Optuna study: how many finished trials, where it lives, how trials are pruned and how a worker
+    that died mid-trial is noticed (heartbeat) and its trial retried."""
+
+    n_trials: int = 40
+    storage: str | None = None          # None: SQLite file in the run directory; or any SQLAlchemy URL
+    study_name: str | None = None       # None: <dataset>-<backbone>-<profile>
+    pruner: str = "median"
+    heartbeat_interval: int = 60        # seconds between a running trial's heartbeats
+    grace_period: int = 180             # seconds without a heartbeat before a trial counts as dead
+    max_retry: int = 3                  # retries of a trial whose worker died
+    space: str | None = None            # None: parameters/search.yaml; or a YAML file with a `space` mapping
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_search_config(overrides: dict | None = None) -> SearchConfig:
+    """SearchConfig from keyword overrides, validated like the run configuration."""
+    return validated(SearchConfig, overrides or {}, "search parameters")
+
+
+def validated(kind: type, values: dict, source: str):
+    """A dataclass `kind` from `values`, each checked against its field's type and range."""
+    fields = {f.name for f in dataclasses.fields(kind)}
+    hints = typing.get_type_hints(kind)
+    checked = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise OpenMedError(f"{source}: unknown parameter {key!r}; valid: {', '.join(sorted(fields))}")
+        checked[key] = _checked(key, value, hints[key], source)
+    return kind(**checked)
+
+
 def dapt_dir(configured: str | None = None) -> Path:
     """DAPT text files: the parameter, else $OPENMED_DAPT_DIR, else ../shared/data/dapt."""
     chosen = configured or os.environ.get(DAPT_DIR_ENV)
@@ -130,11 +165,13 @@ _CHOICES = {
     "method": ("lora", "full"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "lr_scheduler": ("cosine", "linear", "constant_with_warmup"),
+    "pruner": ("median", "hyperband", "none"),
 }
 _POSITIVE = {"save_steps", "head_learning_rate", "epochs", "learning_rate", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "lora_r",
              "lora_alpha", "max_length", "logging_steps", "max_train_sentences", "max_eval_sentences", "passages",
-             "min_tokens", "max_tokens", "mlm_probability", "held_out_fraction", "head_calibration_steps"}
-_NON_NEGATIVE = {"weight_decay", "overlap", "early_stopping_patience", "label_smoothing", "lora_dropout", "warmup_ratio",
+             "min_tokens", "max_tokens", "mlm_probability", "held_out_fraction", "head_calibration_steps",
+             "n_trials", "heartbeat_interval", "grace_period"}
+_NON_NEGATIVE = {"max_retry", "weight_decay", "overlap", "early_stopping_patience", "label_smoothing", "lora_dropout", "warmup_ratio",
                  "warmup_steps"}
 _BELOW_ONE = {"warmup_ratio", "label_smoothing", "lora_dropout", "mlm_probability", "held_out_fraction"}
 

@@ -72,6 +72,9 @@ class Corpus:
 
     @property
     def test(self) -> list[Sentence]:
+        if "test" not in self.splits:
+            raise OpenMedError(f"corpus {self.key}: the test split was not loaded; a hyper-parameter search "
+                               "never reads it (load it with splits=SPLITS to evaluate)")
         return self.splits["test"]
 
     @property
@@ -166,20 +169,24 @@ def available(data_dir: str | Path | None = None) -> list[str]:
 
 
 def load(dataset: str | Path, data_dir: str | Path | None = None, repair: bool = False,
-         verify: bool = True) -> Corpus:
+         verify: bool = True, splits: tuple[str, ...] = SPLITS) -> Corpus:
     """Load a registry corpus by key, or any directory with train.tsv, devel.tsv and test.tsv.
-    Registry files must match a known checksum unless `verify=False`."""
+    Registry files must match a known checksum unless `verify=False`. Splits left out of `splits` are never
+    opened (a search loads ("train", "devel") so the test split cannot leak into it)."""
+    unknown = sorted(set(splits) - set(SPLITS))
+    if unknown:
+        raise OpenMedError(f"splits {unknown} unknown; valid: {', '.join(SPLITS)}")
     if str(dataset) not in registry() and Path(dataset).is_dir():
         return _load_directory(Path(dataset), key=Path(dataset).name, name=Path(dataset).name,
-                               specs=None, repair=repair, verify=False)
+                               specs=None, repair=repair, verify=False, splits=splits)
     corpus = spec(str(dataset))
     return _load_directory(locate(corpus.key, data_dir), key=corpus.key, name=corpus.name,
-                           specs=corpus.splits, repair=repair, verify=verify)
+                           specs=corpus.splits, repair=repair, verify=verify, splits=splits)
 
 
 def _load_directory(directory: Path, key: str, name: str, specs: dict[str, SplitSpec] | None,
-                    repair: bool, verify: bool) -> Corpus:
-    file_names = {split: (specs[split].file if specs else f"{split}.tsv") for split in SPLITS}
+                    repair: bool, verify: bool, splits: tuple[str, ...] = SPLITS) -> Corpus:
+    file_names = {split: (specs[split].file if specs else f"{split}.tsv") for split in SPLITS if split in splits}
     missing = [name_ for name_ in file_names.values() if not (directory / name_).is_file()]
     if missing:
         raise OpenMedError(f"{directory}: missing {', '.join(missing)} (a corpus needs train.tsv, devel.tsv, test.tsv)")

@@ -15,8 +15,8 @@ import torch
 from torch.utils.data import SequentialSampler
 from tqdm.auto import tqdm
 from peft import PeftModel, get_peft_model
-from transformers import (DataCollatorForTokenClassification, EarlyStoppingCallback, Trainer, TrainingArguments,
-                          set_seed)
+from transformers import (DataCollatorForTokenClassification, EarlyStoppingCallback, Trainer, TrainerCallback,
+                          TrainingArguments, set_seed)
 from transformers.trainer_utils import get_last_checkpoint
 
 from openmed_repro import backbones, corpora, encoding, metrics, runs
@@ -71,9 +71,11 @@ def base_model(run_config: RunConfig, backbone: backbones.Backbone, labels: list
 
 
 def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
-          track: Tracker = lambda name: contextlib.nullcontext()) -> Trained:
+          track: Tracker = lambda name: contextlib.nullcontext(),
+          callbacks: Sequence[TrainerCallback] = ()) -> Trained:
     """Train on the corpus's train split, select on dev strict F1; resumes from the last epoch checkpoint
-    in `run_dir` if an earlier attempt was interrupted. `track` wraps the training (footprint hook)."""
+    in `run_dir` if an earlier attempt was interrupted. `track` wraps the training (footprint hook);
+    `callbacks` see every epoch's dev scores (the search's pruner)."""
     set_seed(run_config.seed)
     backbone = backbones.resolve(run_config.backbone)
     tokenizer = backbones.load_tokenizer(backbone)
@@ -96,7 +98,7 @@ def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
         processing_class=tokenizer,
         compute_metrics=_dev_scorer(dev_windows, dev_sentences, labels),
         preprocess_logits_for_metrics=lambda logits, _: logits.argmax(dim=-1),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=run_config.early_stopping_patience)],
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=run_config.early_stopping_patience), *callbacks],
     )
     resume_from = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     start = time.perf_counter()

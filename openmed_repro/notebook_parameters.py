@@ -27,6 +27,16 @@ def run_config(namespace: dict) -> tuple[config.RunConfig, Path | None]:
     return settings, Path(output_dir) if output_dir else None
 
 
+def search_config(namespace: dict) -> tuple[config.RunConfig, config.SearchConfig, Path | None]:
+    """The search notebook's parameters: a RunConfig for every trial's base, a SearchConfig, output_dir."""
+    search_fields = {f.name for f in dataclasses.fields(config.SearchConfig)}
+    values = _parameters(namespace, {f.name for f in dataclasses.fields(config.RunConfig)} | search_fields)
+    popped = {key: values.pop(key) for key in search_fields & set(values)}
+    search = config.load_search_config({key: value for key, value in popped.items() if value is not None})
+    settings, output_dir = run_config(values)
+    return settings, search, output_dir
+
+
 def dapt_config(namespace: dict) -> tuple[config.DaptConfig, Path | None]:
     """The DaptConfig of the DAPT notebook's parameters and its output_dir, validated the same way
     (`ablation_dir` is the notebook's own: where it reads the ablation table from)."""

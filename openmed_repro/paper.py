@@ -11,6 +11,15 @@ def table4() -> dict:
     return config.read_parameters("paper.yaml")["table4"]
 
 
+def search_finding(dataset: str) -> str:
+    """What the paper's search found for this corpus's kind of entities (batch size), in words."""
+    preferred = config.read_parameters("paper.yaml")["hpo"]["preferred_batch_size"].get(dataset)
+    if preferred is None:
+        return f"The paper reports no batch-size finding for {dataset}."
+    kind = "gene/protein" if preferred == 16 else "chemical and disease"
+    return f"The paper's searches favoured batch {preferred} on {kind} corpora such as {dataset}."
+
+
 def comparison(metrics: dict) -> pd.DataFrame:
     """Our test strict P/R/F1 for one corpus beside the paper's F1 and its best prior system."""
     reported = table4().get(metrics["dataset"], {})

@@ -1,0 +1,232 @@
+"""Hyper-parameter search: an Optuna TPE study whose objective is the best dev strict F1 of a fine-tuning
+run (the fine-tuning chapter's own `finetune.train`). Any number of workers, on one machine or many, run
+the same command against one storage (SQLite by default, PostgreSQL for many machines) and share the
+study; a worker that dies mid-trial stops sending heartbeats, its trial is marked failed and retried, and
+rerunning the command continues until the requested number of trials has finished. The test split is
+never loaded."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import yaml
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import TrialState
+from transformers import TrainerCallback
+
+from openmed_repro import config, corpora, finetune, runs
+from openmed_repro.config import RunConfig, SearchConfig
+from openmed_repro.errors import OpenMedError
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+SEARCH_SPLITS = ("train", "devel")
+BEST_PARAMETERS = "best.yaml"
+DEFAULT_TRIAL = "default configuration"
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    study: optuna.Study
+    best_parameters: dict
+    best_dev_f1: float
+    default_dev_f1: float | None
+    trials: pd.DataFrame
+
+
+class SurplusTrial(Exception):
+    """Raised when a worker's new trial would take the study past its number of trials."""
+
+
+def default_directory(run_config: RunConfig) -> Path:
+    return Path("runs") / "hpo" / f"{Path(run_config.dataset).name}-{Path(run_config.backbone).name}-{run_config.profile}"
+
+
+def search_space(file: str | None = None) -> dict[str, dict]:
+    """`space` of a YAML file (default parameters/search.yaml): RunConfig fields, each with a range
+    (`low`, `high`, optional `log`) or a list of `choices`."""
+    source = Path(file) if file else config.PARAMETERS_DIR / "search.yaml"
+    if not source.is_file():
+        raise OpenMedError(f"parameter space: {source} not found")
+    space = (yaml.safe_load(source.read_text(encoding="utf-8")) or {}).get("space") or {}
+    fields = set(RunConfig.__dataclass_fields__)
+    for name, spec in space.items():
+        if name not in fields:
+            raise OpenMedError(f"{source}: {name!r} is not a run parameter; valid: {', '.join(sorted(fields))}")
+        if not (isinstance(spec, dict) and ("choices" in spec or {"low", "high"} <= set(spec))):
+            raise OpenMedError(f"{source}: {name} needs `choices` or `low` and `high`, got {spec!r}")
+    return space
+
+
+def contains(space: dict[str, dict], parameters: dict) -> bool:
+    """Whether every value lies in the space (the profile's defaults may not: then no default trial)."""
+    return all(parameters[name] in spec["choices"] if "choices" in spec
+               else float(spec["low"]) <= parameters[name] <= float(spec["high"]) for name, spec in space.items())
+
+
+def suggest(trial: optuna.Trial, space: dict[str, dict]) -> dict:
+    return {name: trial.suggest_categorical(name, spec["choices"]) if "choices" in spec
+            else trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log")))
+            for name, spec in space.items()}
+
+
+def pruner(name: str, epochs: float) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, round(epochs)))
+    return optuna.pruners.NopPruner()
+
+
+def storage(search: SearchConfig, run_dir: Path, attempts: int = 5) -> RDBStorage:
+    """The study's storage with heartbeats, so that a dead worker's trial is failed and retried. Workers
+    started together race to create the schema; the losers try again."""
+    url = search.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(url, heartbeat_interval=search.heartbeat_interval, grace_period=search.grace_period,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=search.max_retry))
+        except Exception as error:  # SQLAlchemy raises many kinds; all mean the URL cannot be used (yet)
+            if attempt == attempts - 1:
+                raise OpenMedError(f"parameter storage: cannot open {url!r}: {error}") from error
+            time.sleep(1 + attempt)
+
+
+def open_study(run_config: RunConfig, search: SearchConfig, run_dir: Path) -> optuna.Study:
+    """Create or join the study; its first trial is the profile's own configuration (default vs tuned)."""
+    name = search.study_name or f"{Path(run_config.dataset).name}-{Path(run_config.backbone).name}-{run_config.profile}"
+    study = optuna.create_study(
+        study_name=name, storage=storage(search, run_dir), direction="maximize", load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=run_config.seed), pruner=pruner(search.pruner, run_config.epochs))
+    space = search_space(search.space)
+    defaults = {key: getattr(run_config, key) for key in space}
+    if contains(space, defaults):
+        study.enqueue_trial(defaults, user_attrs={"origin": DEFAULT_TRIAL}, skip_if_exists=True)
+    return study
+
+
+class ReportDevF1(TrainerCallback):
+    """Hands each epoch's dev strict F1 to Optuna and stops the trial when the pruner says so."""
+
+    def __init__(self, trial: optuna.Trial):
+        self.trial = trial
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if metrics and "eval_strict_f1" in metrics:
+            self.trial.report(metrics["eval_strict_f1"], step=round(state.epoch))
+            if self.trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {state.epoch:g}")
+
+
+def objective(run_config: RunConfig, corpus: corpora.Corpus, search: SearchConfig, run_dir: Path):
+    space = search_space(search.space)
+
+    def evaluate(trial: optuna.Trial) -> float:
+        _refuse_surplus(trial, search.n_trials)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial_config = config.load_run_config(run_config.profile, {**run_config.to_dict(), **suggest(trial, space)})
+        trial_dir = run_dir / "trials" / f"trial-{trial.number:04d}"
+        try:
+            trained = finetune.train(trial_config, corpus, trial_dir, callbacks=[ReportDevF1(trial)])
+        finally:
+            shutil.rmtree(trial_dir, ignore_errors=True)   # checkpoints of a finished trial are not needed
+        scores = [entry["eval_strict_f1"] for entry in trained.log_history if "eval_strict_f1" in entry]
+        trial.set_user_attr("epochs_run", len(scores))
+        trial.set_user_attr("train_seconds", round(trained.train_seconds, 1))
+        return max(scores)
+
+    return evaluate
+
+
+def _refuse_surplus(trial: optuna.Trial, n_trials: int) -> None:
+    """Workers start trials concurrently; the ones numbered after the first `n_trials` finished or running
+    ones step back, so that exactly `n_trials` finish."""
+    ahead = [t for t in trial.study.get_trials(deepcopy=False)
+             if t.number != trial.number and (t.state in FINISHED or
+                                               (t.state == TrialState.RUNNING and t.number < trial.number))]
+    if len(ahead) >= n_trials:
+        trial.set_user_attr("surplus", True)
+        raise SurplusTrial(f"{len(ahead)} trials already finished or running ahead of trial {trial.number}")
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    trials = study.get_trials(deepcopy=False)
+    return {"finished": sum(t.state in FINISHED for t in trials),
+            "running": sum(t.state == TrialState.RUNNING for t in trials),
+            "waiting": sum(t.state == TrialState.WAITING for t in trials)}
+
+
+def work(run_config: RunConfig, search: SearchConfig, run_dir: str | Path) -> SearchResult:
+    """One worker: run trials until the study has `n_trials` finished ones (waiting while the last ones
+    run elsewhere, so a trial whose worker dies is still retried), then write the results."""
+    run_dir = Path(run_dir)
+    runs.claim(run_dir, run_config)   # one directory per base configuration; n_trials may grow between reruns
+    corpus = corpora.load(run_config.dataset, run_config.data_dir, repair=run_config.repair, splits=SEARCH_SPLITS)
+    study = open_study(run_config, search, run_dir)
+    evaluate = objective(run_config, corpus, search, run_dir)
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            fail_stale_trials(study)
+        state = counts(study)
+        if state["finished"] >= search.n_trials:
+            break
+        if state["finished"] + state["running"] >= search.n_trials and not state["waiting"]:
+            time.sleep(min(search.heartbeat_interval, 5))
+            continue
+        study.optimize(evaluate, n_trials=1, catch=(SurplusTrial,))
+    return write_results(study, run_dir)
+
+
+def write_results(study: optuna.Study, run_dir: Path) -> SearchResult:
+    """best.yaml (for `finetune.ipynb -f`), trials.csv and summary.json in the run directory."""
+    best = study.best_trial
+    default = [t for t in study.get_trials(states=FINISHED) if t.user_attrs.get("origin") == DEFAULT_TRIAL]
+    default_f1 = default[0].value if default and default[0].state == TrialState.COMPLETE else None
+    trials = study.trials_dataframe(attrs=("number", "state", "value", "duration", "params", "user_attrs"))
+    runs.write_text(run_dir / BEST_PARAMETERS, yaml.safe_dump(best.params, sort_keys=True))
+    runs.write_text(run_dir / "trials.csv", trials.to_csv(index=False))
+    summary = {"study": study.study_name, "best_trial": best.number, "best_dev_strict_f1": best.value,
+               "default_dev_strict_f1": default_f1, "best_parameters": best.params, **counts(study),
+               "trial_seconds": sum((t.duration.total_seconds() for t in study.trials if t.duration), 0.0)}
+    runs.write_json(run_dir / "summary.json", summary)
+    return SearchResult(study, best.params, best.value, default_f1, trials)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """One search worker from the command line; start it on as many processes or machines as you like
+    with the same --storage, --study-name and --out (or --out on each machine's own disk)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--out", type=Path, required=True, help="run directory (SQLite study, best.yaml, trials.csv)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="run parameters (YAML values), e.g. max_train_sentences=500 epochs=3")
+    for field in SearchConfig.__dataclass_fields__:
+        parser.add_argument(f"--{field.replace('_', '-')}", dest=field, default=None, type=yaml.safe_load)
+    args = parser.parse_args(argv)
+    overrides = {"dataset": args.dataset}
+    for item in args.set:
+        key, separator, value = item.partition("=")
+        if not separator:
+            raise OpenMedError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key] = yaml.safe_load(value)
+    run_config = config.load_run_config(args.profile, overrides)
+    search = config.load_search_config({k: str(v) if k in ("storage", "study_name", "space") else v
+                                        for k in SearchConfig.__dataclass_fields__
+                                        if (v := getattr(args, k)) is not None})
+    result = work(run_config, search, args.out)
+    print(f"best dev strict F1 {result.best_dev_f1:.4f} (default configuration: {result.default_dev_f1}); "
+          f"parameters in {args.out / BEST_PARAMETERS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""The search chapter on the smoke profile: exactly n finished trials, best.yaml that fine-tuning accepts,
+the test split never read, resume after a killed worker, and two workers sharing one PostgreSQL study."""
+
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import optuna
+import pytest
+import yaml
+
+from openmed_repro import config, corpora, hpo
+from openmed_repro.errors import OpenMedError
+from optuna.trial import TrialState
+
+SPACE = {"space": {"learning_rate": {"low": 1.0e-3, "high": 1.0e-1, "log": True},
+                   "batch_size": {"choices": [8, 16]}, "lora_r": {"choices": [4, 8]}}}
+FAST_HEARTBEAT = {"heartbeat_interval": 1, "grace_period": 3}
+
+
+@pytest.fixture(scope="module")
+def space_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("space") / "space.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def corpus_without_a_readable_test_split(synthetic_corpus, tmp_path_factory):
+    """The synthetic corpus with a test.tsv that the reader would reject: a search that opened it fails."""
+    directory = tmp_path_factory.mktemp("guarded") / "guarded"
+    shutil.copytree(synthetic_corpus, directory)
+    (directory / "test.tsv").write_bytes(b"\xff\xfe not UTF-8 and one column\n")
+    return directory
+
+
+def search_config(space_file, **values):
+    return config.load_search_config({"space": space_file, **FAST_HEARTBEAT, **values})
+
+
+def run_config(dataset, **values):
+    return config.load_run_config("smoke", {"dataset": str(dataset), "epochs": 2, **values})
+
+
+def finished(study):
+    return [t for t in study.get_trials() if t.state in hpo.FINISHED]
+
+
+def test_a_search_finishes_exactly_n_trials_starting_from_the_default_configuration(
+        corpus_without_a_readable_test_split, space_file, tmp_path):
+    result = hpo.work(run_config(corpus_without_a_readable_test_split), search_config(space_file, n_trials=4),
+                      tmp_path / "search")
+    trials = finished(result.study)
+    assert len(trials) == 4
+    assert trials[0].user_attrs["origin"] == hpo.DEFAULT_TRIAL
+    assert trials[0].params == {"learning_rate": 5e-2, "batch_size": 8, "lora_r": 4}  # the smoke profile's
+    assert result.default_dev_f1 == trials[0].value
+    assert result.best_dev_f1 == max(t.value for t in trials)
+    summary = json.loads((tmp_path / "search" / "summary.json").read_text())
+    assert summary["finished"] == 4 and summary["best_dev_strict_f1"] == result.best_dev_f1
+
+
+def test_the_best_parameters_are_a_yaml_file_that_fine_tuning_accepts(
+        corpus_without_a_readable_test_split, space_file, tmp_path):
+    result = hpo.work(run_config(corpus_without_a_readable_test_split), search_config(space_file, n_trials=2),
+                      tmp_path / "search")
+    best = tmp_path / "search" / hpo.BEST_PARAMETERS
+    tuned = config.load_run_config("smoke", {"dataset": "x"}, files=[best])
+    assert {key: getattr(tuned, key) for key in SPACE["space"]} == result.best_parameters
+
+
+def test_a_search_never_opens_the_test_split(synthetic_corpus, corpus_without_a_readable_test_split):
+    with pytest.raises(OpenMedError, match="test.tsv"):
+        corpora.load(corpus_without_a_readable_test_split)
+    search_corpus = corpora.load(synthetic_corpus, splits=hpo.SEARCH_SPLITS)
+    with pytest.raises(OpenMedError, match="the test split was not loaded; a hyper-parameter search never reads it"):
+        search_corpus.test
+
+
+def test_invalid_search_parameters_are_refused_naming_them(space_file, tmp_path):
+    with pytest.raises(OpenMedError, match="pruner='bayes'; valid: median, hyperband, none"):
+        config.load_search_config({"pruner": "bayes"})
+    with pytest.raises(OpenMedError, match="n_trials=0 must be positive"):
+        config.load_search_config({"n_trials": 0})
+    bad_space = tmp_path / "space.yaml"
+    bad_space.write_text(yaml.safe_dump({"space": {"learning_rat": {"low": 0.1, "high": 0.2}}}))
+    with pytest.raises(OpenMedError, match="'learning_rat' is not a run parameter"):
+        hpo.search_space(str(bad_space))
+
+
+KILL_IN_SECOND_TRIAL = """
+import os, signal, sys
+from openmed_repro import config, hpo
+
+report = hpo.ReportDevF1.on_evaluate
+def die_in_trial_one(self, *args, **kwargs):
+    if self.trial.number == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return report(self, *args, **kwargs)
+hpo.ReportDevF1.on_evaluate = die_in_trial_one
+run_config = config.load_run_config("smoke", {"dataset": sys.argv[1], "epochs": 2})
+hpo.work(run_config, config.load_search_config({"space": sys.argv[3], "n_trials": 3, "heartbeat_interval": 1,
+                                                "grace_period": 3}), sys.argv[2])
+"""
+
+
+def test_an_interrupted_search_resumes_to_the_requested_number_of_trials(synthetic_corpus, space_file, tmp_path):
+    out = tmp_path / "search"
+    killed = subprocess.run([sys.executable, "-c", KILL_IN_SECOND_TRIAL, str(synthetic_corpus), str(out), space_file],
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    study = optuna.load_study(study_name="synthetic-tiny-random-bert-smoke", storage=f"sqlite:///{out / 'study.db'}")
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE, TrialState.RUNNING]
+
+    resumed = hpo.work(run_config(synthetic_corpus), search_config(space_file, n_trials=3), out)
+    trials = resumed.study.get_trials()
+    assert len(finished(resumed.study)) == 3
+    assert trials[1].state == TrialState.FAIL
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == 1]
+    assert len(retries) == 1 and retries[0].state in hpo.FINISHED and retries[0].params == trials[1].params
+
+    again = hpo.work(run_config(synthetic_corpus), search_config(space_file, n_trials=3), out)
+    assert len(again.study.get_trials()) == len(trials)  # a finished search trains nothing more
+
+
+@pytest.fixture
+def postgres_url():
+    """A throwaway PostgreSQL server on 127.0.0.1 (Debian's postgresql package; CI installs it)."""
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb")]
+    if not binaries[-1]:
+        if os.environ.get("OPENMED_REQUIRE_POSTGRES"):
+            pytest.fail("initdb not found: install Debian's postgresql package")
+        pytest.skip("PostgreSQL is not installed (CI installs it: apt-get install postgresql)")
+    bin_dir = os.path.dirname(binaries[-1])
+    data = tempfile.mkdtemp(prefix="openmed-pg-")
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(data, "postgres", "postgres")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    subprocess.run(as_postgres + [f"{bin_dir}/initdb", "-D", f"{data}/db", "-U", "openmed", "--auth=trust"],
+                   check=True, capture_output=True)
+    subprocess.run(as_postgres + [f"{bin_dir}/pg_ctl", "-D", f"{data}/db", "-w", "-l", f"{data}/log", "-o",
+                                  f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg2://openmed@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(as_postgres + [f"{bin_dir}/pg_ctl", "-D", f"{data}/db", "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_two_workers_share_one_postgresql_study_and_survive_a_killed_worker(synthetic_corpus, space_file,
+                                                                           postgres_url, tmp_path):
+    n_trials = 6
+    command = [sys.executable, "-m", "openmed_repro.hpo", "--dataset", str(synthetic_corpus), "--profile", "smoke",
+               "--out", str(tmp_path / "search"), "--storage", postgres_url, "--study-name", "shared",
+               "--n-trials", str(n_trials), "--space", space_file, "--heartbeat-interval", "1",
+               "--grace-period", "3", "--set", "epochs=3"]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    second = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    killed_trial = None
+    deadline = time.monotonic() + 300
+    while killed_trial is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            study = optuna.load_study(study_name="shared", storage=postgres_url)
+        except Exception:  # the workers have not created the study (or its tables) yet
+            continue
+        running = [t for t in study.get_trials() if t.state == TrialState.RUNNING
+                   and t.user_attrs.get("worker", "").endswith(f":{first.pid}") and t.number > 0]
+        if running:
+            first.send_signal(signal.SIGKILL)
+            killed_trial = running[0].number
+    assert killed_trial is not None, "the first worker never started a trial"
+    first.wait(timeout=60)
+    restarted = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert restarted.wait(timeout=600) == 0, restarted.stderr.read()[-2000:]
+    assert second.wait(timeout=600) == 0, second.stderr.read()[-2000:]
+
+    study = optuna.load_study(study_name="shared", storage=postgres_url)
+    trials = study.get_trials()
+    assert len(finished(study)) == n_trials
+    assert trials[killed_trial].state == TrialState.FAIL
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed_trial]
+    assert len(retries) == 1 and retries[0].state in hpo.FINISHED
+    workers = {t.user_attrs["worker"].rsplit(":", 1)[1] for t in finished(study)}
+    assert str(second.pid) in workers and len(workers) >= 2
+
+
+def test_the_search_notebook_runs_on_the_smoke_profile(synthetic_corpus, space_file, tmp_path):
+    import papermill
+
+    executed = papermill.execute_notebook(
+        str(config.PROJECT_ROOT / "notebooks" / "hpo.ipynb"), str(tmp_path / "hpo.ipynb"), kernel_name="python3",
+        parameters={"dataset": str(synthetic_corpus), "profile": "smoke", "n_trials": 4, "epochs": 2,
+                    "output_dir": str(tmp_path / "run"), "space": space_file, "heartbeat_interval": 1,
+                    "grace_period": 3},
+        cwd=str(tmp_path), progress_bar=False)
+    assert (tmp_path / "run" / hpo.BEST_PARAMETERS).is_file()
+    outputs = "".join(str(o) for cell in executed.cells for o in cell.get("outputs", []))
+    assert outputs.count("image/png") == 3 and "profile **smoke**" in outputs
+    assert "Dev strict F1 of the profile's configuration" in outputs
+
+
+def test_a_misspelt_search_parameter_stops_the_notebook_naming_it(synthetic_corpus, tmp_path):
+    import papermill
+
+    with pytest.raises(papermill.PapermillExecutionError, match="unknown notebook parameter.*n_trial"):
+        papermill.execute_notebook(
+            str(config.PROJECT_ROOT / "notebooks" / "hpo.ipynb"), str(tmp_path / "hpo.ipynb"),
+            kernel_name="python3", parameters={"dataset": str(synthetic_corpus), "profile": "smoke", "n_trial": 4},
+            cwd=str(tmp_path), progress_bar=False)
