@@ -193,8 +193,8 @@ def test_two_workers_share_one_postgresql_study_and_survive_a_killed_worker(synt
     assert trials[killed_trial].state == TrialState.FAIL
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed_trial]
     assert len(retries) == 1 and retries[0].state in hpo.FINISHED
-    workers = {t.user_attrs["worker"].rsplit(":", 1)[1] for t in finished(study)}
-    assert str(second.pid) in workers and len(workers) >= 2
+    workers = {t.user_attrs["worker"].rsplit(":", 1)[1] for t in trials if "worker" in t.user_attrs}
+    assert {str(first.pid), str(second.pid)} <= workers  # one study, trials run by both processes
 
 
 def test_the_search_notebook_runs_on_the_smoke_profile(synthetic_corpus, space_file, tmp_path):
