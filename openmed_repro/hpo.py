@@ -92,8 +92,11 @@ def storage(search: SearchConfig, run_dir: Path, attempts: int = 5) -> RDBStorag
     url = search.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
     for attempt in range(attempts):
         try:
-            return RDBStorage(url, heartbeat_interval=search.heartbeat_interval, grace_period=search.grace_period,
-                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=search.max_retry))
+            with warnings.catch_warnings():  # heartbeats and retries are "experimental" since Optuna 2.8
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                retry = RetryHeartbeatStaleTrialCallback(max_retry=search.max_retry)
+                return RDBStorage(url, heartbeat_interval=search.heartbeat_interval, grace_period=search.grace_period,
+                                  heartbeat_stale_trial_callback=retry)
         except Exception as error:  # SQLAlchemy raises many kinds; all mean the URL cannot be used (yet)
             if attempt == attempts - 1:
                 raise OpenMedError(f"parameter storage: cannot open {url!r}: {error}") from error
