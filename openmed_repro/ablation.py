@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from openmed_repro import config, finetune, runs
+from openmed_repro import config, finetune, metrics, runs, significance
+from openmed_repro.errors import OpenMedError
 
 METHODS = ("lora", "full")
 FULL_FINE_TUNING_LEARNING_RATE = 5e-5   # the standard Hugging Face recipe's (../shared/REFERENCE_RUNS.md)
@@ -36,6 +37,7 @@ def run_cell(profile: str, overrides: dict, corpus: str, method: str, adapter: s
                                                   "method": method, "dapt_adapter": adapter})
     metrics = finetune.run(run_config, out / cell_name(corpus, method, adapter)).metrics
     return {"corpus": Path(corpus).name, "method": method, "DAPT": "with" if adapter else "without",
+            "run": str(out / cell_name(corpus, method, adapter)),
             "learning rate": run_config.learning_rate,
             "test strict F1": round(100 * metrics["test"]["strict"]["f1"], 1),
             "dev strict F1": round(100 * metrics["devel"]["strict"]["f1"], 1),
@@ -58,10 +60,33 @@ def read(out: str | Path) -> pd.DataFrame | None:
 
 
 def table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Corpus x method rows, test strict F1 without and with DAPT and the difference."""
+    """Corpus x method rows, test strict F1 without and with DAPT, the difference and, where the cells' run
+    directories are known, the approximate randomization p-value of that difference (10,000 trials)."""
     wide = rows.pivot_table(index=["corpus", "method"], columns="DAPT", values="test strict F1").reset_index()
     wide["DAPT gain"] = (wide["with"] - wide["without"]).round(1)
-    return wide[["corpus", "method", "without", "with", "DAPT gain"]]
+    columns = ["corpus", "method", "without", "with", "DAPT gain"]
+    if "run" in rows:
+        directories = rows.set_index(["corpus", "method", "DAPT"])["run"]
+        wide["p (AR)"] = [round(dapt_p_value(Path(directories[(c, m, "without")]), Path(directories[(c, m, "with")])), 4)
+                          for c, m in zip(wide["corpus"], wide["method"])]
+        columns.append("p (AR)")
+    return wide[columns]
+
+
+def dapt_p_value(without: Path, with_dapt: Path) -> float:
+    """Two-sided approximate randomization p-value of the strict-F1 difference between two cells' test
+    predictions (the same gold sentences, or an error)."""
+    gold, predicted_without = _gold_and_predicted(without)
+    gold_again, predicted_with = _gold_and_predicted(with_dapt)
+    if gold != gold_again:
+        raise OpenMedError(f"{without} and {with_dapt} were scored on different gold test data")
+    return significance.approximate_randomization(metrics.sentence_counts(gold, predicted_without),
+                                                  metrics.sentence_counts(gold, predicted_with)).p_value
+
+
+def _gold_and_predicted(run_dir: Path) -> tuple[list[list[str]], list[list[str]]]:
+    _, gold, predicted = runs.read_predictions(run_dir / "predictions_test.tsv")
+    return gold, predicted
 
 
 def main(argv: list[str] | None = None) -> None:

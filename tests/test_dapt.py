@@ -83,6 +83,18 @@ def test_a_finished_dapt_run_is_read_back(finished, dapt_dir):
     assert again.reused and again.metrics == finished.metrics
 
 
+def test_the_dapt_p_value_is_one_for_identical_predictions_and_small_for_a_clear_gain(tmp_path):
+    from openmed_repro import ablation
+    from openmed_repro.iob import Sentence
+
+    sentences = [Sentence(["a", "b", "c"], ["B-X", "O", "B-X"])] * 60
+    for name, predicted in (("same", ["B-X", "O", "B-X"]), ("again", ["B-X", "O", "B-X"]),
+                            ("worse", ["O", "O", "O"])):
+        runs.write_predictions(tmp_path / name / "predictions_test.tsv", sentences, [predicted] * 60)
+    assert ablation.dapt_p_value(tmp_path / "same", tmp_path / "again") == 1.0
+    assert ablation.dapt_p_value(tmp_path / "worse", tmp_path / "same") < 0.01
+
+
 def test_the_dapt_notebook_runs_on_the_smoke_profile_and_shows_the_ablation_it_finds(dapt_dir, tmp_path):
     import papermill
 
@@ -167,7 +179,8 @@ def test_the_ablation_trains_all_four_cells_per_corpus_and_tabulates_the_dapt_ga
     assert sorted(zip(rows["method"], rows["DAPT"])) == [("full", "with"), ("full", "without"),
                                                           ("lora", "with"), ("lora", "without")]
     wide = ablation.table(rows)
-    assert list(wide.columns) == ["corpus", "method", "without", "with", "DAPT gain"]
+    assert list(wide.columns) == ["corpus", "method", "without", "with", "DAPT gain", "p (AR)"]
+    assert ((wide["p (AR)"] > 0) & (wide["p (AR)"] <= 1)).all()
     assert (wide["DAPT gain"] == (wide["with"] - wide["without"]).round(1)).all()
     assert json.loads((tmp_path / "synthetic-lora-dapt" / "config.json").read_text())["dapt_adapter"] == adapter
     learning_rates = {method: json.loads((tmp_path / f"synthetic-{method}-base" / "config.json").read_text())
