@@ -59,7 +59,8 @@ def ablation(rows, title: str = ""):
             axis.bar_label(bars, fmt="%.1f", fontsize=8)
     axis.set_xticks(list(positions), [f"{corpus}\n{method}" for corpus, method in wide.index])
     axis.set_ylabel("test strict F1 (%)")
+    axis.set_ylim(0, 1.25 * max(wide.max().max(), 1))   # room above the bars for the legend
     axis.set_title(title or "DAPT ablation")
-    axis.legend(loc="lower right")
+    axis.legend(loc="upper right", ncols=2)
     figure.tight_layout()
     return figure
