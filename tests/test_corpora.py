@@ -269,3 +269,10 @@ def test_every_shared_corpus_loads_verifies_and_matches_the_published_counts(mon
             assert stats.loc[split, "tokens"] == published["tokens"]
             for kind, count in published["entities"].items():
                 assert stats.loc[split, f"mentions {kind}"] == count, (key, split, kind)
+
+
+def test_only_the_splits_asked_for_are_read_and_an_unknown_split_is_named(corpus_dir):
+    loaded = corpora.load(corpus_dir, splits=("train", "devel"))
+    assert set(loaded.splits) == {"train", "devel"} and set(loaded.files) == {"train", "devel"}
+    with pytest.raises(OpenMedError, match="splits \\['dev'\\] unknown; valid: train, devel, test"):
+        corpora.load(corpus_dir, splits=("train", "dev"))
