@@ -129,9 +129,6 @@ class SearchConfig:
     max_retry: int = 3                  # retries of a trial whose worker died
     space: str | None = None            # None: parameters/search.yaml; or a YAML file with a `space` mapping
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
 
 def load_search_config(overrides: dict | None = None) -> SearchConfig:
     """SearchConfig from keyword overrides, validated like the run configuration."""
@@ -140,14 +137,20 @@ def load_search_config(overrides: dict | None = None) -> SearchConfig:
 
 def validated(kind: type, values: dict, source: str):
     """A dataclass `kind` from `values`, each checked against its field's type and range."""
-    fields = {f.name for f in dataclasses.fields(kind)}
+    return kind(**_checked_values(kind, values, source))
+
+
+def _checked_values(kind: type, values, source: str) -> dict:
+    """`values` checked against the fields of dataclass `kind`: unknown names, types and ranges."""
+    if not isinstance(values, dict):
+        raise OpenMedError(f"{source}: expected a mapping of parameter names to values")
     hints = typing.get_type_hints(kind)
     checked = {}
     for key, value in values.items():
-        if key not in fields:
-            raise OpenMedError(f"{source}: unknown parameter {key!r}; valid: {', '.join(sorted(fields))}")
+        if key not in hints:
+            raise OpenMedError(f"{source}: unknown parameter {key!r}; valid: {', '.join(sorted(hints))}")
         checked[key] = _checked(key, value, hints[key], source)
-    return kind(**checked)
+    return checked
 
 
 def dapt_dir(configured: str | None = None) -> Path:
@@ -201,14 +204,8 @@ def load_settings(kind: type, profiles: str, profile: str, overrides: dict | Non
         sources.append((str(path), yaml.safe_load(path.read_text(encoding="utf-8")) or {}))
     sources.append(("overrides", overrides or {}))
     fields = {f.name: f for f in dataclasses.fields(kind)}
-    hints = typing.get_type_hints(kind)
     for source, values in sources:
-        if not isinstance(values, dict):
-            raise OpenMedError(f"{source}: expected a mapping of parameter names to values")
-        for key, value in values.items():
-            if key not in fields:
-                raise OpenMedError(f"{source}: unknown parameter {key!r}; valid: {', '.join(sorted(fields))}")
-            merged[key] = _checked(key, value, hints[key], source)
+        merged.update(_checked_values(kind, values, source))
     missing = [name for name, f in fields.items()
                if name not in merged and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:

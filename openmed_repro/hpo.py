@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import time
+import typing
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,13 +104,12 @@ def storage(search: SearchConfig, run_dir: Path, attempts: int = 5) -> RDBStorag
             time.sleep(1 + attempt)
 
 
-def open_study(run_config: RunConfig, search: SearchConfig, run_dir: Path) -> optuna.Study:
+def open_study(run_config: RunConfig, search: SearchConfig, space: dict[str, dict], run_dir: Path) -> optuna.Study:
     """Create or join the study; its first trial is the profile's own configuration (default vs tuned)."""
     name = search.study_name or f"{Path(run_config.dataset).name}-{Path(run_config.backbone).name}-{run_config.profile}"
     study = optuna.create_study(
         study_name=name, storage=storage(search, run_dir), direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=run_config.seed), pruner=pruner(search.pruner, run_config.epochs))
-    space = search_space(search.space)
     defaults = {key: getattr(run_config, key) for key in space}
     if contains(space, defaults):
         study.enqueue_trial(defaults, user_attrs={"origin": DEFAULT_TRIAL}, skip_if_exists=True)
@@ -129,9 +129,8 @@ class ReportDevF1(TrainerCallback):
                 raise optuna.TrialPruned(f"pruned after epoch {state.epoch:g}")
 
 
-def objective(run_config: RunConfig, corpus: corpora.Corpus, search: SearchConfig, run_dir: Path):
-    space = search_space(search.space)
-
+def objective(run_config: RunConfig, corpus: corpora.Corpus, search: SearchConfig, space: dict[str, dict],
+              run_dir: Path):
     def evaluate(trial: optuna.Trial) -> float:
         _refuse_surplus(trial, search.n_trials)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
@@ -173,8 +172,9 @@ def work(run_config: RunConfig, search: SearchConfig, run_dir: str | Path) -> Se
     run_dir = Path(run_dir)
     runs.claim(run_dir, run_config)   # one directory per base configuration; n_trials may grow between reruns
     corpus = corpora.load(run_config.dataset, run_config.data_dir, repair=run_config.repair, splits=SEARCH_SPLITS)
-    study = open_study(run_config, search, run_dir)
-    evaluate = objective(run_config, corpus, search, run_dir)
+    space = search_space(search.space)
+    study = open_study(run_config, search, space, run_dir)
+    evaluate = objective(run_config, corpus, search, space, run_dir)
     while True:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -213,8 +213,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run directory (SQLite study, best.yaml, trials.csv)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="run parameters (YAML values), e.g. max_train_sentences=500 epochs=3")
-    for field in SearchConfig.__dataclass_fields__:
-        parser.add_argument(f"--{field.replace('_', '-')}", dest=field, default=None, type=yaml.safe_load)
+    for name, hint in typing.get_type_hints(SearchConfig).items():   # names and URLs stay strings
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
+                            type=str if hint is str or str in typing.get_args(hint) else yaml.safe_load)
     args = parser.parse_args(argv)
     overrides = {"dataset": args.dataset}
     for item in args.set:
@@ -223,9 +224,8 @@ def main(argv: list[str] | None = None) -> None:
             raise OpenMedError(f"--set {item!r}: expected KEY=VALUE")
         overrides[key] = yaml.safe_load(value)
     run_config = config.load_run_config(args.profile, overrides)
-    search = config.load_search_config({k: str(v) if k in ("storage", "study_name", "space") else v
-                                        for k in SearchConfig.__dataclass_fields__
-                                        if (v := getattr(args, k)) is not None})
+    search = config.load_search_config({name: getattr(args, name) for name in typing.get_type_hints(SearchConfig)
+                                        if getattr(args, name) is not None})
     result = work(run_config, search, args.out)
     print(f"best dev strict F1 {result.best_dev_f1:.4f} (default configuration: {result.default_dev_f1}); "
           f"parameters in {args.out / BEST_PARAMETERS}")

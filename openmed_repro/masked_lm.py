@@ -30,11 +30,11 @@ def loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
     labels = batch["labels"]
     selected = labels != IGNORED
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    head = vocabulary_head(model)
+    inner = _unwrapped(model)
+    head = vocabulary_head(inner)
     if head is None:
         logits = model(**inputs).logits[selected]
     else:
-        inner = _unwrapped(model)
         hidden = getattr(inner, inner.base_model_prefix)(**inputs)[0]
         logits = head(hidden[selected])
     total = torch.nn.functional.cross_entropy(logits.float(), labels[selected], reduction="sum")

@@ -47,16 +47,15 @@ def perplexity_before_after(before: float, after: float, title: str = ""):
     return figure
 
 
-def ablation(rows, title: str = ""):
-    """Test strict F1 per corpus and method, without and with DAPT, as grouped bars."""
-    wide = rows.pivot_table(index=["corpus", "method"], columns="DAPT", values="test strict F1")
+def ablation(table, title: str = ""):
+    """Test strict F1 per corpus and method, without and with DAPT, as grouped bars (`ablation.table`)."""
+    wide = table.set_index(["corpus", "method"])[["without", "with"]]
     figure, axis = plt.subplots(figsize=(7, 3.5))
     positions = range(len(wide))
     for offset, (column, colour) in zip((-0.2, 0.2), (("without", "tab:gray"), ("with", "tab:green"))):
-        if column in wide:
-            bars = axis.bar([p + offset for p in positions], wide[column], width=0.4, color=colour,
-                            label=f"{column} DAPT")
-            axis.bar_label(bars, fmt="%.1f", fontsize=8)
+        bars = axis.bar([p + offset for p in positions], wide[column], width=0.4, color=colour,
+                        label=f"{column} DAPT")
+        axis.bar_label(bars, fmt="%.1f", fontsize=8)
     axis.set_xticks(list(positions), [f"{corpus}\n{method}" for corpus, method in wide.index])
     axis.set_ylabel("test strict F1 (%)")
     axis.set_ylim(0, 1.25 * max(wide.max().max(), 1))   # room above the bars for the legend
