@@ -8,6 +8,7 @@ never loaded."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import socket
@@ -104,12 +105,25 @@ def storage(search: SearchConfig, run_dir: Path, attempts: int = 5) -> RDBStorag
             time.sleep(1 + attempt)
 
 
-def open_study(run_config: RunConfig, search: SearchConfig, space: dict[str, dict], run_dir: Path) -> optuna.Study:
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def sampler(seed: int, worker: str) -> optuna.samplers.TPESampler:
+    """TPE seeded from the run's seed and the worker's name: workers sharing one seed draw the same random
+    start-up configurations and train each of them twice. The constant liar keeps concurrent workers
+    from proposing the same point once TPE takes over."""
+    worker_seed = int.from_bytes(hashlib.sha256(f"{seed}:{worker}".encode()).digest()[:4], "little")
+    return optuna.samplers.TPESampler(seed=worker_seed, constant_liar=True)
+
+
+def open_study(run_config: RunConfig, search: SearchConfig, space: dict[str, dict], run_dir: Path,
+               worker: str | None = None) -> optuna.Study:
     """Create or join the study; its first trial is the profile's own configuration (default vs tuned)."""
     name = search.study_name or f"{Path(run_config.dataset).name}-{Path(run_config.backbone).name}-{run_config.profile}"
     study = optuna.create_study(
         study_name=name, storage=storage(search, run_dir), direction="maximize", load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=run_config.seed), pruner=pruner(search.pruner, run_config.epochs))
+        sampler=sampler(run_config.seed, worker or worker_name()), pruner=pruner(search.pruner, run_config.epochs))
     defaults = {key: getattr(run_config, key) for key in space}
     if contains(space, defaults):
         study.enqueue_trial(defaults, user_attrs={"origin": DEFAULT_TRIAL}, skip_if_exists=True)
@@ -133,7 +147,7 @@ def objective(run_config: RunConfig, corpus: corpora.Corpus, search: SearchConfi
               run_dir: Path):
     def evaluate(trial: optuna.Trial) -> float:
         _refuse_surplus(trial, search.n_trials)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("worker", worker_name())
         trial_config = config.load_run_config(run_config.profile, {**run_config.to_dict(), **suggest(trial, space)})
         trial_dir = run_dir / "trials" / f"trial-{trial.number:04d}"
         try:

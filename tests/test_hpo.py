@@ -76,6 +76,22 @@ def test_the_best_parameters_are_a_yaml_file_that_fine_tuning_accepts(
     assert {key: getattr(tuned, key) for key in SPACE["space"]} == result.best_parameters
 
 
+def test_workers_sharing_one_seed_propose_different_configurations_and_each_worker_is_repeatable():
+    space = hpo.search_space()
+
+    def first_proposals(worker, n=3):
+        study = optuna.create_study(direction="maximize", sampler=hpo.sampler(42, worker))
+        proposals = []
+        for _ in range(n):
+            trial = study.ask()
+            proposals.append(hpo.suggest(trial, space))
+            study.tell(trial, 0.0)
+        return proposals
+
+    assert first_proposals("host:1") != first_proposals("host:2")
+    assert first_proposals("host:1") == first_proposals("host:1")
+
+
 def test_a_search_never_opens_the_test_split(synthetic_corpus, corpus_without_a_readable_test_split):
     with pytest.raises(OpenMedError, match="test.tsv"):
         corpora.load(corpus_without_a_readable_test_split)
