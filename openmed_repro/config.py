@@ -71,6 +71,7 @@ class RunConfig:
     max_eval_sentences: int | None = None
     repair: bool = False
     logging_steps: int = 50
+    country: str | None = None          # footprint: None = the paper's EU average grid, or an ISO alpha-3 code
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -110,6 +111,7 @@ class DaptConfig:
     gradient_checkpointing: bool = False
     save_steps: int = 200
     logging_steps: int = 50
+    country: str | None = None          # footprint: None = the paper's EU average grid, or an ISO alpha-3 code
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from transformers import DataCollatorForLanguageModeling, DataCollatorForTokenClassification, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from openmed_repro import backbones, config, corpora, dapt_corpus, masked_lm, runs
+from openmed_repro import backbones, config, corpora, dapt_corpus, footprint, masked_lm, runs
 from openmed_repro.config import DaptConfig
 from openmed_repro.errors import OpenMedError
 from openmed_repro.devices import device_name, resolve_precision
@@ -178,10 +178,12 @@ def run(dapt_config: DaptConfig, run_dir: str | Path | None = None) -> DaptResul
     model, head_trained = backbones.load_masked_lm(backbone, len(tokenizer))
     steps = optimizer_steps(dapt_config, len(training))
     calibration_steps = dapt_config.head_calibration_steps or steps
-    started = time.perf_counter()
+    calibration_seconds = 0.0
     if not head_trained:
-        calibrate_head(model, dapt_config, training, tokenizer, run_dir, calibration_steps)
-    calibration_seconds = time.perf_counter() - started
+        with footprint.track(run_dir, "dapt head calibration", Path(dapt_config.backbone).name, dapt_config.country):
+            started = time.perf_counter()
+            calibrate_head(model, dapt_config, training, tokenizer, run_dir, calibration_steps)
+            calibration_seconds = time.perf_counter() - started
     before = perplexity(model, held_out, tokenizer, dapt_config.eval_batch_size)
 
     for parameter in model.parameters():
@@ -193,9 +195,10 @@ def run(dapt_config: DaptConfig, run_dir: str | Path | None = None) -> DaptResul
     checkpoints = run_dir / "checkpoints"
     trainer = masked_lm.MaskedPositionsTrainer(model=model, args=_arguments(dapt_config, checkpoints, dapt_config.learning_rate),
                                                train_dataset=training, data_collator=_mlm_collator(tokenizer, dapt_config))
-    started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None)
-    train_seconds = time.perf_counter() - started
+    with footprint.track(run_dir, "dapt", Path(dapt_config.backbone).name, dapt_config.country):
+        started = time.perf_counter()
+        trainer.train(resume_from_checkpoint=get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None)
+        train_seconds = time.perf_counter() - started
     after = perplexity(model, held_out, tokenizer, dapt_config.eval_batch_size)
 
     model.save_pretrained(run_dir / ADAPTER_DIR)

@@ -4,9 +4,8 @@ epoch checkpoints to resume from, and word-level predictions through the window 
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,14 +18,13 @@ from transformers import (DataCollatorForTokenClassification, EarlyStoppingCallb
                           TrainingArguments, set_seed)
 from transformers.trainer_utils import get_last_checkpoint
 
-from openmed_repro import backbones, corpora, encoding, metrics, runs
+from openmed_repro import backbones, corpora, encoding, footprint, metrics, runs
 from openmed_repro.devices import device_name, resolve_precision
 from openmed_repro.config import RunConfig
 from openmed_repro.iob import Sentence
 
 MODEL_DIR = "model"
 CHECKPOINTS_DIR = "checkpoints"
-Tracker = Callable[[str], contextlib.AbstractContextManager]
 
 
 @dataclass
@@ -71,11 +69,11 @@ def base_model(run_config: RunConfig, backbone: backbones.Backbone, labels: list
 
 
 def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
-          track: Tracker = lambda name: contextlib.nullcontext(),
-          callbacks: Sequence[TrainerCallback] = ()) -> Trained:
+          callbacks: Sequence[TrainerCallback] = (), footprint_dir: Path | None = None,
+          chapter: str = "finetune") -> Trained:
     """Train on the corpus's train split, select on dev strict F1; resumes from the last epoch checkpoint
-    in `run_dir` if an earlier attempt was interrupted. `track` wraps the training (footprint hook);
-    `callbacks` see every epoch's dev scores (the search's pruner)."""
+    in `run_dir` if an earlier attempt was interrupted. The training's energy and emissions go to
+    `footprint_dir` (default `run_dir`); `callbacks` see every epoch's dev scores (the search's pruner)."""
     set_seed(run_config.seed)
     backbone = backbones.resolve(run_config.backbone)
     tokenizer = backbones.load_tokenizer(backbone)
@@ -101,10 +99,10 @@ def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=run_config.early_stopping_patience), *callbacks],
     )
     resume_from = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    start = time.perf_counter()
-    with track("finetune"):
+    with footprint.track(footprint_dir or run_dir, chapter, Path(run_config.dataset).name, run_config.country):
+        start = time.perf_counter()
         trainer.train(resume_from_checkpoint=resume_from)
-    seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     return Trained(
         model=trainer.model, tokenizer=tokenizer, labels=labels, log_history=trainer.state.log_history,
@@ -224,8 +222,7 @@ class RunResult:
     reused: bool
 
 
-def run(run_config: RunConfig, run_dir: str | Path | None = None,
-        track: Tracker = lambda name: contextlib.nullcontext()) -> RunResult:
+def run(run_config: RunConfig, run_dir: str | Path | None = None) -> RunResult:
     """The whole chapter: train (or resume), predict dev and test, write the run directory. A complete run
     directory of the same configuration is read back instead of retrained."""
     run_dir = Path(run_dir) if run_dir else runs.default_directory(run_config)
@@ -234,7 +231,7 @@ def run(run_config: RunConfig, run_dir: str | Path | None = None,
         return RunResult(run_dir, runs.read_json(run_dir / runs.METRICS),
                          runs.read_json(run_dir / "log_history.json"), reused=True)
     corpus = corpora.load(run_config.dataset, run_config.data_dir, repair=run_config.repair)
-    trained = train(run_config, corpus, run_dir, track)
+    trained = train(run_config, corpus, run_dir)
     model_mb = save_model(trained, run_dir / MODEL_DIR)
     splits = {"devel": subset(corpus.devel, run_config.max_eval_sentences),
               "test": subset(corpus.test, run_config.max_eval_sentences)}

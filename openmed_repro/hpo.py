@@ -151,7 +151,8 @@ def objective(run_config: RunConfig, corpus: corpora.Corpus, search: SearchConfi
         trial_config = config.load_run_config(run_config.profile, {**run_config.to_dict(), **suggest(trial, space)})
         trial_dir = run_dir / "trials" / f"trial-{trial.number:04d}"
         try:
-            trained = finetune.train(trial_config, corpus, trial_dir, callbacks=[ReportDevF1(trial)])
+            trained = finetune.train(trial_config, corpus, trial_dir, callbacks=[ReportDevF1(trial)],
+                                     footprint_dir=run_dir / "footprint" / trial_dir.name, chapter="search trial")
         finally:
             shutil.rmtree(trial_dir, ignore_errors=True)   # checkpoints of a finished trial are not needed
         scores = [entry["eval_strict_f1"] for entry in trained.log_history if "eval_strict_f1" in entry]

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 from transformers import Trainer
 
-from openmed_repro import config, finetune, metrics, runs
+from openmed_repro import config, finetune, footprint, metrics, runs
 from openmed_repro.errors import OpenMedError
 
 
@@ -38,6 +38,13 @@ def test_a_run_writes_every_artefact_and_metrics_last(finished):
     provenance = json.loads((finished.run_dir / "provenance.json").read_text())
     assert provenance["seed"] == 42 and provenance["packages"]["transformers"]
     assert all(len(f["sha256"]) == 64 for f in provenance["data"]["files"].values())
+
+
+def test_a_run_records_the_energy_and_emissions_of_its_training(finished):
+    [record] = footprint.read(finished.run_dir)
+    assert record["chapter"] == "finetune" and record["outcome"] == "finished"
+    assert record["energy_kwh"] > 0 and record["emissions_kg"] > 0
+    assert record["duration_s"] >= finished.metrics["train_seconds"]
 
 
 def test_training_loss_falls_and_dev_f1_is_logged_every_epoch(finished):
