@@ -171,11 +171,12 @@ _CHOICES = {
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "lr_scheduler": ("cosine", "linear", "constant_with_warmup"),
     "pruner": ("median", "hyperband", "none"),
+    "split": ("test", "devel"),
 }
 _POSITIVE = {"save_steps", "head_learning_rate", "epochs", "learning_rate", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "lora_r",
              "lora_alpha", "max_length", "logging_steps", "max_train_sentences", "max_eval_sentences", "passages",
              "min_tokens", "max_tokens", "mlm_probability", "held_out_fraction", "head_calibration_steps",
-             "n_trials", "heartbeat_interval", "grace_period"}
+             "n_trials", "heartbeat_interval", "grace_period", "trials", "samples", "examples_per_category"}
 _NON_NEGATIVE = {"max_retry", "weight_decay", "overlap", "early_stopping_patience", "label_smoothing", "lora_dropout", "warmup_ratio",
                  "warmup_steps"}
 _BELOW_ONE = {"warmup_ratio", "label_smoothing", "lora_dropout", "mlm_probability", "held_out_fraction"}

@@ -278,6 +278,17 @@ def statistics_table(corpora: list[Corpus]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("corpus")
 
 
+def sources_table(found: list[str] = ()) -> pd.DataFrame:
+    """Every registered corpus: whether its files are here, its licence, citation and download source."""
+    rows = []
+    for key, corpus in registry().items():
+        rows.append({"corpus": key, "name": corpus.name, "here": "yes" if key in found else "no",
+                     "entity types": ", ".join(corpus.entity_types), "licence": corpus.licence,
+                     "citation": corpus.citation,
+                     "download": "yes (MTL-Bioinformatics-2016)" if corpus.downloadable else "no: give a local directory"})
+    return pd.DataFrame(rows).set_index("corpus")
+
+
 def main() -> None:
     """Print the statistics table of every registry corpus that loads, and why the others do not."""
     loaded, unavailable = [], {}

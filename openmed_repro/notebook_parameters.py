@@ -12,6 +12,34 @@ from openmed_repro import backbones, config, corpora
 from openmed_repro.errors import OpenMedError
 
 NOTEBOOK_KEYS = {"output_dir"}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationSettings:
+    runs: list[str]
+    names: list[str] | None = None
+    split: str = "test"
+    trials: int = 10_000
+    samples: int = 10_000
+    seed: int = 0
+    examples_per_category: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class ResultsSettings:
+    runs_dir: str = "runs"
+    samples: int = 10_000
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class FootprintSettings:
+    runs_dir: str = "runs"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSettings:
+    data_dir: str | None = None
 DAPT_NOTEBOOK_KEYS = {"output_dir", "ablation_dir"}
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
@@ -50,6 +78,31 @@ def dapt_config(namespace: dict) -> tuple[config.DaptConfig, Path | None]:
         raise OpenMedError(f"parameter dapt_dir: {config.dapt_dir(settings.dapt_dir)} is not a directory of DAPT text "
                            f"files (set dapt_dir or ${config.DAPT_DIR_ENV})")
     return settings, Path(output_dir) if output_dir else None
+
+
+def evaluation_settings(namespace: dict) -> EvaluationSettings:
+    settings = _chapter_settings(EvaluationSettings, namespace, "evaluate.ipynb")
+    if settings.names is not None and len(settings.names) != len(settings.runs):
+        raise OpenMedError(f"parameter names: {len(settings.names)} names for {len(settings.runs)} runs")
+    return settings
+
+
+def results_settings(namespace: dict) -> ResultsSettings:
+    return _chapter_settings(ResultsSettings, namespace, "results.ipynb")
+
+
+def footprint_settings(namespace: dict) -> FootprintSettings:
+    return _chapter_settings(FootprintSettings, namespace, "footprint.ipynb")
+
+
+def data_settings(namespace: dict) -> DataSettings:
+    return _chapter_settings(DataSettings, namespace, "data.ipynb")
+
+
+def _chapter_settings(kind: type, namespace: dict, notebook: str):
+    """A chapter's own parameters, checked like the run configuration (names, types, ranges)."""
+    values = _parameters(namespace, {f.name for f in dataclasses.fields(kind)}, set())
+    return config.validated(kind, values, f"{notebook} parameters")
 
 
 def _parameters(namespace: dict, fields: set[str], notebook_keys: set[str] = NOTEBOOK_KEYS) -> dict:

@@ -63,3 +63,55 @@ def ablation(table, title: str = ""):
     axis.legend(loc="upper right", ncols=2)
     figure.tight_layout()
     return figure
+
+
+def paper_vs_reproduced(table, title: str = ""):
+    """Test F1 per corpus: the paper's beside ours (`results.table`); corpora not run have no orange bar."""
+    figure, axis = plt.subplots(figsize=(9, 3.8))
+    positions = range(len(table))
+    paper_bars = axis.bar([p - 0.2 for p in positions], table["paper F1"].astype(float), width=0.4,
+                          color="tab:gray", label="paper (OpenMed NER)")
+    ours = table["reproduced F1"].astype(float)
+    our_bars = axis.bar([p + 0.2 for p in positions], ours.fillna(0), width=0.4, color="tab:orange",
+                        label="reproduced (this package)")
+    axis.bar_label(our_bars, labels=[f"{v:.1f}" if v == v else "not run" for v in ours], fontsize=7, rotation=90,
+                   padding=2)
+    axis.bar_label(paper_bars, fmt="%.1f", fontsize=7, rotation=90, padding=2)
+    axis.set_xticks(list(positions), list(table.index), rotation=30, ha="right")
+    axis.set_ylabel("test strict F1 (%)")
+    axis.set_ylim(0, 125)
+    axis.set_title(title or "Paper vs reproduced, per corpus")
+    axis.legend(loc="upper left", ncols=2, fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def footprint(per_chapter, title: str = ""):
+    """Energy per chapter: measured by CodeCarbon beside the paper's TDP formula for the same hours."""
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    positions = range(len(per_chapter))
+    for offset, column, colour, label in ((-0.2, "energy_kwh", "tab:green", "measured (CodeCarbon)"),
+                                          (0.2, "paper_formula_kwh", "tab:gray", "paper's formula (400 W GPU)")):
+        bars = axis.bar([p + offset for p in positions], 1000 * per_chapter[column], width=0.4, color=colour, label=label)
+        axis.bar_label(bars, fmt="%.2f", fontsize=8)
+    axis.set_xticks(list(positions), list(per_chapter.index))
+    axis.set_ylabel("energy (Wh)")
+    axis.set_title(title or "Energy per chapter")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def f1_intervals(scores, title: str = ""):
+    """Each run's test strict F1 with its bootstrap 95% interval (`evaluation.scores`)."""
+    figure, axis = plt.subplots(figsize=(7, 0.6 * len(scores) + 1.5))
+    positions = list(range(len(scores)))
+    errors = [scores["F1"] - scores["F1 95% low"], scores["F1 95% high"] - scores["F1"]]
+    axis.errorbar(scores["F1"], positions, xerr=errors, fmt="o", color="tab:blue", capsize=4)
+    for position, value in zip(positions, scores["F1"]):
+        axis.annotate(f"{value:.1f}", (value, position), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    axis.set_yticks(positions, list(scores.index), fontsize=8)
+    axis.set_xlabel("test strict F1 (%) with 95% bootstrap interval")
+    axis.set_title(title or "Runs compared")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,141 @@
+"""Comparing two or more runs on one corpus from their saved test predictions: strict scores with bootstrap
+intervals, an approximate randomization p-value for every pair, per-type F1, error categories and
+examples of each. Runs are compared only when they scored the very same gold data (checked by checksum)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from openmed_repro import metrics, runs, significance
+from openmed_repro.errors import OpenMedError
+
+
+@dataclass(frozen=True)
+class RunPredictions:
+    name: str
+    run_dir: Path
+    tokens: list[list[str]]
+    gold: list[list[str]]
+    predicted: list[list[str]]
+
+    @property
+    def gold_checksum(self) -> str:
+        """sha256 of the tokens and gold tags: equal exactly when two runs were scored on the same data."""
+        digest = hashlib.sha256()
+        for tokens, tags in zip(self.tokens, self.gold):
+            digest.update(("\n".join(f"{t}\t{g}" for t, g in zip(tokens, tags)) + "\n\n").encode("utf-8"))
+        return digest.hexdigest()
+
+
+def load(run_dirs: list[str | Path], split: str = "test", names: list[str] | None = None) -> list[RunPredictions]:
+    """The saved predictions of each run; refuses runs whose gold files differ, naming them."""
+    if len(run_dirs) < 2:
+        raise OpenMedError(f"parameter runs: give at least two run directories to compare, got {len(run_dirs)}")
+    loaded = []
+    for index, run_dir in enumerate(run_dirs):
+        path = Path(run_dir) / f"predictions_{split}.tsv"
+        if not path.is_file():
+            raise OpenMedError(f"{path} not found: is {run_dir} a finished run (it has metrics.json when it is)?")
+        tokens, gold, predicted = runs.read_predictions(path)
+        loaded.append(RunPredictions(names[index] if names else _name(Path(run_dir)), Path(run_dir),
+                                     tokens, gold, predicted))
+    reference = loaded[0]
+    for other in loaded[1:]:
+        if other.gold_checksum != reference.gold_checksum:
+            raise OpenMedError(
+                f"{other.run_dir} and {reference.run_dir} were scored on different gold data ({split} split: "
+                f"{len(other.gold)} vs {len(reference.gold)} sentences, gold checksums {other.gold_checksum[:12]} vs "
+                f"{reference.gold_checksum[:12]}); compare only runs on the same corpus and the same test sentences")
+    return loaded
+
+
+def _name(run_dir: Path) -> str:
+    recorded = run_dir / runs.METRICS
+    if recorded.is_file():
+        m = runs.read_json(recorded)
+        if {"backbone", "method", "profile"} <= set(m):
+            return f"{run_dir.name} ({m['backbone']}, {m['method']}, {m['profile']})"
+    return run_dir.name
+
+
+def scores(loaded: list[RunPredictions], samples: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """Strict P/R/F1 per run with the bootstrap 95% interval of F1 (percent)."""
+    rows = []
+    for run in loaded:
+        strict = metrics.score(run.gold, run.predicted).strict
+        interval = significance.bootstrap_interval(metrics.sentence_counts(run.gold, run.predicted), samples, seed=seed)
+        rows.append({"run": run.name, "precision": 100 * strict.precision, "recall": 100 * strict.recall,
+                     "F1": 100 * strict.f1, "F1 95% low": 100 * interval.low, "F1 95% high": 100 * interval.high})
+    return pd.DataFrame(rows).set_index("run").round(2)
+
+
+def pairwise_tests(loaded: list[RunPredictions], trials: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """The approximate randomization test of the F1 difference for every pair of runs."""
+    counts = {run.name: metrics.sentence_counts(run.gold, run.predicted) for run in loaded}
+    rows = []
+    for a, b in itertools.combinations(loaded, 2):
+        result = significance.approximate_randomization(counts[a.name], counts[b.name], trials, seed)
+        rows.append({"run A": a.name, "run B": b.name, "F1 A": 100 * result.f1_a, "F1 B": 100 * result.f1_b,
+                     "A - B": 100 * result.difference, "p (AR)": result.p_value, "trials": trials})
+    return pd.DataFrame(rows).round({"F1 A": 2, "F1 B": 2, "A - B": 2, "p (AR)": 4})
+
+
+def per_type(loaded: list[RunPredictions]) -> pd.DataFrame:
+    """Strict F1 (percent) per entity type, one column per run, with the gold support."""
+    columns, support = {}, {}
+    for run in loaded:
+        per_type_scores = metrics.score(run.gold, run.predicted).per_type
+        columns[run.name] = {kind: 100 * prf.f1 for kind, prf in per_type_scores.items()}
+        support.update({kind: prf.support for kind, prf in per_type_scores.items()})
+    table = pd.DataFrame(columns).round(2)
+    table.insert(0, "support", pd.Series(support))
+    return table.sort_index()
+
+
+def error_counts(loaded: list[RunPredictions]) -> pd.DataFrame:
+    """How many errors of each category each run makes."""
+    return pd.DataFrame({run.name: metrics.score(run.gold, run.predicted).errors for run in loaded}).reindex(
+        list(metrics.ERROR_CATEGORIES))
+
+
+def error_examples(run: RunPredictions, per_category: int = 3, context: int = 6) -> pd.DataFrame:
+    """The first few errors of each category, with the tokens around them; gold spans in [brackets],
+    predicted spans in {braces}."""
+    rows, shown = [], dict.fromkeys(metrics.ERROR_CATEGORIES, 0)
+    for example in metrics.error_examples(run.gold, run.predicted):
+        if shown[example.category] >= per_category:
+            continue
+        shown[example.category] += 1
+        tokens = run.tokens[example.sentence]
+        spans = [span for span in (example.gold, example.predicted) if span]
+        start = max(0, min(s[0] for s in spans) - context)
+        end = min(len(tokens), max(s[1] for s in spans) + context)
+        rows.append({"category": example.category, "sentence": example.sentence,
+                     "gold": _span_text(tokens, example.gold), "predicted": _span_text(tokens, example.predicted),
+                     "context": _marked(tokens, example.gold, example.predicted, start, end)})
+    return pd.DataFrame(rows, columns=["category", "sentence", "gold", "predicted", "context"])
+
+
+def _span_text(tokens: list[str], span: tuple[int, int, str] | None) -> str:
+    return f"{' '.join(tokens[span[0]:span[1]])} ({span[2]})" if span else ""
+
+
+def _marked(tokens: list[str], gold, predicted, start: int, end: int) -> str:
+    words = []
+    for index in range(start, end):
+        word = tokens[index]
+        if predicted and index == predicted[0]:
+            word = "{" + word
+        if gold and index == gold[0]:
+            word = "[" + word
+        if gold and index == gold[1] - 1:
+            word += "]"
+        if predicted and index == predicted[1] - 1:
+            word += "}"
+        words.append(word)
+    return ("... " if start > 0 else "") + " ".join(words) + (" ..." if end < len(tokens) else "")
