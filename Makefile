@@ -13,7 +13,7 @@ DAPT_RUN := runs/dapt/minilm-l6-cpu-seed42
 HPO_DATASET ?= ncbi_disease
 HPO_FLAGS ?= -p n_trials 20 -p max_train_sentences 500 -p epochs 3
 
-.PHONY: venv reproduce all-corpora dapt ablation hpo test bench clean
+.PHONY: venv reproduce tuned all-corpora dapt ablation hpo book test bench clean
 
 venv: $(STAMP)
 
@@ -52,6 +52,18 @@ hpo: venv
 	mkdir -p runs/hpo
 	$(BIN)/papermill notebooks/hpo.ipynb runs/hpo/$(HPO_DATASET)-cpu.ipynb -k $(KERNEL) --log-output \
 		-p dataset $(HPO_DATASET) -p profile cpu $(HPO_FLAGS) -p output_dir runs/hpo/$(HPO_DATASET)-cpu
+
+## The search's best configuration (make hpo) trained like make reproduce, for the tuned-vs-default comparison.
+tuned: venv
+	$(BIN)/papermill notebooks/finetune.ipynb runs/finetune/$(RUN_NAME)-tuned.ipynb -k $(KERNEL) --log-output \
+		-f runs/hpo/$(HPO_DATASET)-cpu/best.yaml -p dataset ncbi_disease -p profile cpu -p output_dir runs/finetune/$(RUN_NAME)-tuned
+	$(BIN)/python -m openmed_repro.run_summary runs/finetune/$(RUN_NAME)-tuned runs/finetune/$(RUN_NAME)-tuned.ipynb
+
+## The Jupyter Book: execute every chapter on PROFILE (smoke|cpu|paper) into runs/book/PROFILE, then build
+## HTML from those executed notebooks (runs/book/PROFILE/_build/html). NO_EXECUTE=1 rebuilds without rerunning.
+PROFILE ?= cpu
+book: venv
+	$(BIN)/python -m openmed_repro.book --profile $(PROFILE) $(if $(NO_EXECUTE),--no-execute,)
 
 ## Unit tests (tiny models and synthetic corpora; no network).
 test: venv

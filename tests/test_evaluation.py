@@ -1,0 +1,96 @@
+"""Comparing runs on one corpus: the notebook's p-value is significance.py's, different gold data is refused,
+errors are shown in context, and the Table 4 layout keeps a row for every registered corpus."""
+
+import json
+
+import numpy as np
+import pytest
+
+from openmed_repro import corpora, evaluation, metrics, results, significance
+from openmed_repro.errors import OpenMedError
+
+SENTENCES = [["Aspirin", "treats", "heart", "disease", "."], ["No", "entity", "here", "."],
+             ["Lung", "cancer", "and", "breast", "cancer", "."]] * 20
+GOLD = [["O", "O", "B-Disease", "I-Disease", "O"], ["O", "O", "O", "O"],
+        ["B-Disease", "I-Disease", "O", "B-Disease", "I-Disease", "O"]] * 20
+
+
+def write_run(directory, predicted, gold=GOLD, sentences=SENTENCES, dataset="ncbi_disease", dev_f1=0.5, test_f1=0.5):
+    directory.mkdir(parents=True)
+    blocks = ["\n".join(f"{t}\t{g}\t{p}" for t, g, p in zip(s, gs, ps)) for s, gs, ps in zip(sentences, gold, predicted)]
+    (directory / "predictions_test.tsv").write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    record = {"dataset": dataset, "backbone": "minilm-l6", "method": "lora", "profile": "cpu", "seed": 42,
+              "sentences": {"train": 100}, "devel": {"strict": {"f1": dev_f1}}, "test": {"strict": {"f1": test_f1}}}
+    (directory / "metrics.json").write_text(json.dumps(record), encoding="utf-8")
+    return directory
+
+
+def degraded(every: int):
+    """GOLD with the disease in every `every`-th sentence missed and one boundary cut short."""
+    predicted = [list(tags) for tags in GOLD]
+    for index in range(0, len(predicted), every):
+        predicted[index] = ["O"] * len(predicted[index])
+    predicted[2] = ["B-Disease", "O", "O", "B-Disease", "I-Disease", "O"]
+    return predicted
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    return [write_run(tmp_path / "good", degraded(7)), write_run(tmp_path / "worse", degraded(2))]
+
+
+def test_the_pairwise_p_value_is_exactly_the_significance_modules_for_the_same_predictions(two_runs):
+    loaded = evaluation.load(two_runs)
+    table = evaluation.pairwise_tests(loaded, trials=2000, seed=3)
+    expected = significance.approximate_randomization(metrics.sentence_counts(GOLD, degraded(7)),
+                                                      metrics.sentence_counts(GOLD, degraded(2)), 2000, 3)
+    assert table.loc[0, "p (AR)"] == pytest.approx(round(expected.p_value, 4))
+    assert table.loc[0, "A - B"] == pytest.approx(round(100 * expected.difference, 2))
+    assert expected.p_value < 0.05
+
+
+def test_scores_carry_a_bootstrap_interval_around_the_f1(two_runs):
+    table = evaluation.scores(evaluation.load(two_runs), samples=1000)
+    assert (table["F1 95% low"] <= table["F1"]).all() and (table["F1"] <= table["F1 95% high"]).all()
+    assert table["F1"].iloc[0] > table["F1"].iloc[1]
+
+
+def test_runs_scored_on_different_gold_data_are_refused_naming_both(tmp_path):
+    other_gold = [list(tags) for tags in GOLD]
+    other_gold[1] = ["B-Disease", "O", "O", "O"]
+    first = write_run(tmp_path / "first", GOLD)
+    second = write_run(tmp_path / "second", other_gold, gold=other_gold)
+    with pytest.raises(OpenMedError, match="different gold data") as error:
+        evaluation.load([first, second])
+    assert "first" in str(error.value) and "second" in str(error.value)
+
+
+def test_fewer_than_two_runs_or_an_unfinished_run_is_refused(tmp_path):
+    with pytest.raises(OpenMedError, match="at least two"):
+        evaluation.load([write_run(tmp_path / "only", GOLD)])
+    with pytest.raises(OpenMedError, match="predictions_test.tsv not found"):
+        evaluation.load([tmp_path / "only", tmp_path / "missing"])
+
+
+def test_error_examples_mark_the_gold_and_predicted_spans_in_their_context(two_runs):
+    worse = evaluation.load(two_runs)[1]
+    examples = evaluation.error_examples(worse, per_category=2)
+    boundary = examples[examples["category"] == "wrong_boundary"].iloc[0]
+    assert boundary["gold"] == "Lung cancer (Disease)" and boundary["predicted"] == "Lung (Disease)"
+    assert "[{Lung} cancer]" in boundary["context"]
+    missed = examples[examples["category"] == "false_negative"].iloc[0]
+    assert "[heart disease]" in missed["context"] and missed["predicted"] == ""
+    assert evaluation.error_counts([worse]).loc["wrong_boundary"].iloc[0] == 1
+
+
+def test_the_results_table_has_a_row_for_every_registered_corpus_and_says_which_were_not_run(tmp_path):
+    write_run(tmp_path / "a", degraded(7), dev_f1=0.9, test_f1=0.8)
+    write_run(tmp_path / "b", degraded(2), dev_f1=0.7, test_f1=0.85)
+    table = results.table(tmp_path, samples=500)
+    assert list(table.index) == list(corpora.registry())
+    chosen = table.loc["ncbi_disease"]
+    assert chosen["reproduced F1"] == 80.0 and "(a)" in chosen["run"] and chosen["runs"] == 2   # chosen on dev F1
+    assert chosen["difference"] == pytest.approx(80.0 - 91.10)
+    low, high = (float(x) for x in chosen["95% CI"].split("-"))
+    assert low < high
+    assert table.loc["s800", "run"] == "not run here" and np.isnan(table.loc["s800", "reproduced F1"])
