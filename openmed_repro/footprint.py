@@ -44,10 +44,10 @@ def track(directory: str | Path, chapter: str, subject: str, country: str | None
     directory.mkdir(parents=True, exist_ok=True)
     intensity = None if country else 1000 * paper_constants()["grid_kg_co2e_per_kwh"]
     options = {"force_carbon_intensity_g_co2e_kwh": intensity} if intensity is not None else {}
+    logging.getLogger("codecarbon").setLevel(logging.ERROR)
     tracker = OfflineEmissionsTracker(
         country_iso_code=country or DEFAULT_COUNTRY, output_dir=str(directory), project_name=f"{chapter}:{subject}",
         log_level="error", allow_multiple_runs=True, tracking_mode="process", measure_power_secs=15, **options)
-    logging.getLogger("codecarbon").setLevel(logging.ERROR)
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
     tracker.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import string
 from pathlib import Path
 
@@ -48,8 +49,6 @@ FILLER = ["patients", "with", "were", "treated", "in", "the", "study", "of", "an
 
 def synthetic_sentences(count: int, seed: int) -> list[list[tuple[str, str]]]:
     """Short sentences with one or two Disease mentions among filler words: learnable in a few steps."""
-    import random
-
     rng = random.Random(seed)
     sentences = []
     for _ in range(count):
@@ -68,4 +67,20 @@ def synthetic_corpus(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("corpus") / "synthetic"
     for offset, split in enumerate(("train", "devel", "test")):
         write_split(directory / f"{split}.tsv", synthetic_sentences(60, seed=offset))
+    return directory
+
+
+DAPT_SOURCE_FILES = ["pubmed_genia_jnlpba_train.txt", "pubmed_s800_train.txt", "pubmedqa_pqal.txt",
+                     "medical_abstracts_tc_test.txt", "clinicaltrials_sample.txt"]
+
+
+def write_dapt_text(directory: Path, planted: dict[str, str] | None = None) -> Path:
+    """30 random passages of corpus words in each DAPT source file; `planted` adds a line to a file."""
+    rng = random.Random(0)
+    words = FILLER + [w for mention in DISEASES for w in mention]
+    for name in DAPT_SOURCE_FILES:
+        lines = [" ".join(rng.choice(words) for _ in range(rng.randint(8, 30))) for _ in range(30)]
+        if planted and name in planted:
+            lines.append(planted[name])
+        (directory / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return directory

@@ -2,7 +2,6 @@
 copies, and every page opened in headless Chromium with its figures loaded and the results table present."""
 
 import os
-import random
 import shutil
 
 import nbformat
@@ -11,18 +10,14 @@ import pytest
 from openmed_repro import book, config
 from openmed_repro.errors import OpenMedError
 
-from conftest import DISEASES, FILLER
+from conftest import write_dapt_text
 
 SCREENSHOTS = config.PROJECT_ROOT / "runs" / "ci" / "book-screenshots"
 
 
 @pytest.fixture(scope="module")
 def built(synthetic_corpus, tmp_path_factory):
-    dapt_text = tmp_path_factory.mktemp("dapt_text")
-    rng = random.Random(0)
-    words = FILLER + [w for mention in DISEASES for w in mention]
-    (dapt_text / "pubmed_s800_train.txt").write_text(
-        "\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(8, 30))) for _ in range(60)) + "\n")
+    dapt_text = write_dapt_text(tmp_path_factory.mktemp("dapt_text"))
     out = tmp_path_factory.mktemp("book")
     with pytest.MonkeyPatch.context() as patch:   # no registered corpus: the chapters read only the synthetic one
         patch.setenv("OPENMED_DATA_DIR", str(tmp_path_factory.mktemp("no_corpora")))

@@ -10,24 +10,15 @@ from transformers import Trainer
 from openmed_repro import backbones, config, dapt, finetune, runs
 from openmed_repro.errors import OpenMedError
 
-from conftest import DISEASES, FILLER
+from conftest import write_dapt_text
 
-SOURCE_FILES = ["pubmed_genia_jnlpba_train.txt", "pubmed_s800_train.txt", "pubmedqa_pqal.txt",
-                "medical_abstracts_tc_test.txt", "clinicaltrials_sample.txt"]
 PLANTED_DEV_SENTENCE = "patients with lung cancer were treated in the study of many cells"
 
 
 @pytest.fixture(scope="module")
 def dapt_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("dapt")
-    rng = random.Random(0)
-    words = FILLER + [w for mention in DISEASES for w in mention]
-    for name in SOURCE_FILES:
-        lines = [" ".join(rng.choice(words) for _ in range(rng.randint(8, 30))) for _ in range(30)]
-        if name == "pubmedqa_pqal.txt":
-            lines.append(f"Background . {PLANTED_DEV_SENTENCE} . More text follows here .")
-        (directory / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return directory
+    return write_dapt_text(tmp_path_factory.mktemp("dapt"),
+                           {"pubmedqa_pqal.txt": f"Background . {PLANTED_DEV_SENTENCE} . More text follows here ."})
 
 
 @pytest.fixture(scope="module")
