@@ -25,17 +25,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from peft import PeftModel
 from tqdm.auto import tqdm
-from transformers import DataCollatorForTokenClassification
 
-from openmed_repro import config, encoding, finetune, runs
+from openmed_repro import config, encoding, runs
 from openmed_repro.config import RunConfig
 from openmed_repro.errors import OpenMedError
 
 INPUT_FORMATS = ("auto", "text", "jsonl", "parquet")
 ON_ERROR = ("skip", "fail")
+MODEL_DIR = "model"                  # finetune.MODEL_DIR; torch and transformers load only with a model
 _WORD = re.compile(r"\w+|[^\w\s]")
 _ABBREVIATIONS = {"al", "e.g", "i.e", "eg", "ie", "fig", "figs", "vs", "dr", "mr", "mrs", "ms", "no", "nos", "approx",
                   "ca", "cf", "etc", "resp", "ref", "refs", "vol", "sp", "spp", "st", "inc", "ltd", "co", "jr", "sr"}
@@ -75,7 +73,8 @@ class Summary:
     documents: int
     entities: int
     problems: list[Problem]
-    seconds: float
+    seconds: float                       # model loading included
+    load_seconds: float | None = None    # of which loading the model (in-process only)
 
     @property
     def documents_per_second(self) -> float:
@@ -229,7 +228,7 @@ def entities_of(document: Document, spans: Sequence[tuple[int, int]], tags: Sequ
 
 def run_config_of(run_dir: Path) -> RunConfig:
     """The validated configuration a finished fine-tuning run recorded."""
-    if not (run_dir / finetune.MODEL_DIR / "labels.json").is_file():
+    if not (run_dir / MODEL_DIR / "labels.json").is_file():
         raise OpenMedError(f"parameter run: {run_dir} holds no model/ of a fine-tuning run "
                            "(give a run directory written by notebooks/finetune.ipynb)")
     if not runs.is_complete(run_dir):
@@ -241,6 +240,11 @@ class Annotator:
     """A run's model, loaded once (LoRA merged into the backbone for speed), annotating batches of documents."""
 
     def __init__(self, run_dir: str | Path, batch_size: int = 32):
+        from peft import PeftModel
+        from transformers import DataCollatorForTokenClassification
+
+        from openmed_repro import finetune
+
         run_dir = Path(run_dir)
         self.run_config = run_config_of(run_dir)
         model, self.tokenizer, self.labels = finetune.load_model(run_dir / finetune.MODEL_DIR, self.run_config)
@@ -261,6 +265,8 @@ class Annotator:
     def _predict(self, tokens: list[list[str]]) -> tuple[list[list[str]], list[list[float]]]:
         """Tags and their probabilities per word, through windows predicted in length-sorted batches and
         merged as in evaluation: each window position gets a global index that the merge carries."""
+        import torch
+
         windows = encoding.encode(tokens, self.tokenizer, max_length=self.run_config.max_length,
                                   overlap=self.run_config.overlap)
         order = sorted(range(len(windows)), key=lambda i: len(windows[i].input_ids))
@@ -308,6 +314,7 @@ def annotate_file(run_dir: str | Path, input_path: str | Path, output_path: str 
     report(problems, input_path)
     started = time.perf_counter()
     annotator = Annotator(run_dir, batch_size)
+    loaded = time.perf_counter()
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.", suffix=".tmp")
@@ -324,7 +331,7 @@ def annotate_file(run_dir: str | Path, input_path: str | Path, output_path: str 
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return Summary(len(documents), count, problems, time.perf_counter() - started)
+    return Summary(len(documents), count, problems, time.perf_counter() - started, loaded - started)
 
 
 def read_entities(path: str | Path) -> list[dict]:

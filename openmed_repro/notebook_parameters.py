@@ -13,6 +13,7 @@ from openmed_repro.errors import OpenMedError
 
 NOTEBOOK_KEYS = {"output_dir"}
 DAPT_NOTEBOOK_KEYS = {"output_dir", "ablation_dir"}
+BASELINE_NOTEBOOK_KEYS = {"output_dir", "throughput_json"}
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
 
@@ -49,6 +50,21 @@ def dapt_config(namespace: dict) -> tuple[config.DaptConfig, Path | None]:
     if not config.dapt_dir(settings.dapt_dir).is_dir():
         raise OpenMedError(f"parameter dapt_dir: {config.dapt_dir(settings.dapt_dir)} is not a directory of DAPT text "
                            f"files (set dapt_dir or ${config.DAPT_DIR_ENV})")
+    return settings, Path(output_dir) if output_dir else None
+
+
+def baseline_config(namespace: dict) -> tuple[config.BaselineConfig, Path | None]:
+    """The BaselineConfig of the baseline notebook's parameters and its output_dir, validated the same way
+    (`throughput_json` is the notebook's own: the annotation benchmark it shows)."""
+    values = _parameters(namespace, {f.name for f in dataclasses.fields(config.BaselineConfig)}, BASELINE_NOTEBOOK_KEYS)
+    output_dir = values.pop("output_dir", None)
+    values.pop("throughput_json", None)
+    profile = values.pop("profile", None)
+    settings = config.load_baseline_config(profile, {key: value for key, value in values.items() if value is not None})
+    if settings.dataset not in corpora.registry() and not Path(settings.dataset).is_dir():
+        corpora.spec(settings.dataset)  # raises with the list of known datasets
+    if settings.word_embeddings != "learned":
+        backbones.resolve(settings.word_embeddings)
     return settings, Path(output_dir) if output_dir else None
 
 

@@ -125,3 +125,16 @@ def test_an_unknown_baseline_parameter_is_refused_naming_it(synthetic_corpus):
         smoke(synthetic_corpus, hiden_size=3)
     with pytest.raises(OpenMedError, match=r"parameter output='lstm'; valid: crf, softmax"):
         smoke(synthetic_corpus, output="lstm")
+
+
+def test_the_baseline_notebook_runs_end_to_end_on_the_smoke_profile(synthetic_corpus, tmp_path):
+    import papermill
+
+    executed = papermill.execute_notebook(
+        str(config.PROJECT_ROOT / "notebooks" / "baseline.ipynb"), str(tmp_path / "executed.ipynb"),
+        parameters={"dataset": str(synthetic_corpus), "profile": "smoke", "output_dir": str(tmp_path / "run")},
+        cwd=str(tmp_path), progress_bar=False, kernel_name="python3")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["system"] == "bilstm-cnn-char" and metrics["profile"] == "smoke"
+    outputs = "".join(str(o) for cell in executed.cells for o in cell.get("outputs", []))
+    assert "image/png" in outputs and "Spark NLP BiLSTM-CNN-Char (paper)" in outputs
