@@ -10,10 +10,13 @@ SWEEP_FLAGS ?= --profile cpu --max-train-sentences 5000 --epochs 2
 
 DAPT_RUN := runs/dapt/minilm-l6-cpu-seed42
 
+BASELINE_CORPORA ?= ncbi_disease bc5cdr_chem s800
+ANNOTATE_RUN ?= runs/finetune/$(RUN_NAME)
+
 HPO_DATASET ?= ncbi_disease
 HPO_FLAGS ?= -p n_trials 20 -p max_train_sentences 500 -p epochs 3
 
-.PHONY: venv reproduce all-corpora dapt ablation hpo test bench clean
+.PHONY: venv reproduce all-corpora dapt ablation hpo baseline test bench bench-annotate clean
 
 venv: $(STAMP)
 
@@ -53,6 +56,10 @@ hpo: venv
 	$(BIN)/papermill notebooks/hpo.ipynb runs/hpo/$(HPO_DATASET)-cpu.ipynb -k $(KERNEL) --log-output \
 		-p dataset $(HPO_DATASET) -p profile cpu $(HPO_FLAGS) -p output_dir runs/hpo/$(HPO_DATASET)-cpu
 
+## The BiLSTM-CNN-Char baseline (profile cpu) on the corpora the README reports; resumable.
+baseline: venv
+	$(BIN)/python -m openmed_repro.baseline --profile cpu --corpora $(BASELINE_CORPORA) --out runs/baseline
+
 ## Unit tests (tiny models and synthetic corpora; no network).
 test: venv
 	$(BIN)/python -m pytest -q
@@ -60,6 +67,11 @@ test: venv
 ## Speed measurements, each against a peer in the same run; JSON into runs/bench/.
 bench: venv
 	$(BIN)/python benchmarks/significance_speed.py --out runs/bench
+
+## Annotation throughput on 1,000 PubMed abstracts, in-process and Spark local mode (needs a finished
+## fine-tuning run: `make reproduce`, or ANNOTATE_RUN=DIR).
+bench-annotate: venv
+	$(BIN)/python benchmarks/annotate_throughput.py --run $(ANNOTATE_RUN) --out runs/bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache
