@@ -81,6 +81,11 @@ def _annotate_partition(run_dir: str, batch_size: int, threads: int, chunk_docum
         yield from entities
 
 
+def _counted(counter, entity: local.Entity) -> local.Entity:
+    counter.add(1)
+    return entity
+
+
 def _parse_text_line(fmt: str, id_field: str, text_field: str, numbered):
     line, index = numbered
     return local.parse_line(line, index + 1, fmt, id_field, text_field)
@@ -131,8 +136,9 @@ def annotate(run_dir: str | Path, input_path: str, output_path: str, master: str
     local.report(problems, input_path)
     documents = parsed.filter(lambda item: isinstance(item, local.Document))
     document_count = documents.count()
+    counter = spark.sparkContext.accumulator(0)
     entities = documents.mapPartitions(partial(_annotate_partition, run_dir, batch_size, threads_per_task,
-                                               chunk_documents)).persist()
+                                               chunk_documents)).map(partial(_counted, counter))
     if out_format == "parquet":
         schema = types.StructType([
             types.StructField("id", types.StringType(), False), types.StructField("start", types.IntegerType(), False),
@@ -142,7 +148,5 @@ def annotate(run_dir: str | Path, input_path: str, output_path: str, master: str
             .write.parquet(str(output_path))
     else:
         entities.map(local.Entity.json_line).saveAsTextFile(str(output_path))
-    count = entities.count()
-    entities.unpersist()
     parsed.unpersist()
-    return local.Summary(document_count, count, problems, time.perf_counter() - started)
+    return local.Summary(document_count, counter.value, problems, time.perf_counter() - started)
