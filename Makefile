@@ -10,10 +10,13 @@ SWEEP_FLAGS ?= --profile cpu --max-train-sentences 5000 --epochs 2
 
 DAPT_RUN := runs/dapt/minilm-l6-cpu-seed42
 
+BASELINE_CORPORA ?= ncbi_disease bc5cdr_chem s800
+ANNOTATE_RUN ?= runs/finetune/$(RUN_NAME)
+
 HPO_DATASET ?= ncbi_disease
 HPO_FLAGS ?= -p n_trials 20 -p max_train_sentences 500 -p epochs 3
 
-.PHONY: venv reproduce tuned all-corpora dapt ablation hpo book test bench clean
+.PHONY: venv reproduce tuned all-corpora dapt ablation hpo baseline book test bench bench-annotate clean
 
 venv: $(STAMP)
 
@@ -64,6 +67,9 @@ tuned: venv
 PROFILE ?= cpu
 book: venv
 	$(BIN)/python -m openmed_repro.book --profile $(PROFILE) $(if $(NO_EXECUTE),--no-execute,)
+## The BiLSTM-CNN-Char baseline (profile cpu) on the corpora the README reports; resumable.
+baseline: venv
+	$(BIN)/python -m openmed_repro.baseline --profile cpu --corpora $(BASELINE_CORPORA) --out runs/baseline
 
 ## Unit tests (tiny models and synthetic corpora; no network).
 test: venv
@@ -72,6 +78,11 @@ test: venv
 ## Speed measurements, each against a peer in the same run; JSON into runs/bench/.
 bench: venv
 	$(BIN)/python benchmarks/significance_speed.py --out runs/bench
+
+## Annotation throughput on 1,000 PubMed abstracts, in-process and Spark local mode (needs a finished
+## fine-tuning run: `make reproduce`, or ANNOTATE_RUN=DIR).
+bench-annotate: venv
+	$(BIN)/python benchmarks/annotate_throughput.py --run $(ANNOTATE_RUN) --out runs/bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -118,6 +118,49 @@ class DaptConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class BaselineConfig:
+    """One BiLSTM-CNN-Char run (Chiu & Nichols 2016, the Spark NLP paper's architecture): a baseline
+    profile's values with the user's overrides on top."""
+
+    dataset: str
+    profile: str
+    data_dir: str | None = None
+    seed: int = 42
+    output: str = "crf"                 # crf | softmax
+    word_embeddings: str = "learned"    # learned, or a backbone name whose input embeddings initialise words
+    word_dim: int = 100                 # ignored when word_embeddings names a backbone (its width is used)
+    min_word_count: int = 2             # rarer training words share the unknown word's vector
+    char_dim: int = 25
+    char_filters: int = 30
+    char_kernel: int = 3
+    max_word_chars: int = 30            # characters beyond this feed no character features (the word stays)
+    casing_dim: int = 8
+    hidden_size: int = 200              # per direction
+    lstm_layers: int = 1
+    dropout: float = 0.5
+    epochs: int = 30
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    gradient_clip: float = 5.0
+    early_stopping_patience: int = 3
+    max_train_sentences: int | None = None
+    max_eval_sentences: int | None = None
+    repair: bool = False
+    country: str | None = None          # footprint: None = the paper's EU average grid, or an ISO alpha-3 code
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_baseline_config(profile: str, overrides: dict | None = None,
+                         files: typing.Sequence[str | Path] = ()) -> BaselineConfig:
+    """parameters/baseline_profiles/<profile>.yaml, YAML files, then overrides; validated like load_run_config."""
+    return load_settings(BaselineConfig, "baseline_profiles", profile, overrides, files)
+
+
+@dataclasses.dataclass(frozen=True)
 class SearchConfig:
     """One Optuna study: how many finished trials, where it lives, how trials are pruned and how a worker
     that died mid-trial is noticed (heartbeat) and its trial retried."""
@@ -172,14 +215,17 @@ _CHOICES = {
     "lr_scheduler": ("cosine", "linear", "constant_with_warmup"),
     "pruner": ("median", "hyperband", "none"),
     "split": ("test", "devel"),
+    "output": ("crf", "softmax"),
 }
 _POSITIVE = {"save_steps", "head_learning_rate", "epochs", "learning_rate", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "lora_r",
              "lora_alpha", "max_length", "logging_steps", "max_train_sentences", "max_eval_sentences", "passages",
              "min_tokens", "max_tokens", "mlm_probability", "held_out_fraction", "head_calibration_steps",
-             "n_trials", "heartbeat_interval", "grace_period", "trials", "samples", "examples_per_category"}
-_NON_NEGATIVE = {"max_retry", "weight_decay", "overlap", "early_stopping_patience", "label_smoothing", "lora_dropout", "warmup_ratio",
+             "n_trials", "heartbeat_interval", "grace_period", "trials", "samples", "examples_per_category",
+             "word_dim", "min_word_count", "char_dim", "char_filters", "char_kernel", "max_word_chars", "casing_dim",
+             "hidden_size", "lstm_layers", "gradient_clip"}
+_NON_NEGATIVE = {"dropout", "max_retry", "weight_decay", "overlap", "early_stopping_patience", "label_smoothing", "lora_dropout", "warmup_ratio",
                  "warmup_steps"}
-_BELOW_ONE = {"warmup_ratio", "label_smoothing", "lora_dropout", "mlm_probability", "held_out_fraction"}
+_BELOW_ONE = {"dropout", "warmup_ratio", "label_smoothing", "lora_dropout", "mlm_probability", "held_out_fraction"}
 
 
 def load_run_config(profile: str, overrides: dict | None = None, files: typing.Sequence[str | Path] = ()) -> RunConfig:

@@ -40,7 +40,10 @@ class FootprintSettings:
 @dataclasses.dataclass(frozen=True)
 class DataSettings:
     data_dir: str | None = None
+
+
 DAPT_NOTEBOOK_KEYS = {"output_dir", "ablation_dir"}
+BASELINE_NOTEBOOK_KEYS = {"output_dir", "throughput_json"}
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
 
@@ -103,6 +106,21 @@ def _chapter_settings(kind: type, namespace: dict, notebook: str):
     """A chapter's own parameters, checked like the run configuration (names, types, ranges)."""
     values = _parameters(namespace, {f.name for f in dataclasses.fields(kind)}, set())
     return config.validated(kind, values, f"{notebook} parameters")
+
+
+def baseline_config(namespace: dict) -> tuple[config.BaselineConfig, Path | None]:
+    """The BaselineConfig of the baseline notebook's parameters and its output_dir, validated the same way
+    (`throughput_json` is the notebook's own: the annotation benchmark it shows)."""
+    values = _parameters(namespace, {f.name for f in dataclasses.fields(config.BaselineConfig)}, BASELINE_NOTEBOOK_KEYS)
+    output_dir = values.pop("output_dir", None)
+    values.pop("throughput_json", None)
+    profile = values.pop("profile", None)
+    settings = config.load_baseline_config(profile, {key: value for key, value in values.items() if value is not None})
+    if settings.dataset not in corpora.registry() and not Path(settings.dataset).is_dir():
+        corpora.spec(settings.dataset)  # raises with the list of known datasets
+    if settings.word_embeddings != "learned":
+        backbones.resolve(settings.word_embeddings)
+    return settings, Path(output_dir) if output_dir else None
 
 
 def _parameters(namespace: dict, fields: set[str], notebook_keys: set[str] = NOTEBOOK_KEYS) -> dict:

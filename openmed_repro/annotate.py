@@ -1,0 +1,341 @@
+"""Annotating raw text with a trained fine-tuning run: documents (one a line, or JSONL with an id and a text
+field) are split into sentences and words with character offsets, predicted through the same sliding
+windows as evaluation (nothing is truncated), and written as JSONL entities
+`{"id", "start", "end", "type", "text", "score"}` whose offsets index the document's text.
+
+    openmed-repro annotate --run runs/finetune/ncbi_disease-minilm-l6-cpu-lora-seed42 abstracts.jsonl entities.jsonl
+
+Choices made here: words are runs of letters/digits or single punctuation characters (the corpora's
+tokenisation); a sentence ends at . ! or ? followed by white space and an upper-case letter or a digit,
+except after common abbreviations and initials; an I-X that does not continue an X entity opens one (the
+lenient reading, as seqeval's default mode); an entity's score is the mean softmax probability of its
+words' predicted tags (at each word's first sub-word); scores are rounded to 4 decimals. A malformed input
+line (empty, invalid JSON, no id or text field) is reported with its line number and skipped, or stops the
+run with `on_error="fail"`: it is never dropped silently."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from openmed_repro import config, encoding, runs
+from openmed_repro.config import RunConfig
+from openmed_repro.errors import OpenMedError
+
+INPUT_FORMATS = ("auto", "text", "jsonl", "parquet")
+ON_ERROR = ("skip", "fail")
+MODEL_DIR = "model"                  # finetune.MODEL_DIR; torch and transformers load only with a model
+_WORD = re.compile(r"\w+|[^\w\s]")
+_ABBREVIATIONS = {"al", "e.g", "i.e", "eg", "ie", "fig", "figs", "vs", "dr", "mr", "mrs", "ms", "no", "nos", "approx",
+                  "ca", "cf", "etc", "resp", "ref", "refs", "vol", "sp", "spp", "st", "inc", "ltd", "co", "jr", "sr"}
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    text: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A malformed input line: its number (1-based) and what is wrong with it."""
+
+    line: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Entity:
+    id: str
+    start: int
+    end: int
+    type: str
+    text: str
+    score: float
+
+    def json_line(self) -> str:
+        return json.dumps({"id": self.id, "start": self.start, "end": self.end, "type": self.type,
+                           "text": self.text, "score": self.score}, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Summary:
+    documents: int
+    entities: int
+    problems: list[Problem]
+    seconds: float                       # model loading included
+    load_seconds: float | None = None    # of which loading the model (in-process only)
+
+    @property
+    def documents_per_second(self) -> float:
+        return self.documents / self.seconds if self.seconds else 0.0
+
+
+def input_format(path: str | Path, requested: str = "auto") -> str:
+    """The format of an input: as requested, else by suffix (.jsonl/.json/.ndjson, .parquet), else text."""
+    if requested not in INPUT_FORMATS:
+        raise OpenMedError(f"parameter format={requested!r}; valid: {', '.join(INPUT_FORMATS)}")
+    if requested != "auto":
+        return requested
+    suffix = Path(str(path).rstrip("/")).suffix.lower()
+    return {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}.get(suffix, "text")
+
+
+def parse_line(line: str, number: int, fmt: str, id_field: str = "id", text_field: str = "text") -> Document | Problem:
+    """One input line (without its line break) as a Document, or the Problem that makes it unusable.
+    Plain-text documents take their line number as id."""
+    if not line.strip():
+        return Problem(number, "empty line")
+    if fmt == "text":
+        return Document(str(number), line, number)
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        return Problem(number, f"invalid JSON ({error.msg} at column {error.colno})")
+    return document_of(record, number, id_field, text_field)
+
+
+def document_of(record, number: int, id_field: str = "id", text_field: str = "text") -> Document | Problem:
+    """A JSON object or table row (a mapping) as a Document, or the Problem with it."""
+    if not isinstance(record, dict):
+        return Problem(number, f"not a JSON object but {type(record).__name__}")
+    if record.get(text_field) is None:
+        return Problem(number, f"no {text_field!r} field")
+    if not isinstance(record[text_field], str):
+        return Problem(number, f"field {text_field!r} is {type(record[text_field]).__name__}, not a string")
+    if record.get(id_field) is None or isinstance(record[id_field], (dict, list, bool)):
+        return Problem(number, f"no {id_field!r} field (a string or number)")
+    return Document(str(record[id_field]), record[text_field], number)
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, str | None]]:
+    """(line number, text) of every line; text None where the line is not UTF-8."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                yield number, raw.rstrip(b"\r\n").decode("utf-8")
+            except UnicodeDecodeError:
+                yield number, None
+
+
+def read_documents(path: str | Path, fmt: str = "auto", on_error: str = "skip", id_field: str = "id",
+                   text_field: str = "text") -> tuple[list[Document], list[Problem]]:
+    """Every usable document of a text or JSONL file and the problems of the others. With on_error="fail"
+    the first malformed line is an error naming the file and line."""
+    path = Path(path)
+    if on_error not in ON_ERROR:
+        raise OpenMedError(f"parameter on_error={on_error!r}; valid: {', '.join(ON_ERROR)}")
+    fmt = input_format(path, fmt)
+    if fmt == "parquet":
+        raise OpenMedError(f"{path}: Parquet input is read by the Spark path (--spark); in-process annotation "
+                           "reads text or JSONL")
+    if not path.is_file():
+        raise OpenMedError(f"{path}: input file not found")
+    documents, problems = [], []
+    for number, line in read_lines(path):
+        parsed = Problem(number, "not UTF-8") if line is None else parse_line(line, number, fmt, id_field, text_field)
+        if isinstance(parsed, Problem):
+            if on_error == "fail":
+                raise OpenMedError(f"{path}:{parsed.line}: {parsed.reason} (use on_error=skip to skip such lines)")
+            problems.append(parsed)
+        else:
+            documents.append(parsed)
+    return documents, problems
+
+
+def report(problems: Sequence[Problem], source: str | Path, stream=None) -> None:
+    """One line per skipped input line, `file:line: reason; skipped`, on stderr."""
+    stream = stream or sys.stderr
+    for problem in problems:
+        print(f"{source}:{problem.line}: {problem.reason}; skipped", file=stream)
+
+
+def words(text: str) -> list[tuple[int, int]]:
+    """Character spans [start, end) of the words of `text`."""
+    return [match.span() for match in _WORD.finditer(text)]
+
+
+def sentences(text: str) -> list[list[tuple[int, int]]]:
+    """The words of `text` (character spans) grouped into sentences."""
+    spans = words(text)
+    grouped, current = [], []
+    for index, (start, end) in enumerate(spans):
+        current.append((start, end))
+        if index + 1 < len(spans) and _ends_sentence(text, spans, index):
+            grouped.append(current)
+            current = []
+    if current:
+        grouped.append(current)
+    return grouped
+
+
+def _ends_sentence(text: str, spans: list[tuple[int, int]], index: int) -> bool:
+    start, end = spans[index]
+    if text[start:end] not in {".", "!", "?"}:
+        return False
+    following = spans[index + 1]
+    if following[0] == end or not (text[following[0]].isupper() or text[following[0]].isdigit()):
+        return False
+    if text[start:end] != "." or index == 0:
+        return True
+    previous = text[spans[index - 1][0]:spans[index - 1][1]]
+    joined = text[_abbreviation_start(text, spans, index):start].lower()
+    single_initial = len(previous) == 1 and previous.isalpha() and previous.isupper()
+    return not (joined in _ABBREVIATIONS or previous.lower() in _ABBREVIATIONS or single_initial)
+
+
+def _abbreviation_start(text: str, spans: list[tuple[int, int]], index: int) -> int:
+    """Start of a dotted abbreviation ending before spans[index] ("e.g" of "e.g."), without spaces."""
+    position = index - 1
+    while position > 0 and spans[position - 1][1] == spans[position][0]:
+        position -= 1
+    return spans[position][0]
+
+
+def entities_of(document: Document, spans: Sequence[tuple[int, int]], tags: Sequence[str],
+                probabilities: Sequence[float]) -> list[Entity]:
+    """Entities of one sentence from its words' tags: B-X opens an X entity, I-X continues one (or opens
+    one when it does not follow X). Offsets are the document's character offsets."""
+    found, current = [], None
+
+    def close():
+        if current:
+            first, last, kind, scores = current
+            start, end = spans[first][0], spans[last][1]
+            found.append(Entity(document.id, start, end, kind, document.text[start:end],
+                                round(sum(scores) / len(scores), 4)))
+
+    for index, (tag, probability) in enumerate(zip(tags, probabilities)):
+        kind = tag[2:] if tag != "O" else None
+        if kind is not None and tag.startswith("I-") and current and current[2] == kind:
+            current = (current[0], index, kind, current[3] + [probability])
+            continue
+        close()
+        current = (index, index, kind, [probability]) if kind is not None else None
+    close()
+    return found
+
+
+def run_config_of(run_dir: Path) -> RunConfig:
+    """The validated configuration a finished fine-tuning run recorded."""
+    if not (run_dir / MODEL_DIR / "labels.json").is_file():
+        raise OpenMedError(f"parameter run: {run_dir} holds no model/ of a fine-tuning run "
+                           "(give a run directory written by notebooks/finetune.ipynb)")
+    if not runs.is_complete(run_dir):
+        raise OpenMedError(f"parameter run: {run_dir} is an unfinished run (no metrics.json); finish it first")
+    return config.validated(RunConfig, runs.read_json(run_dir / runs.CONFIG), str(run_dir / runs.CONFIG))
+
+
+class Annotator:
+    """A run's model, loaded once (LoRA merged into the backbone for speed), annotating batches of documents."""
+
+    def __init__(self, run_dir: str | Path, batch_size: int = 32):
+        from peft import PeftModel
+        from transformers import DataCollatorForTokenClassification
+
+        from openmed_repro import finetune
+
+        run_dir = Path(run_dir)
+        self.run_config = run_config_of(run_dir)
+        model, self.tokenizer, self.labels = finetune.load_model(run_dir / finetune.MODEL_DIR, self.run_config)
+        self.model = (model.merge_and_unload() if isinstance(model, PeftModel) else model).eval()
+        self.batch_size = batch_size
+        self.collator = DataCollatorForTokenClassification(self.tokenizer)
+
+    def annotate(self, documents: Sequence[Document]) -> list[list[Entity]]:
+        """The entities of each document, in document order."""
+        sentence_spans = [(d, spans) for d in documents for spans in sentences(d.text)]
+        tokens = [[d.text[s:e] for s, e in spans] for d, spans in sentence_spans]
+        tags, probabilities = self._predict(tokens)
+        by_document: dict[int, list[Entity]] = {id(d): [] for d in documents}
+        for (document, spans), sentence_tags, sentence_probabilities in zip(sentence_spans, tags, probabilities):
+            by_document[id(document)].extend(entities_of(document, spans, sentence_tags, sentence_probabilities))
+        return [by_document[id(d)] for d in documents]
+
+    def _predict(self, tokens: list[list[str]]) -> tuple[list[list[str]], list[list[float]]]:
+        """Tags and their probabilities per word, through windows predicted in length-sorted batches and
+        merged as in evaluation: each window position gets a global index that the merge carries."""
+        import torch
+
+        windows = encoding.encode(tokens, self.tokenizer, max_length=self.run_config.max_length,
+                                  overlap=self.run_config.overlap)
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i].input_ids))
+        bases, total = [], 0
+        for window in windows:
+            bases.append(total)
+            total += len(window.input_ids)
+        label_ids = [0] * total
+        scores = [0.0] * total
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                chosen = order[start:start + self.batch_size]
+                batch = self.collator([{"input_ids": windows[i].input_ids,
+                                        "attention_mask": [1] * len(windows[i].input_ids)} for i in chosen])
+                probabilities = self.model(**batch).logits.softmax(dim=-1)
+                best, best_ids = probabilities.max(dim=-1)
+                for row, index in enumerate(chosen):
+                    length = len(windows[index].input_ids)
+                    label_ids[bases[index]:bases[index] + length] = best_ids[row, :length].tolist()
+                    scores[bases[index]:bases[index] + length] = best[row, :length].tolist()
+        rows = [list(range(base, base + len(w.input_ids))) for base, w in zip(bases, windows)]
+        merged = encoding.merge_predictions(windows, rows, [len(t) for t in tokens])
+        return ([[self.labels[label_ids[i]] for i in sentence] for sentence in merged],
+                [[scores[i] for i in sentence] for sentence in merged])
+
+
+def chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def annotate_file(run_dir: str | Path, input_path: str | Path, output_path: str | Path, fmt: str = "auto",
+                  on_error: str = "skip", batch_size: int = 32, chunk_documents: int = 256,
+                  id_field: str = "id", text_field: str = "text", progress: bool = True) -> Summary:
+    """Annotate every document of `input_path` into the JSONL file `output_path` (written whole or not at
+    all). Malformed lines are reported on stderr and skipped, or stop the run (on_error="fail") before
+    the model is loaded."""
+    documents, problems = read_documents(input_path, fmt, on_error, id_field, text_field)
+    report(problems, input_path)
+    started = time.perf_counter()
+    annotator = Annotator(run_dir, batch_size)
+    loaded = time.perf_counter()
+    output_path = Path(output_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.", suffix=".tmp")
+    count = 0
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out, \
+                tqdm(total=len(documents), desc="annotating", unit="doc", disable=not progress) as bar:
+            for chunk in chunks(documents, chunk_documents):
+                for entities in annotator.annotate(chunk):
+                    out.writelines(entity.json_line() + "\n" for entity in entities)
+                    count += len(entities)
+                bar.update(len(chunk))
+        os.replace(temporary, output_path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return Summary(len(documents), count, problems, time.perf_counter() - started, loaded - started)
+
+
+def read_entities(path: str | Path) -> list[dict]:
+    """The entities of a JSONL output file, or of a Spark output directory (its part files in order)."""
+    path = Path(path)
+    files = sorted(path.glob("part-*")) if path.is_dir() else [path]
+    return [json.loads(line) for file in files for line in file.read_text(encoding="utf-8").splitlines() if line]

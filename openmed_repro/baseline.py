@@ -1,0 +1,483 @@
+"""The Spark NLP paper's architecture as a comparator: a BiLSTM-CNN-Char tagger (Chiu & Nichols 2016;
+Kocaman & Talby 2020) trained on the same splits, scored with the same metrics, selected on dev strict F1
+with the same early stopping, and written to the same run-directory layout as fine-tuning, so the
+evaluation chapter can test its predictions against the transformers'.
+
+Each word is represented by a word embedding (lower-cased, digits mapped to 0; learned, or initialised from
+a backbone's input embeddings), a character CNN max-pooled over the word, and a casing category; a BiLSTM
+reads the sentence and a linear layer scores the tags, decoded by a CRF that forbids invalid IOB2
+transitions (I-X after anything but B-X/I-X) or by a per-word softmax.
+
+    python -m openmed_repro.baseline --profile cpu --corpora ncbi_disease bc5cdr_chem s800 --out runs/baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import random
+import re
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+from torch import nn
+from tqdm.auto import tqdm
+
+from openmed_repro import backbones, config, corpora, footprint, metrics, paper, runs
+from openmed_repro.config import BaselineConfig
+from openmed_repro.devices import device_name
+from openmed_repro.errors import OpenMedError
+from openmed_repro.finetune import RunResult, subset
+from openmed_repro.iob import OUTSIDE, Sentence
+
+SYSTEM = "bilstm-cnn-char"
+MODEL_DIR = "model"
+CHECKPOINT = "checkpoint.pt"
+PAD, UNK = "<pad>", "<unk>"
+CASINGS = ("pad", "lower", "upper", "title", "numeric", "mainly_numeric", "has_digit", "punctuation", "other")
+_DIGIT = re.compile(r"\d")
+
+
+def casing(word: str) -> int:
+    """Chiu & Nichols' casing category of a word (index into CASINGS)."""
+    digits = sum(c.isdigit() for c in word)
+    if word.isdigit():
+        kind = "numeric"
+    elif digits / max(len(word), 1) > 0.5:
+        kind = "mainly_numeric"
+    elif word.islower():
+        kind = "lower"
+    elif word.isupper():
+        kind = "upper"
+    elif word[:1].isupper() and word[1:].islower():
+        kind = "title"
+    elif digits:
+        kind = "has_digit"
+    elif not any(c.isalnum() for c in word):
+        kind = "punctuation"
+    else:
+        kind = "other"
+    return CASINGS.index(kind)
+
+
+def normalise(word: str) -> str:
+    """The word-embedding key: lower case, every digit 0 (casing and characters keep the rest)."""
+    return _DIGIT.sub("0", word.lower())
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Index 0 is padding and 1 the unknown word/character in `words` and `chars`."""
+
+    words: list[str]
+    chars: list[str]
+    labels: list[str]
+
+    def __post_init__(self):
+        object.__setattr__(self, "_word_ids", {w: i for i, w in enumerate(self.words)})
+        object.__setattr__(self, "_char_ids", {c: i for i, c in enumerate(self.chars)})
+
+    def word_id(self, word: str) -> int:
+        return self._word_ids.get(normalise(word), 1)
+
+    def char_ids(self, word: str, limit: int) -> list[int]:
+        return [self._char_ids.get(c, 1) for c in word[:limit]] or [1]
+
+    def to_dict(self) -> dict:
+        return {"words": self.words, "chars": self.chars, "labels": self.labels}
+
+
+def build_vocabulary(sentences: Sequence[Sentence], labels: list[str], min_word_count: int) -> Vocabulary:
+    """Training words seen at least `min_word_count` times (the rest train the unknown vector) and every
+    training character."""
+    words = Counter(normalise(t) for s in sentences for t in s.tokens)
+    chars = Counter(c for s in sentences for t in s.tokens for c in t)
+    return Vocabulary(words=[PAD, UNK] + sorted(w for w, n in words.items() if n >= min_word_count),
+                      chars=[PAD, UNK] + sorted(chars), labels=list(labels))
+
+
+def allowed_transitions(labels: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """IOB2: I-X may only follow B-X or I-X, and a sentence may not open with I-X."""
+    n = len(labels)
+    pair = torch.ones(n, n, dtype=torch.bool)
+    start = torch.ones(n, dtype=torch.bool)
+    for j, label in enumerate(labels):
+        if label.startswith("I-"):
+            start[j] = False
+            for i, previous in enumerate(labels):
+                pair[i, j] = previous in {"B-" + label[2:], label}
+    return pair, start
+
+
+class CRF(nn.Module):
+    """Linear-chain CRF over left-aligned, masked sequences; invalid IOB2 transitions are excluded."""
+
+    def __init__(self, labels: Sequence[str]):
+        super().__init__()
+        n = len(labels)
+        self.transitions = nn.Parameter(torch.zeros(n, n))
+        self.start = nn.Parameter(torch.zeros(n))
+        self.end = nn.Parameter(torch.zeros(n))
+        pair, start = allowed_transitions(labels)
+        self.register_buffer("pair_penalty", (~pair).float() * -1e4)
+        self.register_buffer("start_penalty", (~start).float() * -1e4)
+
+    def _scores(self):
+        return self.transitions + self.pair_penalty, self.start + self.start_penalty
+
+    def neg_log_likelihood(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean over the batch of -log p(tags | words)."""
+        transitions, start = self._scores()
+        batch = torch.arange(emissions.size(0))
+        gold = start[tags[:, 0]] + emissions[batch, 0, tags[:, 0]]
+        alpha = start + emissions[:, 0]
+        for t in range(1, emissions.size(1)):
+            step = mask[:, t]
+            gold = gold + step * (transitions[tags[:, t - 1], tags[:, t]] + emissions[batch, t, tags[:, t]])
+            moved = torch.logsumexp(alpha.unsqueeze(2) + transitions + emissions[:, t].unsqueeze(1), dim=1)
+            alpha = torch.where(step.unsqueeze(1).bool(), moved, alpha)
+        last = tags.gather(1, (mask.sum(1).long() - 1).unsqueeze(1)).squeeze(1)
+        gold = gold + self.end[last]
+        return (torch.logsumexp(alpha + self.end, dim=1) - gold).mean()
+
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
+        """Viterbi: the best tag sequence of each sentence."""
+        transitions, start = self._scores()
+        score = start + emissions[:, 0]
+        pointers = []
+        for t in range(1, emissions.size(1)):
+            best, previous = (score.unsqueeze(2) + transitions).max(dim=1)
+            pointers.append(previous)
+            score = torch.where(mask[:, t].unsqueeze(1).bool(), best + emissions[:, t], score)
+        score = score + self.end
+        paths = []
+        for row, length in enumerate(mask.sum(1).long().tolist()):
+            tag = int(score[row].argmax())
+            path = [tag]
+            for t in range(length - 1, 0, -1):
+                tag = int(pointers[t - 1][row, tag])
+                path.append(tag)
+            paths.append(path[::-1])
+        return paths
+
+
+class Tagger(nn.Module):
+    """Word embedding + character CNN + casing embedding -> BiLSTM -> tag scores (CRF or softmax)."""
+
+    def __init__(self, settings: BaselineConfig, vocabulary: Vocabulary, word_vectors: torch.Tensor | None = None):
+        super().__init__()
+        word_dim = settings.word_dim if word_vectors is None else word_vectors.size(1)
+        self.words = nn.Embedding(len(vocabulary.words), word_dim, padding_idx=0)
+        if word_vectors is not None:
+            self.words.weight.data.copy_(word_vectors)
+        self.chars = nn.Embedding(len(vocabulary.chars), settings.char_dim, padding_idx=0)
+        self.char_cnn = nn.Conv1d(settings.char_dim, settings.char_filters, settings.char_kernel,
+                                  padding=settings.char_kernel // 2)
+        self.casing = nn.Embedding(len(CASINGS), settings.casing_dim, padding_idx=0)
+        self.dropout = nn.Dropout(settings.dropout)
+        self.lstm = nn.LSTM(word_dim + settings.char_filters + settings.casing_dim, settings.hidden_size,
+                            num_layers=settings.lstm_layers, batch_first=True, bidirectional=True,
+                            dropout=settings.dropout if settings.lstm_layers > 1 else 0.0)
+        self.scores = nn.Linear(2 * settings.hidden_size, len(vocabulary.labels))
+        self.crf = CRF(vocabulary.labels) if settings.output == "crf" else None
+
+    def emissions(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        b, t, c = batch["chars"].shape
+        chars = self.chars(batch["chars"].view(b * t, c)).transpose(1, 2)
+        char_features = self.char_cnn(chars).max(dim=2).values.view(b, t, -1)
+        features = torch.cat([self.words(batch["words"]), char_features, self.casing(batch["casing"])], dim=2)
+        lengths = batch["mask"].sum(1).long().cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(self.dropout(features), lengths, batch_first=True,
+                                                   enforce_sorted=False)
+        hidden, _ = self.lstm(packed)
+        hidden, _ = nn.utils.rnn.pad_packed_sequence(hidden, batch_first=True, total_length=t)
+        return self.scores(self.dropout(hidden))
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        emissions = self.emissions(batch)
+        if self.crf is not None:
+            return self.crf.neg_log_likelihood(emissions, batch["tags"], batch["mask"])
+        mask = batch["mask"].bool()
+        return nn.functional.cross_entropy(emissions[mask], batch["tags"][mask])
+
+    def decode(self, batch: dict[str, torch.Tensor]) -> list[list[int]]:
+        emissions = self.emissions(batch)
+        if self.crf is not None:
+            return self.crf.decode(emissions, batch["mask"])
+        best = emissions.argmax(dim=2).tolist()
+        return [row[:length] for row, length in zip(best, batch["mask"].sum(1).long().tolist())]
+
+
+def encode(tokens: Sequence[Sequence[str]], vocabulary: Vocabulary, max_word_chars: int,
+           tags: Sequence[Sequence[str]] | None = None) -> list[dict]:
+    """One item per sentence: word ids, character ids per word, casing ids and (with `tags`) label ids."""
+    label_ids = {label: i for i, label in enumerate(vocabulary.labels)}
+    items = []
+    for index, words in enumerate(tokens):
+        if not words:
+            raise OpenMedError(f"sentence {index} has no words")
+        item = {"words": [vocabulary.word_id(w) for w in words],
+                "chars": [vocabulary.char_ids(w, max_word_chars) for w in words],
+                "casing": [casing(w) for w in words]}
+        if tags is not None:
+            unknown = sorted(set(tags[index]) - label_ids.keys())
+            if unknown:
+                raise OpenMedError(f"sentence {index}: tags {unknown} are not in the label set {vocabulary.labels}")
+            item["tags"] = [label_ids[t] for t in tags[index]]
+        items.append(item)
+    return items
+
+
+def collate(items: Sequence[dict]) -> dict[str, torch.Tensor]:
+    """Pad a batch: words, casing, tags and mask (batch, words); chars (batch, words, characters)."""
+    length = max(len(i["words"]) for i in items)
+    width = max(len(c) for i in items for c in i["chars"])
+    batch = {name: torch.zeros(len(items), length, dtype=torch.long) for name in ("words", "casing", "tags", "mask")}
+    batch["chars"] = torch.zeros(len(items), length, width, dtype=torch.long)
+    for row, item in enumerate(items):
+        n = len(item["words"])
+        batch["words"][row, :n] = torch.tensor(item["words"])
+        batch["casing"][row, :n] = torch.tensor(item["casing"])
+        batch["mask"][row, :n] = 1
+        if "tags" in item:
+            batch["tags"][row, :n] = torch.tensor(item["tags"])
+        for position, chars in enumerate(item["chars"]):
+            batch["chars"][row, position, :len(chars)] = torch.tensor(chars)
+    return batch
+
+
+def predict(model: Tagger, vocabulary: Vocabulary, tokens: Sequence[Sequence[str]], max_word_chars: int,
+            batch_size: int = 256) -> list[list[str]]:
+    """One tag per word of every sentence (sentences are never cut: the BiLSTM reads any length)."""
+    items = encode(tokens, vocabulary, max_word_chars)
+    order = sorted(range(len(items)), key=lambda i: len(items[i]["words"]))
+    predicted: list[list[str] | None] = [None] * len(items)
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chosen = order[start:start + batch_size]
+            for index, path in zip(chosen, model.decode(collate([items[i] for i in chosen]))):
+                predicted[index] = [vocabulary.labels[i] for i in path]
+    return predicted  # type: ignore[return-value]
+
+
+def majority_tags(tokens: Sequence[Sequence[str]], train: Sequence[Sentence]) -> list[list[str]]:
+    """The majority-class tagger: every word gets the most frequent training tag (O in every corpus)."""
+    most_common = Counter(t for s in train for t in s.tags).most_common(1)[0][0]
+    return [[most_common] * len(words) for words in tokens]
+
+
+def backbone_word_vectors(name: str, vocabulary: Vocabulary) -> tuple[torch.Tensor, int]:
+    """Word vectors from a backbone's input embeddings: the word's own row where the backbone's vocabulary
+    has the word, else the mean of its sub-words' rows. Returns the matrix and how many words matched whole."""
+    backbone = backbones.resolve(name)
+    tokenizer = backbones.load_tokenizer(backbone)
+    table = backbones.load_token_classifier(backbone, [OUTSIDE], len(tokenizer)).get_input_embeddings().weight.detach()
+    known = tokenizer.get_vocab()
+    vectors = torch.zeros(len(vocabulary.words), table.size(1))
+    whole = 0
+    for index, word in enumerate(vocabulary.words[2:], start=2):
+        if word in known:
+            vectors[index] = table[known[word]]
+            whole += 1
+        else:
+            pieces = tokenizer(word, add_special_tokens=False)["input_ids"] or [tokenizer.unk_token_id]
+            vectors[index] = table[pieces].mean(dim=0)
+    vectors[1] = table[tokenizer.unk_token_id]
+    return vectors, whole
+
+
+@dataclass
+class Trained:
+    model: Tagger
+    vocabulary: Vocabulary
+    log_history: list[dict]
+    train_seconds: float
+    best_epoch: int
+    words_from_backbone: int | None
+
+
+def train(settings: BaselineConfig, corpus: corpora.Corpus, run_dir: Path) -> Trained:
+    """Adam with gradient clipping, dev strict F1 after every epoch, the best epoch's weights kept, early
+    stopping after `early_stopping_patience` epochs without improvement. An interrupted run resumes from
+    the checkpoint of its last finished epoch and ends with the same weights."""
+    torch.manual_seed(settings.seed)
+    train_sentences = subset(corpus.train, settings.max_train_sentences)
+    dev_sentences = subset(corpus.devel, settings.max_eval_sentences)
+    vocabulary = build_vocabulary(train_sentences, corpus.labels, settings.min_word_count)
+    word_vectors, whole = (None, None) if settings.word_embeddings == "learned" else \
+        backbone_word_vectors(settings.word_embeddings, vocabulary)
+    model = Tagger(settings, vocabulary, word_vectors)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    items = encode([s.tokens for s in train_sentences], vocabulary, settings.max_word_chars,
+                   [s.tags for s in train_sentences])
+    gold_dev = [s.tags for s in dev_sentences]
+    state = {"epoch": 0, "best_f1": -1.0, "best_epoch": 0, "best_weights": None, "stale": 0,
+             "log_history": [], "seconds": 0.0}
+    checkpoint = run_dir / CHECKPOINT
+    if checkpoint.is_file():
+        saved = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["rng"])
+        state = saved["state"]
+    for epoch in range(state["epoch"] + 1, settings.epochs + 1):
+        if state["stale"] >= settings.early_stopping_patience:
+            break
+        started = time.perf_counter()
+        order = random.Random(settings.seed * 1_000_003 + epoch).sample(range(len(items)), len(items))
+        model.train()
+        total, steps = 0.0, 0
+        for start in tqdm(range(0, len(order), settings.batch_size), desc=f"epoch {epoch}", unit="batch",
+                          leave=False, disable=None):
+            loss = model.loss(collate([items[i] for i in order[start:start + settings.batch_size]]))
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), settings.gradient_clip)
+            optimizer.step()
+            total, steps = total + loss.item(), steps + 1
+        scores = metrics.score(gold_dev, predict(model, vocabulary, [s.tokens for s in dev_sentences],
+                                                 settings.max_word_chars, settings.eval_batch_size))
+        state["log_history"].append({"epoch": float(epoch), "loss": total / max(steps, 1),
+                                     "eval_strict_f1": scores.strict.f1, "eval_default_f1": scores.default.f1})
+        if scores.strict.f1 > state["best_f1"]:
+            state.update(best_f1=scores.strict.f1, best_epoch=epoch, stale=0,
+                         best_weights=copy.deepcopy(model.state_dict()))
+        else:
+            state["stale"] += 1
+        state["epoch"] = epoch
+        state["seconds"] += time.perf_counter() - started
+        _save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                      "rng": torch.get_rng_state(), "state": state})
+    model.load_state_dict(state["best_weights"])
+    return Trained(model, vocabulary, state["log_history"], state["seconds"], state["best_epoch"], whole)
+
+
+def _save_checkpoint(path: Path, content: dict) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    torch.save(content, temporary)
+    os.replace(temporary, path)
+
+
+def save_model(trained: Trained, settings: BaselineConfig, directory: Path) -> float:
+    """Weights, vocabulary and settings: everything load_model needs. Returns MB."""
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(trained.model.state_dict(), directory / "tagger.pt")
+    runs.write_json(directory / "vocabulary.json", trained.vocabulary.to_dict())
+    runs.write_json(directory / "settings.json", settings.to_dict())
+    return (directory / "tagger.pt").stat().st_size / 1e6
+
+
+def load_model(directory: Path) -> tuple[Tagger, Vocabulary, BaselineConfig]:
+    """The trained tagger of a run's model/ directory, ready to predict."""
+    if not (directory / "tagger.pt").is_file():
+        raise OpenMedError(f"{directory}: no tagger.pt (give the model/ directory of a finished baseline run)")
+    settings = config.validated(BaselineConfig, runs.read_json(directory / "settings.json"), str(directory))
+    vocabulary = Vocabulary(**runs.read_json(directory / "vocabulary.json"))
+    model = Tagger(settings, vocabulary, torch.zeros(len(vocabulary.words), _word_dim(directory)))
+    model.load_state_dict(torch.load(directory / "tagger.pt", weights_only=True))
+    return model.eval(), vocabulary, settings
+
+
+def _word_dim(directory: Path) -> int:
+    return torch.load(directory / "tagger.pt", weights_only=True)["words.weight"].size(1)
+
+
+def default_directory(settings: BaselineConfig) -> Path:
+    return Path("runs") / "baseline" / f"{Path(settings.dataset).name}-{settings.profile}-{settings.output}-seed{settings.seed}"
+
+
+def run(settings: BaselineConfig, run_dir: str | Path | None = None) -> RunResult:
+    """The whole chapter for one corpus: train (or resume), predict dev and test, write the run directory
+    (metrics.json last). A complete directory of the same settings is read back, not retrained."""
+    run_dir = Path(run_dir) if run_dir else default_directory(settings)
+    runs.claim(run_dir, settings)
+    if runs.is_complete(run_dir):
+        return RunResult(run_dir, runs.read_json(run_dir / runs.METRICS),
+                         runs.read_json(run_dir / "log_history.json"), reused=True)
+    corpus = corpora.load(settings.dataset, settings.data_dir, repair=settings.repair)
+    with footprint.track(run_dir, "baseline", Path(settings.dataset).name, settings.country):
+        trained = train(settings, corpus, run_dir)
+    model_mb = save_model(trained, settings, run_dir / MODEL_DIR)
+    splits = {"devel": subset(corpus.devel, settings.max_eval_sentences),
+              "test": subset(corpus.test, settings.max_eval_sentences)}
+    scores = {}
+    for split, sentences in splits.items():
+        predicted = predict(trained.model, trained.vocabulary, [s.tokens for s in sentences],
+                            settings.max_word_chars, settings.eval_batch_size)
+        runs.write_predictions(run_dir / f"predictions_{split}.tsv", sentences, predicted)
+        scores[split] = metrics.score([s.tags for s in sentences], predicted).to_dict()
+    train_sentences = subset(corpus.train, settings.max_train_sentences)
+    majority = majority_tags([s.tokens for s in splits["test"]], train_sentences)
+    runs.write_json(run_dir / "log_history.json", trained.log_history)
+    runs.write_json(run_dir / "provenance.json", runs.provenance(settings, corpus.provenance(), device_name()))
+    parameters = sum(p.numel() for p in trained.model.parameters())
+    record = {
+        "dataset": settings.dataset, "backbone": SYSTEM, "system": SYSTEM, "profile": settings.profile,
+        "method": settings.output, "seed": settings.seed, "word_embeddings": settings.word_embeddings,
+        "words_from_backbone": trained.words_from_backbone,
+        "devel": scores["devel"], "test": scores["test"],
+        "majority_test_strict_f1": metrics.score([s.tags for s in splits["test"]], majority).strict.f1,
+        "best_epoch": float(trained.best_epoch), "epochs_run": float(len(trained.log_history)),
+        "train_seconds": round(trained.train_seconds, 1),
+        "trainable_parameters": parameters, "total_parameters": parameters, "model_mb": round(model_mb, 2),
+        "vocabulary": {"words": len(trained.vocabulary.words), "chars": len(trained.vocabulary.chars)},
+        "sentences": {"train": len(train_sentences), **{split: len(s) for split, s in splits.items()}},
+        "device": device_name(),
+    }
+    runs.write_json(run_dir / runs.METRICS, record)
+    (run_dir / CHECKPOINT).unlink(missing_ok=True)
+    return RunResult(run_dir, record, trained.log_history, reused=False)
+
+
+def comparison(results: Sequence[dict]) -> pd.DataFrame:
+    """Test strict F1 of each baseline run beside the Spark NLP paper's BiLSTM-CNN-Char and OpenMed NER."""
+    spark = config.read_parameters("paper.yaml")["spark_nlp_bilstm_cnn_char_f1"]
+    rows = []
+    for m in results:
+        key = Path(m["dataset"]).name
+        rows.append({
+            "corpus": key, "train sentences": m["sentences"]["train"],
+            "epochs run (best)": f"{m['epochs_run']:g} ({m['best_epoch']:g})",
+            "test strict F1": round(100 * m["test"]["strict"]["f1"], 2),
+            "test default F1": round(100 * m["test"]["default"]["f1"], 2),
+            "majority-class F1": round(100 * m["majority_test_strict_f1"], 2),
+            "Spark NLP BiLSTM-CNN-Char (paper)": spark.get(key),
+            "OpenMed NER (paper)": paper.table4().get(key, {}).get("f1"),
+            "train s": round(m["train_seconds"]),
+        })
+    return pd.DataFrame(rows).set_index("corpus")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train the BiLSTM-CNN-Char baseline on corpora, one run each.")
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--corpora", nargs="+", required=True, help="corpus keys or directories")
+    parser.add_argument("--out", type=Path, default=Path("runs/baseline"))
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="BaselineConfig overrides, YAML values (e.g. epochs=5 output=softmax)")
+    args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise OpenMedError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key] = yaml.safe_load(value)
+    results = []
+    for key in args.corpora:
+        settings = config.load_baseline_config(args.profile, {**overrides, "dataset": key})
+        results.append(run(settings, args.out / f"{Path(key).name}-{settings.profile}-{settings.output}-seed{settings.seed}").metrics)
+        table = comparison(results)
+        print(table.to_string(), flush=True)
+    runs.write_json(args.out / f"results-{args.profile}.json", results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Annotating raw text with a trained run: offsets, sliding windows, malformed input, the command, Spark."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from openmed_repro import annotate, cli, config, finetune
+from openmed_repro.errors import OpenMedError
+
+ABSTRACT = ("Many patients with lung cancer were treated in the study. Asthma and diabetes, e.g. in "
+            "cells of patients with breast cancer, were often treated with aspirin!")
+
+
+@pytest.fixture(scope="module")
+def run_dir(synthetic_corpus, tmp_path_factory):
+    """A smoke-profile fine-tuning run that has learned the synthetic corpus's disease names."""
+    directory = tmp_path_factory.mktemp("annotate") / "run"
+    finetune.run(config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "epochs": 4}), directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def annotator(run_dir):
+    return annotate.Annotator(run_dir)
+
+
+def write_lines(path, lines):
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_entity_offsets_point_at_the_entity_text_in_the_input(annotator):
+    documents = [annotate.Document("a", ABSTRACT, 1), annotate.Document("b", "  Lung cancer\tkills. " * 3, 2)]
+    found = annotator.annotate(documents)
+    assert sum(map(len, found)) > 0
+    for document, entities in zip(documents, found):
+        for entity in entities:
+            assert entity.id == document.id
+            assert document.text[entity.start:entity.end] == entity.text
+            assert entity.text == entity.text.strip() and entity.type == "Disease"
+            assert 0 < entity.score <= 1
+
+
+def test_a_document_longer_than_one_window_is_annotated_to_its_end(annotator):
+    """Smoke windows hold 32 sub-words: one 600-word sentence goes through many windows, none truncated."""
+    text = " ".join(["patients with lung cancer and"] * 120)
+    entities = annotator.annotate([annotate.Document("long", text, 1)])[0]
+    assert annotator.run_config.max_length == 32
+    assert entities and max(e.end for e in entities) > len(text) - 40
+    assert all(text[e.start:e.end] == e.text for e in entities)
+
+
+def test_sentences_and_words_carry_character_offsets():
+    text = "Cells of IL-2 (n=3) were e.g. seen. Dr. Smith et al. reported 3.5 mg! Then J. Doe left?"
+    sentences = annotate.sentences(text)
+    assert [" ".join(text[s:e] for s, e in sentence) for sentence in sentences] == [
+        "Cells of IL - 2 ( n = 3 ) were e . g . seen .",
+        "Dr . Smith et al . reported 3 . 5 mg !",
+        "Then J . Doe left ?",
+    ]
+
+
+def test_i_tags_continue_an_entity_and_a_stray_i_opens_one():
+    document = annotate.Document("d", "lung cancer in the colon tumor", 1)
+    spans = annotate.words(document.text)
+    tags = ["B-Disease", "I-Disease", "O", "O", "I-Disease", "I-Disease"]
+    entities = annotate.entities_of(document, spans, tags, [0.9, 0.7, 1, 1, 0.5, 0.6])
+    assert [(e.text, e.score) for e in entities] == [("lung cancer", 0.8), ("colon tumor", 0.55)]
+
+
+def test_malformed_jsonl_lines_are_reported_with_line_numbers_and_skipped(tmp_path, capsys):
+    source = write_lines(tmp_path / "in.jsonl", [
+        json.dumps({"id": "p1", "text": "Lung cancer."}),
+        "{not json",
+        "",
+        json.dumps({"id": "p4", "body": "no text field"}),
+        json.dumps(["a", "list"]),
+        json.dumps({"id": 6, "text": "Asthma in patients."}),
+        json.dumps({"text": "no id"}),
+    ])
+    documents, problems = annotate.read_documents(source)
+    assert [(d.id, d.line) for d in documents] == [("p1", 1), ("6", 6)]
+    assert [(p.line, p.reason.split(" (")[0]) for p in problems] == [
+        (2, "invalid JSON"), (3, "empty line"), (4, "no 'text' field"), (5, "not a JSON object but list"),
+        (7, "no 'id' field")]
+    annotate.report(problems, source)
+    assert f"{source}:2: invalid JSON" in capsys.readouterr().err
+
+
+def test_with_on_error_fail_the_first_malformed_line_stops_the_run_naming_it(tmp_path):
+    source = write_lines(tmp_path / "in.jsonl", [json.dumps({"id": 1, "text": "ok"}), "", "{"])
+    with pytest.raises(OpenMedError, match=r"in.jsonl:2: empty line"):
+        annotate.read_documents(source, on_error="fail")
+
+
+def test_plain_text_is_one_document_a_line_with_the_line_number_as_id(tmp_path):
+    source = write_lines(tmp_path / "in.txt", ["Lung cancer kills.", "   ", "Asthma."])
+    documents, problems = annotate.read_documents(source)
+    assert [(d.id, d.text) for d in documents] == [("1", "Lung cancer kills."), ("3", "Asthma.")]
+    assert problems == [annotate.Problem(2, "empty line")]
+
+
+def test_the_command_writes_jsonl_entities_and_reports_skipped_lines(run_dir, tmp_path, capsys):
+    source = write_lines(tmp_path / "in.jsonl", [json.dumps({"id": "a", "text": ABSTRACT}), "oops",
+                                                 json.dumps({"id": "b", "text": "Lung cancer and asthma."})])
+    out = tmp_path / "out" / "entities.jsonl"
+    assert cli.main(["annotate", "--run", str(run_dir), str(source), str(out)]) == 0
+    captured = capsys.readouterr()
+    assert f"{source}:2: invalid JSON" in captured.err
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["documents"] == 2 and summary["skipped_lines"] == [2]
+    texts = {"a": ABSTRACT, "b": "Lung cancer and asthma."}
+    entities = annotate.read_entities(out)
+    assert len(entities) == summary["entities"] > 0
+    assert all(set(e) == {"id", "start", "end", "type", "text", "score"} for e in entities)
+    assert all(texts[e["id"]][e["start"]:e["end"]] == e["text"] for e in entities)
+    assert cli.main(["annotate", "--run", str(run_dir), "--on-error", "fail", str(source), str(out)]) == 2
+    assert "in.jsonl:2: invalid JSON" in capsys.readouterr().err
+
+
+def test_an_unfinished_or_foreign_run_directory_is_refused(tmp_path):
+    with pytest.raises(OpenMedError, match="holds no model/ of a fine-tuning run"):
+        annotate.Annotator(tmp_path)
+
+
+def test_the_console_script_is_installed():
+    script = shutil.which("openmed-repro", path=os.path.dirname(sys.executable))
+    assert script, "pip install -e . installs the openmed-repro command"
+    result = subprocess.run([script, "annotate", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "--on-error" in result.stdout
+
+
+def spark_available() -> bool:
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        return False
+    return shutil.which("java") is not None
+
+
+@pytest.fixture(scope="module")
+def spark():
+    if not spark_available():
+        if os.environ.get("OPENMED_REQUIRE_SPARK"):
+            pytest.fail("PySpark or Java missing: pip install '.[spark]' and a JRE (CI installs both)")
+        pytest.skip("PySpark or Java missing (pip install '.[spark]'; CI installs both)")
+    from openmed_repro import spark_annotate
+
+    session = spark_annotate.session("local[2]")
+    yield session
+    session.stop()
+
+
+def test_spark_local_mode_writes_exactly_the_in_process_output(run_dir, spark, tmp_path):
+    from openmed_repro import spark_annotate
+
+    lines = [json.dumps({"id": f"doc{i}", "text": f"{ABSTRACT} Case {i}: colon tumor in patients."}) for i in range(12)]
+    lines.insert(5, "{broken")
+    source = write_lines(tmp_path / "in.jsonl", lines)
+    annotate.annotate_file(run_dir, source, tmp_path / "local.jsonl", progress=False)
+    summary = spark_annotate.annotate(run_dir, str(source), str(tmp_path / "spark"), spark=spark, partitions=3,
+                                      chunk_documents=4)
+    assert summary.documents == 12 and [p.line for p in summary.problems] == [6]
+    assert len(list((tmp_path / "spark").glob("part-*"))) >= 2
+    parts = "".join(p.read_text() for p in sorted((tmp_path / "spark").glob("part-*")))
+    assert parts == (tmp_path / "local.jsonl").read_text() and parts
+
+
+def test_spark_reads_and_writes_parquet_with_the_same_entities(run_dir, spark, tmp_path):
+    from openmed_repro import spark_annotate
+
+    texts = [(f"p{i}", f"Lung cancer {i}. {ABSTRACT}") for i in range(5)] + [("p5", None)]
+    spark.createDataFrame(texts, "id string, text string").write.parquet(str(tmp_path / "in.parquet"))
+    source = write_lines(tmp_path / "in.jsonl", [json.dumps({"id": i, "text": t}) for i, t in texts[:5]])
+    annotate.annotate_file(run_dir, source, tmp_path / "local.jsonl", progress=False)
+    summary = spark_annotate.annotate(run_dir, str(tmp_path / "in.parquet"), str(tmp_path / "out.parquet"), spark=spark)
+    assert [p.reason for p in summary.problems] == ["no 'text' field"]
+    rows = [row.asDict() for row in spark.read.parquet(str(tmp_path / "out.parquet")).collect()]
+    key = lambda e: (e["id"], e["start"])  # noqa: E731
+    assert sorted(rows, key=key) == sorted(annotate.read_entities(tmp_path / "local.jsonl"), key=key)
+    with pytest.raises(OpenMedError, match=r"in.parquet:6: no 'text' field"):
+        spark_annotate.annotate(run_dir, str(tmp_path / "in.parquet"), str(tmp_path / "again"), spark=spark,
+                                on_error="fail")

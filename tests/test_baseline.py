@@ -1,0 +1,140 @@
+"""The BiLSTM-CNN-Char baseline on the smoke profile and a synthetic corpus."""
+
+import json
+
+import pytest
+import torch
+
+from openmed_repro import baseline, config, metrics, runs
+from openmed_repro.errors import OpenMedError
+
+
+def smoke(corpus_dir, **overrides) -> config.BaselineConfig:
+    return config.load_baseline_config("smoke", {"dataset": str(corpus_dir), **overrides})
+
+
+@pytest.fixture(scope="module")
+def finished(synthetic_corpus, tmp_path_factory):
+    return baseline.run(smoke(synthetic_corpus), tmp_path_factory.mktemp("baseline") / "crf")
+
+
+def test_the_baseline_beats_a_majority_class_tagger_on_the_smoke_corpus(finished, synthetic_corpus):
+    test = finished.metrics["test"]["strict"]["f1"]
+    assert finished.metrics["majority_test_strict_f1"] == 0.0   # all-O finds no entity
+    assert test > 0.5
+
+
+def test_a_baseline_run_has_the_fine_tuning_layout_and_metrics_last(finished):
+    names = {p.name for p in finished.run_dir.iterdir()}
+    assert {"config.json", "model", "predictions_devel.tsv", "predictions_test.tsv", "log_history.json",
+            "provenance.json", "metrics.json"} <= names
+    assert "checkpoint.pt" not in names
+    provenance = json.loads((finished.run_dir / "provenance.json").read_text())
+    assert provenance["config"]["output"] == "crf" and provenance["seed"] == 42
+    tokens, gold, predicted = runs.read_predictions(finished.run_dir / "predictions_test.tsv")
+    assert len(tokens) == 24 and all(len(t) == len(g) == len(p) for t, g, p in zip(tokens, gold, predicted))
+
+
+def test_the_kept_weights_are_the_best_dev_epoch_and_reload_exactly(finished):
+    best = max(e["eval_strict_f1"] for e in finished.log_history)
+    _, gold, predicted = runs.read_predictions(finished.run_dir / "predictions_devel.tsv")
+    assert metrics.score(gold, predicted).strict.f1 == pytest.approx(best)
+    model, vocabulary, settings = baseline.load_model(finished.run_dir / "model")
+    tokens, _, predicted = runs.read_predictions(finished.run_dir / "predictions_test.tsv")
+    assert baseline.predict(model, vocabulary, tokens, settings.max_word_chars) == predicted
+
+
+def test_a_complete_baseline_run_is_read_back_and_other_settings_are_refused(finished, synthetic_corpus):
+    assert baseline.run(smoke(synthetic_corpus), finished.run_dir).reused
+    with pytest.raises(OpenMedError, match=r"other parameters \(hidden_size\)"):
+        baseline.run(smoke(synthetic_corpus, hidden_size=8), finished.run_dir)
+
+
+def test_early_stopping_ends_training_after_patience_epochs_without_dev_gain(synthetic_corpus, tmp_path):
+    result = baseline.run(smoke(synthetic_corpus, learning_rate=1e-9, early_stopping_patience=2),
+                          tmp_path / "stalled")
+    assert result.metrics["epochs_run"] == 3 and result.metrics["best_epoch"] == 1
+
+
+def test_an_interrupted_baseline_resumes_from_its_last_epoch_to_the_same_predictions(synthetic_corpus, tmp_path,
+                                                                                    monkeypatch):
+    settings = smoke(synthetic_corpus, epochs=4, output="softmax")
+    uninterrupted = baseline.run(settings, tmp_path / "whole")
+    save = baseline._save_checkpoint
+
+    def save_then_stop(path, content):
+        save(path, content)
+        if content["state"]["epoch"] == 2:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(baseline, "_save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        baseline.run(settings, tmp_path / "interrupted")
+    assert not runs.is_complete(tmp_path / "interrupted")
+    monkeypatch.setattr(baseline, "_save_checkpoint", save)
+    resumed = baseline.run(settings, tmp_path / "interrupted")
+    assert [e["epoch"] for e in resumed.log_history] == [1.0, 2.0, 3.0, 4.0]
+    assert (tmp_path / "interrupted" / "predictions_test.tsv").read_text() == \
+        (tmp_path / "whole" / "predictions_test.tsv").read_text()
+    assert resumed.metrics["test"] == uninterrupted.metrics["test"]
+
+
+def test_the_crf_never_decodes_an_invalid_iob2_transition():
+    labels = ["O", "B-Chemical", "I-Chemical", "B-Disease", "I-Disease"]
+    crf = baseline.CRF(labels)
+    emissions = torch.zeros(1, 3, len(labels))
+    emissions[0, 0, 0] = 5.0      # O
+    emissions[0, 1, 4] = 5.0      # I-Disease right after O: invalid
+    emissions[0, 2, 2] = 5.0      # I-Chemical after a disease: invalid
+    path = [labels[i] for i in crf.decode(emissions, torch.ones(1, 3))[0]]
+    for previous, tag in zip(["O", *path], path):
+        assert not tag.startswith("I-") or previous[2:] == tag[2:]
+
+
+def test_the_crf_likelihood_of_every_sequence_sums_to_one():
+    labels = ["O", "B-X", "I-X"]
+    crf = baseline.CRF(labels)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        crf.transitions.normal_()
+        crf.start.normal_()
+        crf.end.normal_()
+    emissions = torch.randn(1, 3, 3)
+    total = 0.0
+    for a in range(3):
+        for b in range(3):
+            for c in range(3):
+                tags = torch.tensor([[a, b, c]])
+                total += torch.exp(-crf.neg_log_likelihood(emissions, tags, torch.ones(1, 3))).item()
+    assert total == pytest.approx(1.0, abs=1e-3)   # invalid sequences carry ~exp(-1e4)
+
+
+def test_casing_categories_follow_chiu_and_nichols():
+    assert [baseline.CASINGS[baseline.casing(w)] for w in ["aspirin", "DNA", "Lung", "1995", "12a", "mRNA2", ",", "mRNA"]] == \
+        ["lower", "upper", "title", "numeric", "mainly_numeric", "has_digit", "punctuation", "other"]
+
+
+def test_word_vectors_can_start_from_a_backbones_input_embeddings(synthetic_corpus, tmp_path):
+    result = baseline.run(smoke(synthetic_corpus, word_embeddings="tiny-random-bert", epochs=1), tmp_path / "init")
+    assert result.metrics["words_from_backbone"] > 0
+    model, _, _ = baseline.load_model(tmp_path / "init" / "model")
+    assert model.words.weight.size(1) == 32                  # the tiny BERT's hidden size
+
+
+def test_an_unknown_baseline_parameter_is_refused_naming_it(synthetic_corpus):
+    with pytest.raises(OpenMedError, match="unknown parameter 'hiden_size'"):
+        smoke(synthetic_corpus, hiden_size=3)
+    with pytest.raises(OpenMedError, match=r"parameter output='lstm'; valid: crf, softmax"):
+        smoke(synthetic_corpus, output="lstm")
+
+
+def test_the_baseline_notebook_runs_end_to_end_on_the_smoke_profile(synthetic_corpus, tmp_path):
+    import papermill
+
+    executed = papermill.execute_notebook(
+        str(config.PROJECT_ROOT / "notebooks" / "baseline.ipynb"), str(tmp_path / "executed.ipynb"),
+        parameters={"dataset": str(synthetic_corpus), "profile": "smoke", "output_dir": str(tmp_path / "run")},
+        cwd=str(tmp_path), progress_bar=False, kernel_name="python3")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["system"] == "bilstm-cnn-char" and metrics["profile"] == "smoke"
+    outputs = "".join(str(o) for cell in executed.cells for o in cell.get("outputs", []))
+    assert "image/png" in outputs and "Spark NLP BiLSTM-CNN-Char (paper)" in outputs
