@@ -10,6 +10,8 @@ SWEEP_FLAGS ?= --profile cpu --max-train-sentences 5000 --epochs 2
 
 DAPT_RUN := runs/dapt/minilm-l6-cpu-seed42
 
+BENCH_FLAGS ?= --threads 2 --search-pruned runs/hpo2/ncbi-median --search-unpruned runs/hpo2/ncbi-none
+
 HPO_DATASET ?= ncbi_disease
 HPO_FLAGS ?= -p n_trials 20 -p max_train_sentences 500 -p epochs 3
 
@@ -57,9 +59,11 @@ hpo: venv
 test: venv
 	$(BIN)/python -m pytest -q
 
-## Speed measurements, each against a peer in the same run; JSON into runs/bench/.
+## Speed measurements, each against a peer in the same run; JSON and figures into runs/bench/ (about an hour
+## on 2 cores: two 3-epoch trainings of ncbi_disease). The search section is skipped when its runs are absent.
 bench: venv
 	$(BIN)/python benchmarks/significance_speed.py --out runs/bench
+	$(BIN)/python benchmarks/performance.py --out runs/bench $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
