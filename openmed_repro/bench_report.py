@@ -30,12 +30,14 @@ def training(record: dict) -> pd.DataFrame:
             "train tokens/s": run["train_tokens_per_second"],
             "wall s (dev evaluations included)": run["wall_seconds"],
             "of which dev evaluation s": run["evaluation_seconds"],
+            "process CPU s": run.get("cpu_seconds"),
             "peak RSS MB": run["peak_rss_mb"],
             "dev strict F1 per epoch": " / ".join(f"{100 * p['dev_strict_f1']:.1f}" for p in run["dev_curve"]),
             "test strict F1": round(100 * run["test"]["strict_f1"], 1),
             "test default-mode F1": round(100 * run["test"]["default_f1"], 1),
             "s to the standard recipe's final dev F1": run.get("time_to_standard_final_dev_f1",
                                                                run["wall_seconds"]),
+            "CPU s to it": run.get("cpu_time_to_standard_final_dev_f1", run.get("cpu_seconds")),
             "trainable parameters": run["trainable_parameters"],
         }
     return pd.DataFrame(rows)

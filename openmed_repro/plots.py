@@ -91,7 +91,7 @@ def performance(record: dict):
     training.set_ylim(0, 1.3 * max(r["train_tokens_per_second"] for r in runs.values()))
     training.set_title("Training throughput")
     runners = record["inference"]["runners"]
-    names = [n.replace(" (", "\n(") for n in runners]
+    names = [n.replace(", its default)", ", default").replace(" (batch_size ", "\nbatch ").rstrip(")") for n in runners]
     bars = inference.bar(names, [r["sentences_per_second"] for r in runners.values()],
                          color=["tab:green"] + ["tab:gray"] * (len(runners) - 1))
     inference.bar_label(bars, fmt="%.0f", fontsize=8)
