@@ -12,6 +12,7 @@ DAPT_RUN := runs/dapt/minilm-l6-cpu-seed42
 
 BASELINE_CORPORA ?= ncbi_disease bc5cdr_chem s800
 ANNOTATE_RUN ?= runs/finetune/$(RUN_NAME)
+BENCH_FLAGS ?= --threads 2 --search-pruned runs/hpo2/ncbi-median --search-unpruned runs/hpo2/ncbi-none
 
 HPO_DATASET ?= ncbi_disease
 HPO_FLAGS ?= -p n_trials 20 -p max_train_sentences 500 -p epochs 3
@@ -75,9 +76,11 @@ baseline: venv
 test: venv
 	$(BIN)/python -m pytest -q
 
-## Speed measurements, each against a peer in the same run; JSON into runs/bench/.
+## Speed measurements, each against a peer in the same run; JSON and figures into runs/bench/ (about an hour
+## on 2 cores: two 3-epoch trainings of ncbi_disease). The search section is skipped when its runs are absent.
 bench: venv
 	$(BIN)/python benchmarks/significance_speed.py --out runs/bench
+	$(BIN)/python benchmarks/performance.py --out runs/bench $(BENCH_FLAGS)
 
 ## Annotation throughput on 1,000 PubMed abstracts, in-process and Spark local mode (needs a finished
 ## fine-tuning run: `make reproduce`, or ANNOTATE_RUN=DIR).

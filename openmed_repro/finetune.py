@@ -4,6 +4,7 @@ epoch checkpoints to resume from, and word-level predictions through the window 
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -132,6 +133,14 @@ def predict(model, tokenizer, sentences: Sequence[Sequence[str]], labels: list[s
                 rows[index] = row[: len(windows[index].input_ids)].tolist()
     merged = encoding.merge_predictions(windows, rows, [len(s) for s in sentences])
     return [[labels[i] for i in sentence] for sentence in merged]
+
+
+def inference_model(model) -> torch.nn.Module:
+    """A plain model for prediction: a LoRA model's adapter merged into a copy of its weights (one matrix
+    product per layer instead of three); any other model is returned as it is. The trained model is untouched."""
+    if not isinstance(model, PeftModel):
+        return model.eval()
+    return copy.deepcopy(model).merge_and_unload().eval()
 
 
 def save_model(trained: Trained, directory: Path) -> float:

@@ -113,5 +113,46 @@ def f1_intervals(scores, title: str = ""):
     axis.set_yticks(positions, list(scores.index), fontsize=8)
     axis.set_xlabel("test strict F1 (%) with 95% bootstrap interval")
     axis.set_title(title or "Runs compared")
+
+
+def performance(record: dict):
+    """The Performance chapter's four panels from benchmarks/performance.py's JSON: dev strict F1 against
+    training wall time (time to quality), training tokens/s, inference sentences/s, fraction of matmul peak."""
+    figure, ((curve, training, inference, utilisation)) = plt.subplots(1, 4, figsize=(16, 3.8))
+    runs = record["training"]
+    colours = {"ours": "tab:green", "standard": "tab:gray"}
+    for name, run in runs.items():
+        points = [(0.0, 0.0)] + [(p["seconds"], 100 * p["dev_strict_f1"]) for p in run["dev_curve"]]
+        curve.plot(*zip(*points), marker="o", color=colours[name], label=name)
+    final = runs["standard"]["final_dev_strict_f1"]
+    if final is not None:
+        curve.axhline(100 * final, color="tab:gray", linestyle=":", linewidth=1)
+        curve.axvline(runs["standard"]["wall_seconds"] / 2, color="tab:red", linestyle=":", linewidth=1,
+                      label="half the standard wall time")
+    curve.set_xlabel("training wall time (s, dev evaluations included)")
+    curve.set_ylabel("dev strict F1 (%)")
+    curve.set_title("Time to quality")
+    curve.legend(fontsize=8)
+    bars = training.bar(list(runs), [r["train_tokens_per_second"] for r in runs.values()],
+                        color=[colours[n] for n in runs])
+    training.bar_label(bars, labels=[f"{r['train_tokens_per_second']:.0f}\ntest F1 {100 * r['test']['strict_f1']:.1f}"
+                                     for r in runs.values()], fontsize=8)
+    training.set_ylabel("training tokens / s")
+    training.set_ylim(0, 1.3 * max(r["train_tokens_per_second"] for r in runs.values()))
+    training.set_title("Training throughput")
+    runners = record["inference"]["runners"]
+    names = [n.replace(", its default)", ", default").replace(" (batch_size ", "\nbatch ").rstrip(")") for n in runners]
+    bars = inference.bar(names, [r["sentences_per_second"] for r in runners.values()],
+                         color=["tab:green"] + ["tab:gray"] * (len(runners) - 1))
+    inference.bar_label(bars, fmt="%.0f", fontsize=8)
+    inference.tick_params(axis="x", labelsize=7)
+    inference.set_ylabel("test sentences / s")
+    inference.set_title("Inference")
+    rows = record["utilisation"]["rows"]
+    utilisation.barh([n.replace(" (", "\n(") for n in rows], [100 * r["fraction_of_peak"] for r in rows.values()],
+                     color="tab:blue")
+    utilisation.tick_params(axis="y", labelsize=7)
+    utilisation.set_xlabel("% of measured fp32 matmul peak")
+    utilisation.set_title(f"Utilisation (peak {record['utilisation']['matmul_peak_flops'] / 1e9:.0f} GFLOP/s)")
     figure.tight_layout()
     return figure

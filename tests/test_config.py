@@ -59,7 +59,7 @@ def test_an_unknown_key_in_a_yaml_file_names_the_file(tmp_path):
 
 
 def test_an_unknown_profile_lists_the_known_ones():
-    with pytest.raises(OpenMedError, match="unknown profile 'gpu'; known: cpu, paper, smoke"):
+    with pytest.raises(OpenMedError, match="unknown profile 'gpu'; known: cpu, cpu-fast, paper, smoke"):
         config.load_run_config("gpu", {"dataset": "x"})
 
 

@@ -1,0 +1,95 @@
+"""The benchmark code runs and writes its JSON and figure, and the Performance chapter shows them (smoke mode,
+seconds; benchmarks are never timed tests, so nothing here asserts a speed)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import papermill
+import pytest
+
+from openmed_repro import bench_report, config
+
+BENCHMARK = config.PROJECT_ROOT / "benchmarks" / "performance.py"
+NOTEBOOK = config.PROJECT_ROOT / "notebooks" / "performance.ipynb"
+
+
+def search_directory(path: Path, trial_seconds: float, states: list[str]) -> Path:
+    path.mkdir()
+    (path / "summary.json").write_text(json.dumps({"trial_seconds": trial_seconds, "best_dev_strict_f1": 0.5}))
+    (path / "trials.csv").write_text("number,state\n" + "".join(f"{i},{s}\n" for i, s in enumerate(states)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def smoke_bench(synthetic_corpus, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bench")
+    pruned = search_directory(root / "pruned", 100.0, ["COMPLETE", "PRUNED"])
+    unpruned = search_directory(root / "unpruned", 160.0, ["COMPLETE", "COMPLETE"])
+    done = subprocess.run([sys.executable, str(BENCHMARK), "--smoke", "--dataset", str(synthetic_corpus),
+                           "--options-sentences", "48", "--inference-repeats", "1", "--threads", "1",
+                           "--search-pruned", str(pruned), "--search-unpruned", str(unpruned),
+                           "--out", str(root / "out")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root / "out"
+
+
+def test_the_smoke_benchmark_writes_every_section_and_a_figure(smoke_bench):
+    record = json.loads((smoke_bench / "performance-smoke.json").read_text())
+    assert (smoke_bench / "performance-smoke.png").stat().st_size > 0
+    assert set(record["training"]) == {"ours", "standard"}
+    for run in record["training"].values():
+        assert [p["epoch"] for p in run["dev_curve"]] == [1.0, 2.0]
+        assert run["train_tokens_per_second"] > 0 and run["peak_rss_mb"] > 0
+        assert 0 <= run["test"]["strict_f1"] <= 1
+    runners = record["inference"]["runners"]
+    assert len(runners) == 3 and all(r["sentences_per_second"] > 0 for r in runners.values())
+    assert record["inference"]["sentences"] == 24
+    assert all(0 < r["fraction_of_peak"] for r in record["utilisation"]["rows"].values())
+    assert {"time_to_quality_met", "test_f1_met", "inference_met"} <= record["targets"].keys()
+    assert all(row["tokens_per_second"] and row["error"] is None for row in record["training_options"])
+
+
+def test_the_search_section_reads_trial_time_saved_by_pruning(smoke_bench):
+    search = json.loads((smoke_bench / "performance-smoke.json").read_text())["search"]
+    assert search["trial_time_saved"] == pytest.approx(0.375)
+    assert search["pruned"]["pruned_trials"] == 1 and search["unpruned"]["pruned_trials"] == 0
+
+
+def test_the_benchmark_leaves_no_scratch_directory_or_partial_record(smoke_bench):
+    assert sorted(p.name for p in smoke_bench.iterdir()) == ["performance-smoke.json", "performance-smoke.png"]
+
+
+def test_the_search_section_is_skipped_when_its_directories_are_absent(tmp_path):
+    sys.path.insert(0, str(BENCHMARK.parent))
+    try:
+        import performance
+    finally:
+        sys.path.remove(str(BENCHMARK.parent))
+    assert "skipped" in performance.search_savings(tmp_path / "absent", None)
+
+
+def test_the_entity_grouping_matches_the_pipelines_rule():
+    sys.path.insert(0, str(BENCHMARK.parent))
+    try:
+        import performance
+    finally:
+        sys.path.remove(str(BENCHMARK.parent))
+    assert performance.entities(["B-D", "I-D", "O", "I-D", "B-C", "I-D"]) == {(0, 2, "D"), (3, 4, "D"), (4, 5, "C"),
+                                                                          (5, 6, "D")}
+    groups = [{"start": 0, "end": 9, "entity_group": "D"}, {"start": 16, "end": 21, "entity_group": "C"}]
+    assert performance.pipeline_entities(groups, ["lung", "cancer", "and", "tumor"]) == {(0, 2, "D"), (3, 4, "C")}
+
+
+def test_the_performance_chapter_shows_the_benchmark_record(smoke_bench, tmp_path):
+    executed = papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / "performance.ipynb"), cwd=str(tmp_path),
+                                          parameters={"bench_json": str(smoke_bench / "performance-smoke.json")},
+                                          progress_bar=False, kernel_name="python3")
+    outputs = "".join(str(o) for cell in executed.cells for o in cell.get("outputs", []))
+    assert "image/png" in outputs and "smoke mode" in outputs and "time_to_quality_met" in outputs
+
+
+def test_a_missing_benchmark_record_says_how_to_make_it(tmp_path):
+    with pytest.raises(Exception, match="make bench"):
+        bench_report.load(tmp_path / "absent.json")
