@@ -113,6 +113,8 @@ def f1_intervals(scores, title: str = ""):
     axis.set_yticks(positions, list(scores.index), fontsize=8)
     axis.set_xlabel("test strict F1 (%) with 95% bootstrap interval")
     axis.set_title(title or "Runs compared")
+    figure.tight_layout()
+    return figure
 
 
 def performance(record: dict):
