@@ -35,7 +35,8 @@ def plan(profile: str, out_dir: Path, overrides: dict | None = None
         raise OpenMedError(f"parameter PROFILE: unknown book profile {profile!r}; known: {', '.join(book['profiles'])}")
     settings = book["profiles"][profile]
     supporting = [(entry["notebook"], _placed(entry["parameters"], out_dir)) for entry in settings.get("supporting", [])]
-    chapters = [(name, _placed(settings.get(name, {}), out_dir)) for name in book["chapters"]]
+    chapters = [(name, _placed(settings.get(name, {}), out_dir)) for name in book["chapters"]
+                if name not in settings.get("skip", [])]
     return [(name, _overridden(name, values, overrides or {})) for name, values in supporting], \
            [(name, _overridden(name, values, overrides or {})) for name, values in chapters]
 
@@ -109,8 +110,11 @@ def build(profile: str, out_dir: Path) -> Path:
     if source.exists():
         shutil.rmtree(source)
     shutil.copytree(BOOK_SOURCES, source)
-    for notebook in chapters.glob("*.ipynb"):
-        shutil.copy2(notebook, source / notebook.name)
+    names = [name for name, _ in plan(profile, out_dir)[1]]
+    for name in names:
+        shutil.copy2(chapters / f"{name}.ipynb", source / f"{name}.ipynb")
+    (source / "_toc.yml").write_text(yaml.safe_dump({"format": "jb-book", "root": "intro",
+                                                     "chapters": [{"file": name} for name in names]}, sort_keys=False))
     command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(source), "--path-output", str(out_dir)]
     finished = subprocess.run(command, capture_output=True, text=True)
     if finished.returncode != 0 or "ERROR" in finished.stdout + finished.stderr:
@@ -167,7 +171,8 @@ def check_in_browser(html_dir: Path, screenshots: Path, chromium: str | None = N
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    pages = ["index", *[name for name in config.read_parameters("book.yaml")["chapters"]]]
+    pages = ["index", *[path.stem for path in sorted(html_dir.glob("*.html"))
+                        if path.stem in config.read_parameters("book.yaml")["chapters"]]]
     seen, failures = {}, []
     screenshots.mkdir(parents=True, exist_ok=True)
     try:
@@ -195,7 +200,7 @@ def check_in_browser(html_dir: Path, screenshots: Path, chromium: str | None = N
             browser.close()
     finally:
         server.shutdown()
-    for name in ("finetune", "dapt", "hpo", "evaluate", "results", "footprint"):
+    for name in ("finetune", "dapt", "hpo", "baseline", "evaluate", "results", "footprint", "performance"):
         if name in seen and not seen[name]["images"]:
             failures.append(f"{name}: no figure on the page")
     if "results" in seen and not seen["results"]["tables"]:
