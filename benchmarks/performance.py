@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     profile = "smoke" if args.smoke else args.profile
     overrides = {"dataset": args.dataset, "data_dir": args.data_dir,
-                 **{k: v for k, v in (_parse(item) for item in args.set)}}
+                 **config.key_values(args.set)}
     run_config = config.load_run_config(profile, overrides)
     corpus = corpora.load(run_config.dataset, run_config.data_dir)
     test = finetune.subset(corpus.test, run_config.max_eval_sentences)
@@ -376,13 +376,6 @@ def main(argv: list[str] | None = None) -> dict:
     figure.savefig(args.out / f"{name}.png", dpi=120)
     print(json.dumps({"targets": record["targets"], "json": str(args.out / f"{name}.json")}, indent=2))
     return record
-
-
-def _parse(item: str) -> tuple[str, object]:
-    import yaml
-
-    key, _, value = item.partition("=")
-    return key, yaml.safe_load(value)
 
 
 if __name__ == "__main__":

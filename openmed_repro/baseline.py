@@ -26,7 +26,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -464,12 +463,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="BaselineConfig overrides, YAML values (e.g. epochs=5 output=softmax)")
     args = parser.parse_args(argv)
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise OpenMedError(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key] = yaml.safe_load(value)
+    overrides = config.key_values(args.set)
     results = []
     for key in args.corpora:
         settings = config.load_baseline_config(args.profile, {**overrides, "dataset": key})

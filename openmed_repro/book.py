@@ -132,12 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="a parameter for every chapter that has it, e.g. dataset=DIR dapt_dir=DIR")
     args = parser.parse_args(argv)
-    overrides = {}
-    for item in args.set:
-        key, separator, value = item.partition("=")
-        if not separator:
-            raise OpenMedError(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key] = yaml.safe_load(value)
+    overrides = config.key_values(args.set)
     out_dir = args.out or Path("runs") / "book" / args.profile
     if not args.no_execute:
         execute(args.profile, out_dir, overrides)

@@ -175,6 +175,17 @@ class SearchConfig:
     space: str | None = None            # None: parameters/search.yaml; or a YAML file with a `space` mapping
 
 
+def key_values(items: typing.Sequence[str], option: str = "--set") -> dict:
+    """`KEY=VALUE` command-line items as a mapping, each value read as YAML (so 3 is an int, null is None)."""
+    values = {}
+    for item in items:
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            raise OpenMedError(f"{option} {item!r}: expected KEY=VALUE")
+        values[key] = yaml.safe_load(value)
+    return values
+
+
 def load_search_config(overrides: dict | None = None) -> SearchConfig:
     """SearchConfig from keyword overrides, validated like the run configuration."""
     return validated(SearchConfig, overrides or {}, "search parameters")

@@ -232,12 +232,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
                             type=str if hint is str or str in typing.get_args(hint) else yaml.safe_load)
     args = parser.parse_args(argv)
-    overrides = {"dataset": args.dataset}
-    for item in args.set:
-        key, separator, value = item.partition("=")
-        if not separator:
-            raise OpenMedError(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key] = yaml.safe_load(value)
+    overrides = {**config.key_values(args.set), "dataset": args.dataset}
     run_config = config.load_run_config(args.profile, overrides)
     search = config.load_search_config({name: getattr(args, name) for name in typing.get_type_hints(SearchConfig)
                                         if getattr(args, name) is not None})

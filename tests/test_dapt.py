@@ -1,7 +1,6 @@
 """LoRA DAPT on the smoke profile: calibrated head, perplexity before/after, the adapter hand-off."""
 
 import json
-import random
 
 import pytest
 import torch
