@@ -59,7 +59,7 @@ def rerun_command(notebook: str, parameters: dict) -> str:
     words = ["papermill", f"notebooks/{notebook}.ipynb", f"runs/{notebook}.ipynb", "-k", KERNEL]
     for key, value in parameters.items():
         if isinstance(value, (list, dict)):
-            words += ["-y", f"{key}: {yaml.safe_dump(value, default_flow_style=True).strip()}"]
+            words += ["-y", f"{key}: {yaml.safe_dump(value, default_flow_style=True, width=float('inf')).strip()}"]
         else:
             words += ["-p", key, str(value)]
     return shlex.join(words)

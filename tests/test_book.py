@@ -75,3 +75,10 @@ def test_every_page_renders_in_headless_chromium_with_its_figures_and_the_result
     assert all(width > 0 and height > 0 for page in seen.values() for width, height in page["images"])
     assert seen["results"]["tables"] >= 1 and seen["results"]["images"]
     assert (SCREENSHOTS / "index.png").stat().st_size > 0 and (SCREENSHOTS / "results.png").stat().st_size > 0
+
+
+def test_a_rerun_command_with_a_long_list_stays_on_one_pasteable_line():
+    runs = [f"runs/finetune/{'x' * 40}-{i}" for i in range(3)]
+    command = book.rerun_command("evaluate", {"runs": runs, "trials": 1000})
+    assert "\n" not in command
+    assert command.endswith(f"-y 'runs: [{', '.join(runs)}]' -p trials 1000")
