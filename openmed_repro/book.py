@@ -166,7 +166,7 @@ def check_in_browser(html_dir: Path, screenshots: Path, chromium: str | None = N
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    pages = ["index", *[path.stem for path in sorted(html_dir.glob("*.html"))
+    pages = ["intro", *[path.stem for path in sorted(html_dir.glob("*.html"))
                         if path.stem in config.read_parameters("book.yaml")["chapters"]]]
     seen, failures = {}, []
     screenshots.mkdir(parents=True, exist_ok=True)
@@ -182,7 +182,7 @@ def check_in_browser(html_dir: Path, screenshots: Path, chromium: str | None = N
                     images: Array.from(document.images).filter(i => i.closest('.cell_output, .output'))
                                  .map(i => [i.naturalWidth, i.naturalHeight]),
                     tables: document.querySelectorAll('main table, article table').length,
-                    text: document.body.innerText.length})""")
+                    text: (document.body || document.documentElement).innerText.length})""")
                 facts["status"] = response.status if response else None
                 seen[name] = facts
                 if facts["status"] != 200 or not facts["title"].strip():
@@ -190,8 +190,8 @@ def check_in_browser(html_dir: Path, screenshots: Path, chromium: str | None = N
                 broken = [size for size in facts["images"] if not (size[0] > 0 and size[1] > 0)]
                 if broken:
                     failures.append(f"{name}: {len(broken)} of {len(facts['images'])} figures did not load")
-                if name in ("index", "results"):
-                    page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)
+                if name in ("intro", "results"):   # intro is the book's front page (index.html redirects to it)
+                    page.screenshot(path=str(screenshots / f"{'index' if name == 'intro' else name}.png"), full_page=True)
             browser.close()
     finally:
         server.shutdown()

@@ -71,7 +71,7 @@ def test_an_unknown_book_profile_is_refused_naming_the_known_ones(tmp_path):
 def test_every_page_renders_in_headless_chromium_with_its_figures_and_the_results_table(built):
     _, index = built
     seen = book.check_in_browser(index.parent, SCREENSHOTS)
-    assert set(seen) == {"index", *chapters()}
+    assert set(seen) == {"intro", *chapters()}
     assert all(width > 0 and height > 0 for page in seen.values() for width, height in page["images"])
     assert seen["results"]["tables"] >= 1 and seen["results"]["images"]
     assert (SCREENSHOTS / "index.png").stat().st_size > 0 and (SCREENSHOTS / "results.png").stat().st_size > 0
