@@ -130,17 +130,32 @@ def open_study(run_config: RunConfig, search: SearchConfig, space: dict[str, dic
     return study
 
 
-class ReportDevF1(TrainerCallback):
-    """Hands each epoch's dev strict F1 to Optuna and stops the trial when the pruner says so."""
+PRUNING_SIGNALS = {"dev_loss": ("eval_loss", -1.0), "dev_f1": ("eval_strict_f1", 1.0)}
 
-    def __init__(self, trial: optuna.Trial):
+
+class ReportToPruner(TrainerCallback):
+    """Hands each epoch's pruning signal to Optuna and stops the trial when the pruner says so. The
+    signal is dev loss by default (reported negated: the study maximises), not dev F1: on a small
+    training budget almost every trial still predicts no entity after its first epoch, so every dev F1
+    is 0, nothing lies below the median and the first epoch cannot prune. The loss already separates
+    the rates that learn from those that crawl or diverge. Each epoch's dev F1 is kept as a user
+    attribute either way."""
+
+    def __init__(self, trial: optuna.Trial, signal: str = "dev_loss"):
         self.trial = trial
+        self.metric, self.sign = PRUNING_SIGNALS[signal]
+        self.dev_f1: list[float] = []
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if metrics and "eval_strict_f1" in metrics:
-            self.trial.report(metrics["eval_strict_f1"], step=round(state.epoch))
-            if self.trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after epoch {state.epoch:g}")
+        if not metrics or self.metric not in metrics:
+            return
+        if "eval_strict_f1" in metrics:
+            self.dev_f1.append(round(metrics["eval_strict_f1"], 6))
+            self.trial.set_user_attr("dev_strict_f1_by_epoch", self.dev_f1)
+            self.trial.set_user_attr("epochs_run", len(self.dev_f1))
+        self.trial.report(self.sign * metrics[self.metric], step=round(state.epoch))
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {state.epoch:g}")
 
 
 def objective(run_config: RunConfig, corpus: corpora.Corpus, search: SearchConfig, space: dict[str, dict],
@@ -151,7 +166,7 @@ def objective(run_config: RunConfig, corpus: corpora.Corpus, search: SearchConfi
         trial_config = config.load_run_config(run_config.profile, {**run_config.to_dict(), **suggest(trial, space)})
         trial_dir = run_dir / "trials" / f"trial-{trial.number:04d}"
         try:
-            trained = finetune.train(trial_config, corpus, trial_dir, callbacks=[ReportDevF1(trial)],
+            trained = finetune.train(trial_config, corpus, trial_dir, callbacks=[ReportToPruner(trial, search.prune_on)],
                                      footprint_dir=run_dir / "footprint" / trial_dir.name, chapter="search trial")
         finally:
             shutil.rmtree(trial_dir, ignore_errors=True)   # checkpoints of a finished trial are not needed

@@ -103,6 +103,8 @@ def test_a_search_never_opens_the_test_split(synthetic_corpus, corpus_without_a_
 def test_invalid_search_parameters_are_refused_naming_them(space_file, tmp_path):
     with pytest.raises(OpenMedError, match="pruner='bayes'; valid: median, hyperband, none"):
         config.load_search_config({"pruner": "bayes"})
+    with pytest.raises(OpenMedError, match="prune_on='accuracy'; valid: dev_loss, dev_f1"):
+        config.load_search_config({"prune_on": "accuracy"})
     with pytest.raises(OpenMedError, match="n_trials=0 must be positive"):
         config.load_search_config({"n_trials": 0})
     bad_space = tmp_path / "space.yaml"
@@ -111,16 +113,48 @@ def test_invalid_search_parameters_are_refused_naming_them(space_file, tmp_path)
         hpo.search_space(str(bad_space))
 
 
+class EpochState:
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+
+def epoch_one_of(study, loss, callback_signal="dev_loss"):
+    """A trial that reports only its first epoch: dev F1 0 (no entity predicted yet) and the given loss."""
+    trial = study.ask()
+    callback = hpo.ReportToPruner(trial, callback_signal)
+    callback.on_evaluate(None, EpochState(1.0), None, metrics={"eval_loss": loss, "eval_strict_f1": 0.0})
+    return trial
+
+
+def test_a_trial_whose_first_epoch_dev_loss_is_above_the_median_is_pruned_while_every_dev_f1_is_zero():
+    study = optuna.create_study(direction="maximize", pruner=hpo.pruner("median", epochs=3))
+    for loss in (0.30, 0.35, 0.40, 0.45, 0.50):       # the pruner's five start-up trials
+        trial = epoch_one_of(study, loss)
+        study.tell(trial, 0.0)
+    with pytest.raises(optuna.TrialPruned, match="pruned after epoch 1"):
+        epoch_one_of(study, 0.60)
+    promising = epoch_one_of(study, 0.32)
+    assert promising.user_attrs == {"dev_strict_f1_by_epoch": [0.0], "epochs_run": 1}
+    assert study.trials[-1].intermediate_values == {1: -0.32}
+
+
+def test_on_dev_f1_alone_a_first_epoch_of_zeros_cannot_prune():
+    study = optuna.create_study(direction="maximize", pruner=hpo.pruner("median", epochs=3))
+    for loss in (0.30, 0.35, 0.40, 0.45, 0.50):
+        study.tell(epoch_one_of(study, loss, "dev_f1"), 0.0)
+    epoch_one_of(study, 0.60, "dev_f1")               # no TrialPruned: 0 is not below a median of 0
+
+
 KILL_IN_SECOND_TRIAL = """
 import os, signal, sys
 from openmed_repro import config, hpo
 
-report = hpo.ReportDevF1.on_evaluate
+report = hpo.ReportToPruner.on_evaluate
 def die_in_trial_one(self, *args, **kwargs):
     if self.trial.number == 1:
         os.kill(os.getpid(), signal.SIGKILL)
     return report(self, *args, **kwargs)
-hpo.ReportDevF1.on_evaluate = die_in_trial_one
+hpo.ReportToPruner.on_evaluate = die_in_trial_one
 run_config = config.load_run_config("smoke", {"dataset": sys.argv[1], "epochs": 2})
 hpo.work(run_config, config.load_search_config({"space": sys.argv[3], "n_trials": 3, "heartbeat_interval": 1,
                                                 "grace_period": 3}), sys.argv[2])
