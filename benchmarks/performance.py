@@ -263,18 +263,23 @@ def inference(trained: finetune.Trained, run_config: config.RunConfig, sentences
 
 
 def search_savings(pruned: Path | None, unpruned: Path | None) -> dict:
-    """Trial time and best dev F1 of a pruned and an unpruned search, from their summary.json and trials.csv."""
+    """Trial time, epochs trained and best dev F1 of a pruned and an unpruned search, from their summary.json
+    and trials.csv. Epochs saved is the measure that a loaded machine does not distort."""
     if not (pruned and unpruned and (pruned / "summary.json").is_file() and (unpruned / "summary.json").is_file()):
         return {"skipped": f"no finished search directories given or found ({pruned}, {unpruned})"}
     record = {}
     for name, directory in (("pruned", pruned), ("unpruned", unpruned)):
         summary = json.loads((directory / "summary.json").read_text())
         with (directory / "trials.csv").open() as handle:
-            states = [row["state"] for row in csv.DictReader(handle)]
+            rows = [row for row in csv.DictReader(handle) if row["state"] in {"COMPLETE", "PRUNED"}]
+        epochs = [row.get("user_attrs_epochs_run") for row in rows]
         record[name] = {"directory": str(directory), "trial_seconds": round(summary["trial_seconds"], 1),
-                        "best_dev_strict_f1": summary["best_dev_strict_f1"], "trials": len(states),
-                        "pruned_trials": states.count("PRUNED")}
+                        "best_dev_strict_f1": summary["best_dev_strict_f1"], "trials": len(rows),
+                        "pruned_trials": sum(row["state"] == "PRUNED" for row in rows),
+                        "epochs_trained": sum(int(float(e)) for e in epochs) if all(epochs) else None}
     record["trial_time_saved"] = round(1 - record["pruned"]["trial_seconds"] / record["unpruned"]["trial_seconds"], 3)
+    if record["pruned"]["epochs_trained"] and record["unpruned"]["epochs_trained"]:   # load-independent
+        record["epochs_saved"] = round(1 - record["pruned"]["epochs_trained"] / record["unpruned"]["epochs_trained"], 3)
     record["best_dev_f1_difference"] = round(record["pruned"]["best_dev_strict_f1"]
                                              - record["unpruned"]["best_dev_strict_f1"], 4)
     return record

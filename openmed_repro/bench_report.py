@@ -79,5 +79,15 @@ def search(record: dict) -> pd.DataFrame | None:
     return pd.DataFrame({name: section[name] for name in ("pruned", "unpruned")}).T
 
 
+def search_summary(record: dict) -> str:
+    """One sentence on what pruning saved, epochs first (a loaded machine stretches trial times, not epochs)."""
+    section = record.get("search", {})
+    if "skipped" in section:
+        return f"Not measured in this run: {section['skipped']}"
+    epochs = f"{section['epochs_saved']:.0%} of the epochs trained and " if section.get("epochs_saved") is not None else ""
+    return (f"Pruning saved {epochs}{section['trial_time_saved']:.0%} of the trial time; best dev strict F1 "
+            f"{100 * section['best_dev_f1_difference']:+.1f} points against the unpruned search.")
+
+
 def targets(record: dict) -> pd.Series:
     return pd.Series(record["targets"])

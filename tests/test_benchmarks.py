@@ -15,18 +15,19 @@ BENCHMARK = config.PROJECT_ROOT / "benchmarks" / "performance.py"
 NOTEBOOK = config.PROJECT_ROOT / "notebooks" / "performance.ipynb"
 
 
-def search_directory(path: Path, trial_seconds: float, states: list[str]) -> Path:
+def search_directory(path: Path, trial_seconds: float, states: list[str], epochs: list[int]) -> Path:
     path.mkdir()
     (path / "summary.json").write_text(json.dumps({"trial_seconds": trial_seconds, "best_dev_strict_f1": 0.5}))
-    (path / "trials.csv").write_text("number,state\n" + "".join(f"{i},{s}\n" for i, s in enumerate(states)))
+    (path / "trials.csv").write_text("number,state,user_attrs_epochs_run\n" + "".join(
+        f"{i},{s},{e}\n" for i, (s, e) in enumerate(zip(states, epochs))) + f"{len(states)},FAIL,\n")
     return path
 
 
 @pytest.fixture(scope="module")
 def smoke_bench(synthetic_corpus, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("bench")
-    pruned = search_directory(root / "pruned", 100.0, ["COMPLETE", "PRUNED"])
-    unpruned = search_directory(root / "unpruned", 160.0, ["COMPLETE", "COMPLETE"])
+    pruned = search_directory(root / "pruned", 100.0, ["COMPLETE", "PRUNED"], [3, 1])
+    unpruned = search_directory(root / "unpruned", 160.0, ["COMPLETE", "COMPLETE"], [3, 3])
     done = subprocess.run([sys.executable, str(BENCHMARK), "--smoke", "--dataset", str(synthetic_corpus),
                            "--options-sentences", "48", "--inference-repeats", "1", "--threads", "1",
                            "--search-pruned", str(pruned), "--search-unpruned", str(unpruned),
@@ -54,6 +55,7 @@ def test_the_smoke_benchmark_writes_every_section_and_a_figure(smoke_bench):
 def test_the_search_section_reads_trial_time_saved_by_pruning(smoke_bench):
     search = json.loads((smoke_bench / "performance-smoke.json").read_text())["search"]
     assert search["trial_time_saved"] == pytest.approx(0.375)
+    assert search["epochs_saved"] == pytest.approx(1 / 3, abs=1e-3)   # 4 epochs trained against 6; failed trials not counted
     assert search["pruned"]["pruned_trials"] == 1 and search["unpruned"]["pruned_trials"] == 0
 
 
