@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +24,17 @@ class RunPredictions:
     gold: list[list[str]]
     predicted: list[list[str]]
 
-    @property
+    @cached_property
+    def score(self) -> metrics.Scores:
+        """seqeval's strict scores, per-type scores and error counts, computed once per run."""
+        return metrics.score(self.gold, self.predicted)
+
+    @cached_property
+    def sentence_counts(self) -> "np.ndarray":
+        """Per-sentence true/predicted/gold entity counts: what the bootstrap and the AR test resample."""
+        return metrics.sentence_counts(self.gold, self.predicted)
+
+    @cached_property
     def gold_checksum(self) -> str:
         """sha256 of the tokens and gold tags: equal exactly when two runs were scored on the same data."""
         digest = hashlib.sha256()
@@ -67,8 +78,8 @@ def scores(loaded: list[RunPredictions], samples: int = 10_000, seed: int = 0) -
     """Strict P/R/F1 per run with the bootstrap 95% interval of F1 (percent)."""
     rows = []
     for run in loaded:
-        strict = metrics.score(run.gold, run.predicted).strict
-        interval = significance.bootstrap_interval(metrics.sentence_counts(run.gold, run.predicted), samples, seed=seed)
+        strict = run.score.strict
+        interval = significance.bootstrap_interval(run.sentence_counts, samples, seed=seed)
         rows.append({"run": run.name, "precision": 100 * strict.precision, "recall": 100 * strict.recall,
                      "F1": 100 * strict.f1, "F1 95% low": 100 * interval.low, "F1 95% high": 100 * interval.high})
     return pd.DataFrame(rows).set_index("run").round(2)
@@ -76,10 +87,9 @@ def scores(loaded: list[RunPredictions], samples: int = 10_000, seed: int = 0) -
 
 def pairwise_tests(loaded: list[RunPredictions], trials: int = 10_000, seed: int = 0) -> pd.DataFrame:
     """The approximate randomization test of the F1 difference for every pair of runs."""
-    counts = {run.name: metrics.sentence_counts(run.gold, run.predicted) for run in loaded}
     rows = []
     for a, b in itertools.combinations(loaded, 2):
-        result = significance.approximate_randomization(counts[a.name], counts[b.name], trials, seed)
+        result = significance.approximate_randomization(a.sentence_counts, b.sentence_counts, trials, seed)
         rows.append({"run A": a.name, "run B": b.name, "F1 A": 100 * result.f1_a, "F1 B": 100 * result.f1_b,
                      "A - B": 100 * result.difference, "p (AR)": result.p_value, "trials": trials})
     return pd.DataFrame(rows).round({"F1 A": 2, "F1 B": 2, "A - B": 2, "p (AR)": 4})
@@ -89,7 +99,7 @@ def per_type(loaded: list[RunPredictions]) -> pd.DataFrame:
     """Strict F1 (percent) per entity type, one column per run, with the gold support."""
     columns, support = {}, {}
     for run in loaded:
-        per_type_scores = metrics.score(run.gold, run.predicted).per_type
+        per_type_scores = run.score.per_type
         columns[run.name] = {kind: 100 * prf.f1 for kind, prf in per_type_scores.items()}
         support.update({kind: prf.support for kind, prf in per_type_scores.items()})
     table = pd.DataFrame(columns).round(2)
@@ -99,7 +109,7 @@ def per_type(loaded: list[RunPredictions]) -> pd.DataFrame:
 
 def error_counts(loaded: list[RunPredictions]) -> pd.DataFrame:
     """How many errors of each category each run makes."""
-    return pd.DataFrame({run.name: metrics.score(run.gold, run.predicted).errors for run in loaded}).reindex(
+    return pd.DataFrame({run.name: run.score.errors for run in loaded}).reindex(
         list(metrics.ERROR_CATEGORIES))
 
 

@@ -55,6 +55,19 @@ def test_scores_carry_a_bootstrap_interval_around_the_f1(two_runs):
     assert table["F1"].iloc[0] > table["F1"].iloc[1]
 
 
+def test_each_run_is_scored_once_however_many_tables_are_drawn_from_it(two_runs, monkeypatch):
+    calls = []
+    score, counts = metrics.score, metrics.sentence_counts
+    monkeypatch.setattr(metrics, "score", lambda *a: calls.append("score") or score(*a))
+    monkeypatch.setattr(metrics, "sentence_counts", lambda *a: calls.append("counts") or counts(*a))
+    loaded = evaluation.load(two_runs)
+    evaluation.scores(loaded, samples=100)
+    evaluation.pairwise_tests(loaded, trials=100)
+    evaluation.per_type(loaded)
+    evaluation.error_counts(loaded)
+    assert sorted(calls) == ["counts", "counts", "score", "score"]
+
+
 def test_runs_scored_on_different_gold_data_are_refused_naming_both(tmp_path):
     other_gold = [list(tags) for tags in GOLD]
     other_gold[1] = ["B-Disease", "O", "O", "O"]
