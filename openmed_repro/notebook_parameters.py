@@ -28,6 +28,7 @@ class EvaluationSettings:
 @dataclasses.dataclass(frozen=True)
 class ResultsSettings:
     runs_dir: str = "runs"
+    profiles: list[str] | None = None     # None: runs of every profile are candidates
     samples: int = 10_000
     seed: int = 0
 

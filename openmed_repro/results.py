@@ -13,12 +13,15 @@ from openmed_repro import corpora, metrics, paper, runs, significance
 TRANSFORMER_METHODS = ("lora", "full")
 
 
-def finished_runs(root: str | Path = "runs") -> pd.DataFrame:
-    """One row per finished fine-tuning run (a metrics.json with test scores) under `root`."""
+def finished_runs(root: str | Path = "runs", profiles: list[str] | None = None) -> pd.DataFrame:
+    """One row per finished fine-tuning run (a metrics.json with test scores) under `root`; with `profiles`,
+    only runs of those profiles (so that the tiny-model runs of a smoke book stay out of a cpu book)."""
     rows = []
     for path in sorted(Path(root).rglob(runs.METRICS)):
         record = runs.read_json(path)
         if record.get("method") not in TRANSFORMER_METHODS or "test" not in record:
+            continue
+        if profiles is not None and record.get("profile") not in profiles:
             continue
         rows.append({"corpus": Path(record["dataset"]).name, "run_dir": str(path.parent),
                      "backbone": record["backbone"], "method": record["method"], "profile": record["profile"],
@@ -28,10 +31,11 @@ def finished_runs(root: str | Path = "runs") -> pd.DataFrame:
                                        "train sentences", "dev F1", "test F1"])
 
 
-def table(root: str | Path = "runs", samples: int = 10_000, seed: int = 0) -> pd.DataFrame:
+def table(root: str | Path = "runs", samples: int = 10_000, seed: int = 0,
+          profiles: list[str] | None = None) -> pd.DataFrame:
     """Table 4: corpus, paper F1, best prior system, our selected run's test F1 with its 95% interval,
     the difference to the paper; every registered corpus appears."""
-    candidates = finished_runs(root)
+    candidates = finished_runs(root, profiles)
     reported = paper.table4()
     keys = list(corpora.registry()) + sorted(set(candidates["corpus"]) - set(corpora.registry()))
     rows = []

@@ -15,11 +15,12 @@ GOLD = [["O", "O", "B-Disease", "I-Disease", "O"], ["O", "O", "O", "O"],
         ["B-Disease", "I-Disease", "O", "B-Disease", "I-Disease", "O"]] * 20
 
 
-def write_run(directory, predicted, gold=GOLD, sentences=SENTENCES, dataset="ncbi_disease", dev_f1=0.5, test_f1=0.5):
+def write_run(directory, predicted, gold=GOLD, sentences=SENTENCES, dataset="ncbi_disease", dev_f1=0.5, test_f1=0.5,
+              profile="cpu"):
     directory.mkdir(parents=True)
     blocks = ["\n".join(f"{t}\t{g}\t{p}" for t, g, p in zip(s, gs, ps)) for s, gs, ps in zip(sentences, gold, predicted)]
     (directory / "predictions_test.tsv").write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
-    record = {"dataset": dataset, "backbone": "minilm-l6", "method": "lora", "profile": "cpu", "seed": 42,
+    record = {"dataset": dataset, "backbone": "minilm-l6", "method": "lora", "profile": profile, "seed": 42,
               "sentences": {"train": 100}, "devel": {"strict": {"f1": dev_f1}}, "test": {"strict": {"f1": test_f1}}}
     (directory / "metrics.json").write_text(json.dumps(record), encoding="utf-8")
     return directory
@@ -107,3 +108,12 @@ def test_the_results_table_has_a_row_for_every_registered_corpus_and_says_which_
     low, high = (float(x) for x in chosen["95% CI"].split("-"))
     assert low < high
     assert table.loc["s800", "run"] == "not run here" and np.isnan(table.loc["s800", "reproduced F1"])
+
+
+def test_the_results_table_can_keep_to_the_runs_of_chosen_profiles(tmp_path):
+    write_run(tmp_path / "cpu-run", degraded(7), dev_f1=0.7, test_f1=0.8)
+    write_run(tmp_path / "smoke-run", degraded(2), dev_f1=0.9, test_f1=0.1, profile="smoke")
+    assert "(smoke-run)" in results.table(tmp_path, samples=100).loc["ncbi_disease", "run"]
+    kept = results.table(tmp_path, samples=100, profiles=["cpu", "cpu-fast"]).loc["ncbi_disease"]
+    assert "(cpu-run)" in kept["run"] and kept["runs"] == 1
+    assert list(results.finished_runs(tmp_path, ["cpu"])["profile"]) == ["cpu"]
