@@ -26,13 +26,14 @@ import threading
 import time
 from pathlib import Path
 
+import optuna
 import psutil
 import torch
 from transformers import TrainerCallback, pipeline
 
 import standard_recipe
 import training_options
-from openmed_repro import config, corpora, finetune, metrics, plots, runs
+from openmed_repro import config, corpora, finetune, hpo, metrics, plots, runs
 
 EMBEDDING_SUFFIXES = ("word_embeddings.weight", "position_embeddings.weight", "token_type_embeddings.weight")
 
@@ -280,6 +281,12 @@ def search_savings(pruned: Path | None, unpruned: Path | None) -> dict:
     record["trial_time_saved"] = round(1 - record["pruned"]["trial_seconds"] / record["unpruned"]["trial_seconds"], 3)
     if record["pruned"]["epochs_trained"] and record["unpruned"]["epochs_trained"]:   # load-independent
         record["epochs_saved"] = round(1 - record["pruned"]["epochs_trained"] / record["unpruned"]["epochs_trained"], 3)
+    study_file = unpruned / "study.db"
+    if study_file.is_file():   # the median pruner replayed on the unpruned study's own trials
+        summary = json.loads((unpruned / "summary.json").read_text())
+        study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{study_file.resolve()}")
+        epochs = max((len(t.intermediate_values) for t in study.trials), default=1)
+        record["median_pruner_replayed_on_unpruned"] = hpo.replay_pruning(study, "median", epochs)
     record["best_dev_f1_difference"] = round(record["pruned"]["best_dev_strict_f1"]
                                              - record["unpruned"]["best_dev_strict_f1"], 4)
     return record

@@ -85,8 +85,15 @@ def search_summary(record: dict) -> str:
     if "skipped" in section:
         return f"Not measured in this run: {section['skipped']}"
     epochs = f"{section['epochs_saved']:.0%} of the epochs trained and " if section.get("epochs_saved") is not None else ""
-    return (f"Pruning saved {epochs}{section['trial_time_saved']:.0%} of the trial time; best dev strict F1 "
-            f"{100 * section['best_dev_f1_difference']:+.1f} points against the unpruned search.")
+    sentence = (f"Pruning saved {epochs}{section['trial_time_saved']:.0%} of the trial time; best dev strict F1 "
+                f"{100 * section['best_dev_f1_difference']:+.1f} points against the unpruned search.")
+    replay = section.get("median_pruner_replayed_on_unpruned")
+    if replay and replay["epochs_saved"] is not None:
+        kept = "kept its best trial" if replay["best_dev_strict_f1"] == replay["unpruned_best_dev_strict_f1"] else \
+            f"kept a best dev F1 of {100 * (replay['best_dev_strict_f1'] or 0):.1f} (unpruned {100 * replay['unpruned_best_dev_strict_f1']:.1f})"
+        sentence += (f" Replayed on the unpruned study's own {replay['trials']} trials, the median pruner would have "
+                     f"pruned {replay['pruned_trials']}, saved {replay['epochs_saved']:.0%} of the epochs and {kept}.")
+    return sentence
 
 
 def targets(record: dict) -> pd.Series:

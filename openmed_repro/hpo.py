@@ -234,6 +234,32 @@ def write_results(study: optuna.Study, run_dir: Path) -> SearchResult:
     return SearchResult(study, best.params, best.value, default_f1, trials)
 
 
+def replay_pruning(study: optuna.Study, pruner_name: str, epochs: float) -> dict:
+    """What a pruner would have done to the finished trials of an unpruned study, replayed one by one in the
+    order they started: the epochs it would have trained and the best dev F1 it would have kept. Both sides
+    see the same trials, so unlike two separate studies (whose samplers part ways at the first pruned
+    trial) the difference is the pruner's alone. Sequential: a trial sees every earlier trial as finished."""
+    replayed = optuna.create_study(direction="maximize", pruner=pruner(pruner_name, epochs))
+    finished = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.datetime_start)
+    trained = pruned = 0
+    for trial in finished:
+        live = replayed.ask()
+        for step, value in sorted(trial.intermediate_values.items()):
+            live.report(value, step)
+            trained += 1
+            if live.should_prune():
+                replayed.tell(live, state=TrialState.PRUNED)
+                pruned += 1
+                break
+        else:
+            replayed.tell(live, trial.value)
+    unpruned_epochs = sum(len(t.intermediate_values) for t in finished)
+    return {"pruner": pruner_name, "trials": len(finished), "pruned_trials": pruned, "epochs_trained": trained,
+            "epochs_unpruned": unpruned_epochs, "epochs_saved": round(1 - trained / unpruned_epochs, 3) if unpruned_epochs else None,
+            "best_dev_strict_f1": replayed.best_value if pruned < len(finished) else None,
+            "unpruned_best_dev_strict_f1": max(t.value for t in finished) if finished else None}
+
+
 def main(argv: list[str] | None = None) -> None:
     """One search worker from the command line; start it on as many processes or machines as you like
     with the same --storage, --study-name and --out (or --out on each machine's own disk)."""

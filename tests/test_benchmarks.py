@@ -95,3 +95,15 @@ def test_the_performance_chapter_shows_the_benchmark_record(smoke_bench, tmp_pat
 def test_a_missing_benchmark_record_says_how_to_make_it(tmp_path):
     with pytest.raises(Exception, match="make bench"):
         bench_report.load(tmp_path / "absent.json")
+
+
+def test_the_search_summary_gives_epochs_time_and_the_replayed_pruner():
+    replay = {"trials": 20, "pruned_trials": 6, "epochs_saved": 0.2, "best_dev_strict_f1": 0.25,
+              "unpruned_best_dev_strict_f1": 0.25}
+    record = {"search": {"epochs_saved": 0.25, "trial_time_saved": 0.3, "best_dev_f1_difference": -0.001,
+                         "median_pruner_replayed_on_unpruned": replay}}
+    assert bench_report.search_summary(record) == (
+        "Pruning saved 25% of the epochs trained and 30% of the trial time; best dev strict F1 -0.1 points against "
+        "the unpruned search. Replayed on the unpruned study's own 20 trials, the median pruner would have pruned 6, "
+        "saved 20% of the epochs and kept its best trial.")
+    assert bench_report.search_summary({"search": {"skipped": "no search"}}) == "Not measured in this run: no search"

@@ -145,6 +145,27 @@ def test_on_dev_f1_alone_a_first_epoch_of_zeros_cannot_prune():
     epoch_one_of(study, 0.60, "dev_f1")               # no TrialPruned: 0 is not below a median of 0
 
 
+def unpruned_study(curves):
+    """A finished study without pruning whose trials reported these per-epoch values (negated dev losses)
+    and scored their last value plus one as best dev F1."""
+    study = optuna.create_study(direction="maximize")
+    for curve in curves:
+        trial = study.ask()
+        for step, value in enumerate(curve, start=1):
+            trial.report(value, step)
+        study.tell(trial, curve[-1] + 1)
+    return study
+
+
+def test_replaying_the_median_pruner_on_an_unpruned_study_counts_the_epochs_it_would_have_saved():
+    good, bad = [-0.45, -0.40, -0.38], [-0.60, -0.55, -0.50]
+    study = unpruned_study([good, bad, good, bad, good, bad, [-0.44, -0.39, -0.30], bad])
+    replay = hpo.replay_pruning(study, "median", epochs=3)
+    assert replay["pruned_trials"] == 2                      # the bad ones after the five start-up trials
+    assert replay["epochs_trained"] == 24 - 2 * 2 and replay["epochs_unpruned"] == 24
+    assert replay["best_dev_strict_f1"] == replay["unpruned_best_dev_strict_f1"] == pytest.approx(0.70)
+
+
 KILL_IN_SECOND_TRIAL = """
 import os, signal, sys
 from openmed_repro import config, hpo
