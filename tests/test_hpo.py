@@ -274,6 +274,7 @@ def test_the_search_notebook_runs_on_the_smoke_profile(synthetic_corpus, space_f
     executed = papermill.execute_notebook(
         str(config.PROJECT_ROOT / "notebooks" / "hpo.ipynb"), str(tmp_path / "hpo.ipynb"), kernel_name="python3",
         parameters={"dataset": str(synthetic_corpus), "profile": "smoke", "n_trials": 4, "epochs": 2,
+                    "max_train_sentences": 40, "prune_on": "dev_loss",
                     "output_dir": str(tmp_path / "run"), "space": space_file, "heartbeat_interval": 1,
                     "grace_period": 3},
         cwd=str(tmp_path), progress_bar=False)
@@ -281,6 +282,7 @@ def test_the_search_notebook_runs_on_the_smoke_profile(synthetic_corpus, space_f
     outputs = "".join(str(o) for cell in executed.cells for o in cell.get("outputs", []))
     assert outputs.count("image/png") == 3 and "profile **smoke**" in outputs
     assert "Dev strict F1 of the profile's configuration" in outputs
+    assert "Trials trained on the first 40 training sentences" in outputs   # tuning on a subset may not transfer
 
 
 def test_a_misspelt_search_parameter_stops_the_notebook_naming_it(synthetic_corpus, tmp_path):
