@@ -75,6 +75,19 @@ def test_the_saved_adapter_reproduces_the_predictions_exactly(finished, syntheti
     assert again == predicted
 
 
+def test_prediction_batches_hold_a_token_budget_and_their_size_does_not_change_a_tag(finished, synthetic_corpus):
+    lengths = [30, 5, 200, 12, 12, 64, 5000, 31]
+    batches = finetune.length_batches(lengths, batch_size=3, max_tokens=64)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    assert [[lengths[i] for i in batch] for batch in batches] == [[5, 12, 12], [30, 31], [64], [200], [5000]]
+    run_config = smoke(synthetic_corpus)
+    model, tokenizer, labels = finetune.load_model(finished.run_dir / "model", run_config)
+    tokens, _, predicted = runs.read_predictions(finished.run_dir / "predictions_test.tsv")
+    for batch_size, max_batch_tokens in ((1, 10**6), (64, 10**6), (64, 32)):
+        assert finetune.predict(model, tokenizer, tokens, labels, run_config.max_length, run_config.overlap,
+                                batch_size, max_batch_tokens) == predicted
+
+
 def test_the_same_seed_gives_identical_metrics(finished, synthetic_corpus, tmp_path):
     again = finetune.run(smoke(synthetic_corpus), tmp_path / "again")
     assert without_timings(again.metrics) == without_timings(finished.metrics)
