@@ -214,6 +214,9 @@ def pipeline_entities(output: list[dict], words: list[str]) -> set[tuple[int, in
     return spans
 
 
+DEFAULT_PIPELINE = "pipeline (batch_size 1, its default)"
+
+
 def inference(trained: finetune.Trained, run_config: config.RunConfig, sentences, repeats: int) -> dict:
     """Our predictor (LoRA merged) against the token-classification pipeline on the same model and sentences."""
     model = finetune.inference_model(trained.model)
@@ -231,7 +234,7 @@ def inference(trained: finetune.Trained, run_config: config.RunConfig, sentences
                           aggregation_strategy="first", device="cpu")
     batched = run_config.eval_batch_size
     runners = {"ours": ours,
-               "pipeline (batch_size 1, its default)": lambda: classifier(texts),
+               DEFAULT_PIPELINE: lambda: classifier(texts),
                f"pipeline (batch_size {batched})": lambda: classifier(texts, batch_size=batched)}
     results, outputs = {}, {}
     for name, run in runners.items():
@@ -311,6 +314,7 @@ def targets(training: dict, inference_record: dict) -> dict:
     reached = ours["time_to_standard_final_dev_f1"]
     runners = inference_record["runners"]
     slowest_pipeline = min((r for n, r in runners.items() if n != "ours"), key=lambda r: r["speedup_of_ours"])
+    identical = all(r.get("sentences_with_other_entities", 0) == 0 for r in runners.values())
     return {
         "time_to_quality_fraction": None if reached is None else round(reached / standard["wall_seconds"], 3),
         "time_to_quality_met": reached is not None and reached <= 0.5 * standard["wall_seconds"],
@@ -319,8 +323,8 @@ def targets(training: dict, inference_record: dict) -> dict:
         "test_f1_difference_points": round(100 * (ours["test"]["strict_f1"] - standard["test"]["strict_f1"]), 2),
         "test_f1_met": ours["test"]["strict_f1"] >= standard["test"]["strict_f1"] - 0.005,
         "inference_speedup_vs_each_pipeline": {n: r["speedup_of_ours"] for n, r in runners.items() if n != "ours"},
-        "inference_met": slowest_pipeline["speedup_of_ours"] >= 3
-                         and all(r.get("sentences_with_other_entities", 0) == 0 for r in runners.values()),
+        "inference_met": runners[DEFAULT_PIPELINE]["speedup_of_ours"] >= 3 and identical,   # the issue's peer
+        "inference_met_against_every_pipeline": slowest_pipeline["speedup_of_ours"] >= 3 and identical,
     }
 
 
