@@ -271,9 +271,9 @@ def search_savings(pruned: Path | None, unpruned: Path | None) -> dict:
     and trials.csv. Epochs saved is the measure that a loaded machine does not distort."""
     if not (pruned and unpruned and (pruned / "summary.json").is_file() and (unpruned / "summary.json").is_file()):
         return {"skipped": f"no finished search directories given or found ({pruned}, {unpruned})"}
-    record = {}
+    record, summaries = {}, {}
     for name, directory in (("pruned", pruned), ("unpruned", unpruned)):
-        summary = json.loads((directory / "summary.json").read_text())
+        summary = summaries[name] = json.loads((directory / "summary.json").read_text())
         with (directory / "trials.csv").open() as handle:
             rows = [row for row in csv.DictReader(handle) if row["state"] in {"COMPLETE", "PRUNED"}]
         epochs = [row.get("user_attrs_epochs_run") for row in rows]
@@ -285,11 +285,11 @@ def search_savings(pruned: Path | None, unpruned: Path | None) -> dict:
     if record["pruned"]["epochs_trained"] and record["unpruned"]["epochs_trained"]:   # load-independent
         record["epochs_saved"] = round(1 - record["pruned"]["epochs_trained"] / record["unpruned"]["epochs_trained"], 3)
     study_file = unpruned / "study.db"
-    if study_file.is_file():   # the median pruner replayed on the unpruned study's own trials
-        summary = json.loads((unpruned / "summary.json").read_text())
-        study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{study_file.resolve()}")
+    if study_file.is_file():   # the median pruner, set up as in the pruned study, replayed on the unpruned one's trials
+        study = optuna.load_study(study_name=summaries["unpruned"]["study"], storage=f"sqlite:///{study_file.resolve()}")
         epochs = max((len(t.intermediate_values) for t in study.trials), default=1)
-        record["median_pruner_replayed_on_unpruned"] = hpo.replay_pruning(study, "median", epochs)
+        startup = summaries["pruned"].get("pruner_startup_trials", 5)   # studies before the setting used Optuna's 5
+        record["median_pruner_replayed_on_unpruned"] = hpo.replay_pruning(study, "median", epochs, startup)
     record["best_dev_f1_difference"] = round(record["pruned"]["best_dev_strict_f1"]
                                              - record["unpruned"]["best_dev_strict_f1"], 4)
     return record

@@ -170,6 +170,7 @@ class SearchConfig:
     study_name: str | None = None       # None: <dataset>-<backbone>-<profile>
     pruner: str = "median"
     prune_on: str = "dev_loss"          # the per-epoch signal the pruner compares: dev_loss | dev_f1
+    pruner_startup_trials: int = 2      # completed trials the median pruner waits for before it prunes
     heartbeat_interval: int = 60        # seconds between a running trial's heartbeats
     grace_period: int = 180             # seconds without a heartbeat before a trial counts as dead
     max_retry: int = 3                  # retries of a trial whose worker died
@@ -236,7 +237,7 @@ _POSITIVE = {"save_steps", "head_learning_rate", "epochs", "learning_rate", "bat
              "n_trials", "heartbeat_interval", "grace_period", "trials", "samples", "examples_per_category",
              "word_dim", "min_word_count", "char_dim", "char_filters", "char_kernel", "max_word_chars", "casing_dim",
              "hidden_size", "lstm_layers", "gradient_clip"}
-_NON_NEGATIVE = {"dropout", "max_retry", "weight_decay", "overlap", "early_stopping_patience", "label_smoothing", "lora_dropout", "warmup_ratio",
+_NON_NEGATIVE = {"dropout", "max_retry", "pruner_startup_trials", "weight_decay", "overlap", "early_stopping_patience", "label_smoothing", "lora_dropout", "warmup_ratio",
                  "warmup_steps"}
 _BELOW_ONE = {"dropout", "warmup_ratio", "label_smoothing", "lora_dropout", "mlm_probability", "held_out_fraction"}
 

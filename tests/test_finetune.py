@@ -44,7 +44,8 @@ def test_a_run_records_the_energy_and_emissions_of_its_training(finished):
     [record] = footprint.read(finished.run_dir)
     assert record["chapter"] == "finetune" and record["outcome"] == "finished"
     assert record["energy_kwh"] > 0 and record["emissions_kg"] > 0
-    assert record["duration_s"] >= finished.metrics["train_seconds"]
+    rounding = 0.05  # metrics.json keeps train_seconds to 0.1 s
+    assert record["duration_s"] >= finished.metrics["train_seconds"] - rounding
 
 
 def test_training_loss_falls_and_dev_f1_is_logged_every_epoch(finished):

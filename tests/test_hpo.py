@@ -65,6 +65,7 @@ def test_a_search_finishes_exactly_n_trials_starting_from_the_default_configurat
     assert result.best_dev_f1 == max(t.value for t in trials)
     summary = json.loads((tmp_path / "search" / "summary.json").read_text())
     assert summary["finished"] == 4 and summary["best_dev_strict_f1"] == result.best_dev_f1
+    assert (summary["pruner"], summary["prune_on"], summary["pruner_startup_trials"]) == ("median", "dev_loss", 2)
 
 
 def test_the_best_parameters_are_a_yaml_file_that_fine_tuning_accepts(
@@ -128,7 +129,7 @@ def epoch_one_of(study, loss, callback_signal="dev_loss"):
 
 def test_a_trial_whose_first_epoch_dev_loss_is_above_the_median_is_pruned_while_every_dev_f1_is_zero():
     study = optuna.create_study(direction="maximize", pruner=hpo.pruner("median", epochs=3))
-    for loss in (0.30, 0.35, 0.40, 0.45, 0.50):       # the pruner's five start-up trials
+    for loss in (0.30, 0.40):                         # the pruner's two start-up trials: median 0.35
         trial = epoch_one_of(study, loss)
         study.tell(trial, 0.0)
     with pytest.raises(optuna.TrialPruned, match="pruned after epoch 1"):
@@ -140,7 +141,7 @@ def test_a_trial_whose_first_epoch_dev_loss_is_above_the_median_is_pruned_while_
 
 def test_on_dev_f1_alone_a_first_epoch_of_zeros_cannot_prune():
     study = optuna.create_study(direction="maximize", pruner=hpo.pruner("median", epochs=3))
-    for loss in (0.30, 0.35, 0.40, 0.45, 0.50):
+    for loss in (0.30, 0.40):
         study.tell(epoch_one_of(study, loss, "dev_f1"), 0.0)
     epoch_one_of(study, 0.60, "dev_f1")               # no TrialPruned: 0 is not below a median of 0
 
@@ -161,9 +162,18 @@ def test_replaying_the_median_pruner_on_an_unpruned_study_counts_the_epochs_it_w
     good, bad = [-0.45, -0.40, -0.38], [-0.60, -0.55, -0.50]
     study = unpruned_study([good, bad, good, bad, good, bad, [-0.44, -0.39, -0.30], bad])
     replay = hpo.replay_pruning(study, "median", epochs=3)
-    assert replay["pruned_trials"] == 2                      # the bad ones after the five start-up trials
-    assert replay["epochs_trained"] == 24 - 2 * 2 and replay["epochs_unpruned"] == 24
+    assert replay["pruned_trials"] == 3                      # the bad ones after the two start-up trials
+    assert replay["epochs_trained"] == 24 - 3 * 2 and replay["epochs_unpruned"] == 24
     assert replay["best_dev_strict_f1"] == replay["unpruned_best_dev_strict_f1"] == pytest.approx(0.70)
+
+
+def test_the_median_pruner_prunes_nothing_before_its_start_up_trials_have_completed():
+    good, bad = [-0.45, -0.40, -0.38], [-0.60, -0.55, -0.50]
+    study = unpruned_study([good, bad, good, bad, good, bad, [-0.44, -0.39, -0.30], bad])
+    replay = hpo.replay_pruning(study, "median", epochs=3, startup_trials=5)
+    assert replay["pruned_trials"] == 2                      # the fourth trial is bad but among the first five
+    with pytest.raises(OpenMedError, match="pruner_startup_trials"):
+        config.load_search_config({"pruner_startup_trials": -1})
 
 
 KILL_IN_SECOND_TRIAL = """
@@ -274,7 +284,7 @@ def test_the_search_notebook_runs_on_the_smoke_profile(synthetic_corpus, space_f
     executed = papermill.execute_notebook(
         str(config.PROJECT_ROOT / "notebooks" / "hpo.ipynb"), str(tmp_path / "hpo.ipynb"), kernel_name="python3",
         parameters={"dataset": str(synthetic_corpus), "profile": "smoke", "n_trials": 4, "epochs": 2,
-                    "max_train_sentences": 40, "prune_on": "dev_loss",
+                    "max_train_sentences": 40, "prune_on": "dev_loss", "pruner_startup_trials": 4,
                     "output_dir": str(tmp_path / "run"), "space": space_file, "heartbeat_interval": 1,
                     "grace_period": 3},
         cwd=str(tmp_path), progress_bar=False)
