@@ -5,8 +5,12 @@ the same backbone, corpus and number of epochs; (b) inference, our batched predi
 saved by pruning, read from two finished search directories; (d) achieved FLOP/s as a fraction of this CPU's
 fp32 matmul peak, measured in the same run. Also the training options of training_options.py.
 
+On a GPU (`--device cuda`, the default where one is visible) both recipes train in bf16 mixed precision with
+batch 32, the peak is a bf16 matmul on the GPU and peak GPU memory is recorded; the training options, a study
+of CPU settings, are skipped.
+
     .venv/bin/python benchmarks/performance.py [--profile cpu-fast] [--dataset ncbi_disease] [--out runs/bench]
-        [--search-pruned DIR --search-unpruned DIR] [--smoke]
+        [--search-pruned DIR --search-unpruned DIR] [--device auto|cpu|cuda] [--smoke]
 
 --smoke runs the smoke profile (tiny random BERT) on a corpus directory in seconds: it checks that the code
 runs and writes its JSON; its numbers mean nothing.
@@ -18,6 +22,7 @@ import argparse
 import csv
 import gc
 import json
+import os
 import platform
 import shutil
 import sys
@@ -33,7 +38,10 @@ from transformers import TrainerCallback, pipeline
 
 import standard_recipe
 import training_options
-from openmed_repro import config, corpora, finetune, hpo, metrics, plots, runs
+from openmed_repro import config, corpora, devices, finetune, hpo, metrics, plots, runs
+from openmed_repro.errors import OpenMedError
+
+GPU_SETTINGS = {"precision": "bf16", "batch_size": 32}   # the issue's GPU comparison, for both recipes
 
 EMBEDDING_SUFFIXES = ("word_embeddings.weight", "position_embeddings.weight", "token_type_embeddings.weight")
 
@@ -48,6 +56,9 @@ class PeakMemory:
 
     def __enter__(self):
         gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
         self.start = self.peak = self.process.memory_info().rss
         self._running = True
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -65,7 +76,10 @@ class PeakMemory:
         self.peak = max(self.peak, self.process.memory_info().rss)
 
     def record(self) -> dict:
-        return {"peak_rss_mb": round(self.peak / 2**20, 1), "rss_at_start_mb": round(self.start / 2**20, 1)}
+        record = {"peak_rss_mb": round(self.peak / 2**20, 1), "rss_at_start_mb": round(self.start / 2**20, 1)}
+        if torch.cuda.is_available():
+            record["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        return record
 
 
 class Clock(TrainerCallback):
@@ -95,17 +109,31 @@ class Clock(TrainerCallback):
         return sum(p["seconds"] - end for p, end in zip(self.points, self.epoch_ends))
 
 
-def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
-    """Best fp32 FLOP/s of a size x size torch matmul on the current thread setting."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_peak(size: int = 2048, repeats: int = 10, device: str = "cpu", dtype: torch.dtype = torch.float32) -> float:
+    """Best FLOP/s of a size x size torch matmul (fp32 on the CPU's current thread setting, bf16 on a GPU)."""
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for _ in range(2):
         a @ b
     best = float("inf")
     for _ in range(repeats):
+        synchronize()
         start = time.perf_counter()
         a @ b
+        synchronize()
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best
+
+
+def chosen_device(requested: str) -> str:
+    """`auto`: the GPU where one is visible. `cpu` hides a GPU from this process (before CUDA starts), since
+    the Trainer takes any GPU it sees."""
+    if requested == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        return "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise OpenMedError("--device cuda: no CUDA GPU is visible to this process; use --device cpu (or auto)")
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def matmul_parameters(model) -> int:
@@ -139,7 +167,8 @@ def train_ours(run_config: config.RunConfig, corpus, work: Path) -> tuple[dict, 
         "recipe": f"ours (profile {run_config.profile}, {run_config.method})",
         "settings": {k: getattr(run_config, k) for k in ("method", "learning_rate", "batch_size", "epochs",
                                                            "lr_scheduler", "warmup_ratio", "weight_decay",
-                                                           "label_smoothing", "group_by_length", "lora_r")},
+                                                           "label_smoothing", "group_by_length", "lora_r",
+                                                           "precision")},
         "wall_seconds": round(trained.train_seconds, 1),
         "cpu_seconds": clock.points[-1]["cpu_seconds"] if clock.points else None, "evaluation_seconds": round(clock.evaluation_seconds(), 1),
         "train_tokens": trained.train_tokens, "epochs_run": epochs,
@@ -152,9 +181,10 @@ def train_ours(run_config: config.RunConfig, corpus, work: Path) -> tuple[dict, 
     return record, trained
 
 
-def train_standard(backbone: str, corpus, run_config: config.RunConfig, work: Path) -> dict:
+def train_standard(backbone: str, corpus, run_config: config.RunConfig, work: Path, device: str = "cpu") -> dict:
+    on_gpu = GPU_SETTINGS if device == "cuda" else {}
     recipe = standard_recipe.StandardRecipe(epochs=run_config.epochs, max_length=run_config.max_length,
-                                            seed=run_config.seed)
+                                            seed=run_config.seed, **on_gpu)
     clock = Clock()
     train = finetune.subset(corpus.train, run_config.max_train_sentences)
     dev = finetune.subset(corpus.devel, run_config.max_eval_sentences)
@@ -171,7 +201,7 @@ def train_standard(backbone: str, corpus, run_config: config.RunConfig, work: Pa
         "recipe": "standard (run_ner.py: full fine-tuning, Trainer defaults)",
         "settings": {"method": "full", "learning_rate": recipe.learning_rate, "batch_size": recipe.batch_size,
                      "epochs": recipe.epochs, "lr_scheduler": "linear", "warmup_ratio": 0.0, "weight_decay": 0.0,
-                     "label_smoothing": 0.0, "group_by_length": False},
+                     "label_smoothing": 0.0, "group_by_length": False, "precision": recipe.precision},
         "wall_seconds": round(seconds, 1),
         "cpu_seconds": clock.points[-1]["cpu_seconds"] if clock.points else None, "evaluation_seconds": round(clock.evaluation_seconds(), 1),
         "train_tokens": tokens, "epochs_run": epochs,
@@ -231,7 +261,7 @@ def inference(trained: finetune.Trained, run_config: config.RunConfig, sentences
                                 run_config.overlap, run_config.eval_batch_size)
 
     classifier = pipeline("token-classification", model=model, tokenizer=trained.tokenizer,
-                          aggregation_strategy="first", device="cpu")
+                          aggregation_strategy="first", device=model.device)
     batched = run_config.eval_batch_size
     runners = {"ours": ours,
                DEFAULT_PIPELINE: lambda: classifier(texts),
@@ -336,17 +366,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of our recipe")
     parser.add_argument("--search-pruned", type=Path, default=None)
     parser.add_argument("--search-unpruned", type=Path, default=None)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (on a CPU run)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="cuda: both recipes in bf16 with batch 32 (the GPU comparison)")
     parser.add_argument("--options-sentences", type=int, default=320, help="0 skips the training options")
     parser.add_argument("--inference-repeats", type=int, default=2)
     parser.add_argument("--smoke", action="store_true", help="smoke profile on a (synthetic) corpus directory")
     parser.add_argument("--out", type=Path, default=Path("runs/bench"))
     args = parser.parse_args(argv)
 
+    device = chosen_device(args.device)
     torch.set_num_threads(args.threads)
     profile = "smoke" if args.smoke else args.profile
     overrides = {"dataset": args.dataset, "data_dir": args.data_dir,
-                 **config.key_values(args.set)}
+                 **(GPU_SETTINGS if device == "cuda" else {}), **config.key_values(args.set)}
     run_config = config.load_run_config(profile, overrides)
     corpus = corpora.load(run_config.dataset, run_config.data_dir)
     test = finetune.subset(corpus.test, run_config.max_eval_sentences)
@@ -357,14 +390,21 @@ def main(argv: list[str] | None = None) -> dict:
     record = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
               "smoke": args.smoke, "dataset": run_config.dataset, "backbone": run_config.backbone,
               "threads": args.threads, "cpu": platform.processor() or platform.machine(),
-              "cpu_count": psutil.cpu_count(), "load_average_at_start": list(psutil.getloadavg()),
-              "provenance": runs.provenance(run_config, corpus.provenance(), "cpu")}
+              "device": devices.device_name(), "cpu_count": psutil.cpu_count(),
+              "load_average_at_start": list(psutil.getloadavg()),
+              "provenance": runs.provenance(run_config, corpus.provenance(), devices.device_name())}
+    size = 256 if args.smoke else 8192 if device == "cuda" else 2048
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+
+    def peak_now() -> float:
+        return matmul_peak(size, device=device, dtype=dtype)
+
     try:
-        peak = matmul_peak(256 if args.smoke else 2048)
+        peak = peak_now()
         record["matmul_peak_flops_at_start"] = peak
         training = {}
         training["ours"], trained = train_ours(run_config, corpus, work)
-        training["standard"] = train_standard(run_config.backbone, corpus, run_config, work)
+        training["standard"] = train_standard(run_config.backbone, corpus, run_config, work, device)
         target = training["standard"]["final_dev_strict_f1"]
         training["ours"]["time_to_standard_final_dev_f1"] = time_to_reach(training["ours"]["dev_curve"], target)
         training["ours"]["cpu_time_to_standard_final_dev_f1"] = time_to_reach(training["ours"]["dev_curve"], target,
@@ -374,11 +414,14 @@ def main(argv: list[str] | None = None) -> dict:
         record["inference"] = inference(trained, run_config, test, args.inference_repeats)
         runs.write_json(partial, record)
         record["search"] = search_savings(args.search_pruned, args.search_unpruned)
-        peak = max(peak, matmul_peak(256 if args.smoke else 2048))
+        peak = max(peak, peak_now())
         record["utilisation"] = utilisation(training, record["inference"], record["inference"]["matmul_parameters"], peak)
         record["targets"] = targets(training, record["inference"])
         runs.write_json(partial, record)
-        if args.options_sentences:
+        if device == "cuda":
+            record["training_options"] = []
+            record["training_options_skipped"] = "a study of CPU settings: run it with --device cpu"
+        elif args.options_sentences:
             sentences = finetune.subset(corpus.train, min(args.options_sentences, len(corpus.train)))
             record["training_options"] = training_options.measure_options(
                 run_config.backbone, sentences, corpus.labels, run_config.batch_size, run_config.max_length,

@@ -29,6 +29,7 @@ class StandardRecipe:
     epochs: float = 3.0
     max_length: int = 256
     seed: int = 42
+    precision: str = "fp32"         # bf16 or fp16 (mixed precision, a GPU) for the benchmark's GPU comparison
 
 
 class EvaluationClock(TrainerCallback):
@@ -96,7 +97,7 @@ def train(backbone_name: str, train_sentences: Sequence[Sentence], dev_sentences
         output_dir=str(output_dir), learning_rate=recipe.learning_rate, num_train_epochs=recipe.epochs,
         per_device_train_batch_size=recipe.batch_size, per_device_eval_batch_size=recipe.eval_batch_size,
         eval_strategy="epoch", seed=recipe.seed, report_to="none", use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=True,
+        bf16=recipe.precision == "bf16", fp16=recipe.precision == "fp16", disable_tqdm=True,
     )
     trainer = Trainer(model=model, args=args, train_dataset=train_features, eval_dataset=dev_features,
                       data_collator=DataCollatorForTokenClassification(tokenizer), processing_class=tokenizer,

@@ -32,6 +32,8 @@ def training(record: dict) -> pd.DataFrame:
             "of which dev evaluation s": run["evaluation_seconds"],
             "process CPU s": run.get("cpu_seconds"),
             "peak RSS MB": run["peak_rss_mb"],
+            "peak GPU memory MB": run.get("peak_gpu_memory_mb"),
+            "precision": run["settings"].get("precision", "fp32"),
             "dev strict F1 per epoch": " / ".join(f"{100 * p['dev_strict_f1']:.1f}" for p in run["dev_curve"]),
             "test strict F1": round(100 * run["test"]["strict_f1"], 1),
             "test default-mode F1": round(100 * run["test"]["default_f1"], 1),

@@ -107,3 +107,37 @@ def test_the_search_summary_gives_epochs_time_and_the_replayed_pruner():
         "the unpruned search. Replayed on the unpruned study's own 20 trials, the median pruner would have pruned 6, "
         "saved 20% of the epochs and kept its best trial.")
     assert bench_report.search_summary({"search": {"skipped": "no search"}}) == "Not measured in this run: no search"
+
+
+def import_performance():
+    sys.path.insert(0, str(BENCHMARK.parent))
+    try:
+        import performance
+    finally:
+        sys.path.remove(str(BENCHMARK.parent))
+    return performance
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_asking_for_the_gpu_comparison_without_a_gpu_is_refused_naming_the_option(synthetic_corpus, tmp_path):
+    done = subprocess.run([sys.executable, str(BENCHMARK), "--smoke", "--dataset", str(synthetic_corpus),
+                           "--device", "cuda", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "--device cuda: no CUDA GPU is visible" in done.stderr
+    assert not list(tmp_path.iterdir())   # refused before any work or file
+
+
+def test_the_gpu_comparison_trains_the_standard_recipe_in_bf16_with_batch_32(synthetic_corpus, tmp_path):
+    """bf16 autocast runs on a CPU too (slowly), so the GPU comparison's recipe can be exercised here."""
+    from openmed_repro import corpora
+    performance = import_performance()
+    corpus = corpora.load(str(synthetic_corpus))
+    recipe = performance.standard_recipe.StandardRecipe(epochs=1, **performance.GPU_SETTINGS)
+    trainer, _, _ = performance.standard_recipe.train("tiny-random-bert", corpus.train[:40], corpus.devel[:8],
+                                                      corpus.labels, tmp_path, recipe)
+    assert trainer.args.bf16 and trainer.args.per_device_train_batch_size == 32
+    assert trainer.state.global_step == 2   # 40 sentences in batches of 32
+
+
+def test_the_peak_is_measured_in_the_precision_asked_for():
+    performance = import_performance()
+    assert performance.matmul_peak(64, repeats=2, dtype=__import__("torch").bfloat16) > 0
