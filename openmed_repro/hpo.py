@@ -83,8 +83,8 @@ def suggest(trial: optuna.Trial, space: dict[str, dict]) -> dict:
 def pruner(name: str, epochs: float, startup_trials: int = SearchConfig.pruner_startup_trials) -> optuna.pruners.BasePruner:
     """The study's pruner. The median pruner waits for `startup_trials` completed trials, fewer than
     Optuna's five: the study's first trial is the profile's own configuration, so two completed trials already
-    set a fair bar, and in a 20-trial study five start-up trials (plus those started beside them) leave a
-    third of the epochs unprunable (18 of 45 in a 20-trial study on ncbi_disease)."""
+    set a fair bar, while five start-up trials (plus those started beside them) left 18 of the 45 epochs
+    of a 20-trial study on ncbi_disease unprunable."""
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=1)
     if name == "hyperband":
