@@ -47,11 +47,12 @@ EMBEDDING_SUFFIXES = ("word_embeddings.weight", "position_embeddings.weight", "t
 
 
 class PeakMemory:
-    """Peak resident memory of this process while the block runs (sampled every 50 ms)."""
+    """Peak resident memory of this process while the block runs (sampled every 50 ms), and on a GPU the
+    peak of its allocated GPU memory."""
 
     def __init__(self):
         self.process = psutil.Process()
-        self.start = self.peak = 0
+        self.start = self.peak = self.gpu_start = 0
         self._running = False
 
     def __enter__(self):
@@ -59,6 +60,7 @@ class PeakMemory:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
+            self.gpu_start = torch.cuda.memory_allocated()
         self.start = self.peak = self.process.memory_info().rss
         self._running = True
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -77,8 +79,9 @@ class PeakMemory:
 
     def record(self) -> dict:
         record = {"peak_rss_mb": round(self.peak / 2**20, 1), "rss_at_start_mb": round(self.start / 2**20, 1)}
-        if torch.cuda.is_available():
+        if torch.cuda.is_available():   # like RSS, the peak includes what was allocated before the block
             record["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+            record["gpu_memory_at_start_mb"] = round(self.gpu_start / 2**20, 1)
         return record
 
 
