@@ -379,6 +379,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     device = chosen_device(args.device)
+    device_name = devices.device_name()
     torch.set_num_threads(args.threads)
     profile = "smoke" if args.smoke else args.profile
     overrides = {"dataset": args.dataset, "data_dir": args.data_dir,
@@ -393,9 +394,9 @@ def main(argv: list[str] | None = None) -> dict:
     record = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
               "smoke": args.smoke, "dataset": run_config.dataset, "backbone": run_config.backbone,
               "threads": args.threads, "cpu": platform.processor() or platform.machine(),
-              "device": devices.device_name(), "cpu_count": psutil.cpu_count(),
+              "device": device_name, "cpu_count": psutil.cpu_count(),
               "load_average_at_start": list(psutil.getloadavg()),
-              "provenance": runs.provenance(run_config, corpus.provenance(), devices.device_name())}
+              "provenance": runs.provenance(run_config, corpus.provenance(), device_name)}
     size = 256 if args.smoke else 8192 if device == "cuda" else 2048
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
 

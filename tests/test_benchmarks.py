@@ -23,6 +23,16 @@ def search_directory(path: Path, trial_seconds: float, states: list[str], epochs
     return path
 
 
+def import_performance():
+    """benchmarks/performance.py as a module (benchmarks/ is not a package)."""
+    sys.path.insert(0, str(BENCHMARK.parent))
+    try:
+        import performance
+    finally:
+        sys.path.remove(str(BENCHMARK.parent))
+    return performance
+
+
 @pytest.fixture(scope="module")
 def smoke_bench(synthetic_corpus, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("bench")
@@ -64,20 +74,12 @@ def test_the_benchmark_leaves_no_scratch_directory_or_partial_record(smoke_bench
 
 
 def test_the_search_section_is_skipped_when_its_directories_are_absent(tmp_path):
-    sys.path.insert(0, str(BENCHMARK.parent))
-    try:
-        import performance
-    finally:
-        sys.path.remove(str(BENCHMARK.parent))
+    performance = import_performance()
     assert "skipped" in performance.search_savings(tmp_path / "absent", None)
 
 
 def test_the_entity_grouping_matches_the_pipelines_rule():
-    sys.path.insert(0, str(BENCHMARK.parent))
-    try:
-        import performance
-    finally:
-        sys.path.remove(str(BENCHMARK.parent))
+    performance = import_performance()
     assert performance.entities(["B-D", "I-D", "O", "I-D", "B-C", "I-D"]) == {(0, 2, "D"), (3, 4, "D"), (4, 5, "C"),
                                                                           (5, 6, "D")}
     groups = [{"start": 0, "end": 9, "entity_group": "D"}, {"start": 16, "end": 21, "entity_group": "C"}]
@@ -107,15 +109,6 @@ def test_the_search_summary_gives_epochs_time_and_the_replayed_pruner():
         "the unpruned search. Replayed on the unpruned study's own 20 trials, the median pruner would have pruned 6, "
         "saved 20% of the epochs and kept its best trial.")
     assert bench_report.search_summary({"search": {"skipped": "no search"}}) == "Not measured in this run: no search"
-
-
-def import_performance():
-    sys.path.insert(0, str(BENCHMARK.parent))
-    try:
-        import performance
-    finally:
-        sys.path.remove(str(BENCHMARK.parent))
-    return performance
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal on a machine without a GPU")
