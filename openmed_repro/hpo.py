@@ -82,9 +82,11 @@ def suggest(trial: optuna.Trial, space: dict[str, dict]) -> dict:
 
 def pruner(name: str, epochs: float, startup_trials: int = SearchConfig.pruner_startup_trials) -> optuna.pruners.BasePruner:
     """The study's pruner. The median pruner waits for `startup_trials` completed trials, fewer than
-    Optuna's five: the study's first trial is the profile's own configuration, so two completed trials already
-    set a fair bar, while five start-up trials (plus those started beside them) left 18 of the 45 epochs
-    of a 20-trial study on ncbi_disease unprunable."""
+    Optuna's five. One is enough because the study's first trial is the profile's own configuration: until
+    more trials complete, a trial learning slower than the default is pruned. Five start-up trials (plus
+    those started beside them) left 18 of the 45 epochs of a 20-trial study on ncbi_disease unprunable;
+    with two, the first bar was the mean of the default and a crawling trial, and two trials that never
+    predicted an entity passed it (runs/hpo4)."""
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=1)
     if name == "hyperband":
@@ -158,6 +160,8 @@ class ReportToPruner(TrainerCallback):
             self.trial.set_user_attr("dev_strict_f1_by_epoch", self.dev_f1)
             self.trial.set_user_attr("epochs_run", len(self.dev_f1))
         self.trial.report(self.sign * metrics[self.metric], step=round(state.epoch))
+        if state.global_step >= state.max_steps:
+            return   # training is over: pruning would save nothing and lose the trial's F1
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {state.epoch:g}")
 
@@ -250,10 +254,11 @@ def replay_pruning(study: optuna.Study, pruner_name: str, epochs: float,
     trained = pruned = 0
     for trial in finished:
         live = replayed.ask()
-        for step, value in sorted(trial.intermediate_values.items()):
+        curve = sorted(trial.intermediate_values.items())
+        for step, value in curve:
             live.report(value, step)
             trained += 1
-            if live.should_prune():
+            if step < curve[-1][0] and live.should_prune():   # as in a trial, never after its last epoch
                 replayed.tell(live, state=TrialState.PRUNED)
                 pruned += 1
                 break

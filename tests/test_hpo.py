@@ -65,7 +65,7 @@ def test_a_search_finishes_exactly_n_trials_starting_from_the_default_configurat
     assert result.best_dev_f1 == max(t.value for t in trials)
     summary = json.loads((tmp_path / "search" / "summary.json").read_text())
     assert summary["finished"] == 4 and summary["best_dev_strict_f1"] == result.best_dev_f1
-    assert (summary["pruner"], summary["prune_on"], summary["pruner_startup_trials"]) == ("median", "dev_loss", 2)
+    assert (summary["pruner"], summary["prune_on"], summary["pruner_startup_trials"]) == ("median", "dev_loss", 1)
 
 
 def test_the_best_parameters_are_a_yaml_file_that_fine_tuning_accepts(
@@ -115,8 +115,10 @@ def test_invalid_search_parameters_are_refused_naming_them(space_file, tmp_path)
 
 
 class EpochState:
+    """The Trainer's state at the end of an epoch of a three-epoch run, ten steps an epoch."""
+
     def __init__(self, epoch):
-        self.epoch = epoch
+        self.epoch, self.global_step, self.max_steps = epoch, round(epoch * 10), 30
 
 
 def epoch_one_of(study, loss, callback_signal="dev_loss"):
@@ -129,8 +131,9 @@ def epoch_one_of(study, loss, callback_signal="dev_loss"):
 
 def test_a_trial_whose_first_epoch_dev_loss_is_above_the_median_is_pruned_while_every_dev_f1_is_zero():
     study = optuna.create_study(direction="maximize", pruner=hpo.pruner("median", epochs=3))
-    for loss in (0.30, 0.40):                         # the pruner's two start-up trials: median 0.35
-        trial = epoch_one_of(study, loss)
+    for loss in (0.30, 0.40):                         # two completed trials: median 0.35
+        trial = study.ask()
+        trial.report(-loss, 1)
         study.tell(trial, 0.0)
     with pytest.raises(optuna.TrialPruned, match="pruned after epoch 1"):
         epoch_one_of(study, 0.60)
@@ -142,7 +145,9 @@ def test_a_trial_whose_first_epoch_dev_loss_is_above_the_median_is_pruned_while_
 def test_on_dev_f1_alone_a_first_epoch_of_zeros_cannot_prune():
     study = optuna.create_study(direction="maximize", pruner=hpo.pruner("median", epochs=3))
     for loss in (0.30, 0.40):
-        study.tell(epoch_one_of(study, loss, "dev_f1"), 0.0)
+        trial = study.ask()
+        trial.report(0.0, 1)                          # dev F1 after the first epoch
+        study.tell(trial, 0.0)
     epoch_one_of(study, 0.60, "dev_f1")               # no TrialPruned: 0 is not below a median of 0
 
 
@@ -162,8 +167,8 @@ def test_replaying_the_median_pruner_on_an_unpruned_study_counts_the_epochs_it_w
     good, bad = [-0.45, -0.40, -0.38], [-0.60, -0.55, -0.50]
     study = unpruned_study([good, bad, good, bad, good, bad, [-0.44, -0.39, -0.30], bad])
     replay = hpo.replay_pruning(study, "median", epochs=3)
-    assert replay["pruned_trials"] == 3                      # the bad ones after the two start-up trials
-    assert replay["epochs_trained"] == 24 - 3 * 2 and replay["epochs_unpruned"] == 24
+    assert replay["pruned_trials"] == 4                      # every bad one after the first completed trial
+    assert replay["epochs_trained"] == 24 - 4 * 2 and replay["epochs_unpruned"] == 24
     assert replay["best_dev_strict_f1"] == replay["unpruned_best_dev_strict_f1"] == pytest.approx(0.70)
 
 
@@ -174,6 +179,24 @@ def test_the_median_pruner_prunes_nothing_before_its_start_up_trials_have_comple
     assert replay["pruned_trials"] == 2                      # the fourth trial is bad but among the first five
     with pytest.raises(OpenMedError, match="pruner_startup_trials"):
         config.load_search_config({"pruner_startup_trials": -1})
+
+
+def test_a_trial_is_never_pruned_after_its_last_epoch_because_that_would_save_nothing():
+    study = optuna.create_study(direction="maximize", pruner=hpo.pruner("median", epochs=3))
+    trial = study.ask()
+    for epoch, loss in enumerate((0.30, 0.28, 0.26), start=1):
+        trial.report(-loss, epoch)
+    study.tell(trial, 0.5)
+    late = study.ask()
+    callback = hpo.ReportToPruner(late)
+    for epoch in (1, 2):                                      # level with the finished trial so far
+        callback.on_evaluate(None, EpochState(epoch), None, metrics={"eval_loss": 0.30 - 0.02 * (epoch - 1),
+                                                                     "eval_strict_f1": 0.1})
+    callback.on_evaluate(None, EpochState(3), None, metrics={"eval_loss": 0.90, "eval_strict_f1": 0.4})
+    assert late.should_prune()                                # the pruner would have said so ...
+    assert late.user_attrs["epochs_run"] == 3                 # ... but the last epoch ran to its end
+    replayed = hpo.replay_pruning(unpruned_study([[-0.30, -0.28, -0.26], [-0.30, -0.28, -0.90]]), "median", epochs=3)
+    assert replayed["pruned_trials"] == 0 and replayed["epochs_trained"] == 6
 
 
 KILL_IN_SECOND_TRIAL = """
