@@ -2,8 +2,8 @@
 noisy machine: (a) training, our fine-tuning against the standard Hugging Face recipe (standard_recipe.py) on
 the same backbone, corpus and number of epochs; (b) inference, our batched predictor against
 `transformers.pipeline("token-classification")` on the same trained model and test sentences; (c) trial time
-saved by pruning, read from two finished search directories; (d) achieved FLOP/s as a fraction of this CPU's
-fp32 matmul peak, measured in the same run. Also the training options of training_options.py.
+saved by pruning, read from two finished search directories (openmed_repro/search_comparison.py); (d) achieved
+FLOP/s as a fraction of this CPU's fp32 matmul peak, measured in the same run. Also the training options of training_options.py.
 
 On a GPU (`--device cuda`, the default where one is visible) both recipes train in bf16 mixed precision with
 batch 32, the peak is a bf16 matmul on the GPU and peak GPU memory is recorded; the training options, a study
@@ -19,7 +19,6 @@ runs and writes its JSON; its numbers mean nothing.
 from __future__ import annotations
 
 import argparse
-import csv
 import gc
 import json
 import os
@@ -31,14 +30,13 @@ import threading
 import time
 from pathlib import Path
 
-import optuna
 import psutil
 import torch
 from transformers import TrainerCallback, pipeline
 
 import standard_recipe
 import training_options
-from openmed_repro import config, corpora, devices, finetune, hpo, metrics, plots, runs
+from openmed_repro import config, corpora, devices, finetune, metrics, plots, runs, search_comparison
 from openmed_repro.errors import OpenMedError
 
 GPU_SETTINGS = {"precision": "bf16", "batch_size": 32}   # the issue's GPU comparison, for both recipes
@@ -299,35 +297,6 @@ def inference(trained: finetune.Trained, run_config: config.RunConfig, sentences
             "matmul_parameters": matmul_parameters(model), "disagreements": disagreements}
 
 
-def search_savings(pruned: Path | None, unpruned: Path | None) -> dict:
-    """Trial time, epochs trained and best dev F1 of a pruned and an unpruned search, from their summary.json
-    and trials.csv. Epochs saved is the measure that a loaded machine does not distort."""
-    if not (pruned and unpruned and (pruned / "summary.json").is_file() and (unpruned / "summary.json").is_file()):
-        return {"skipped": f"no finished search directories given or found ({pruned}, {unpruned})"}
-    record, summaries = {}, {}
-    for name, directory in (("pruned", pruned), ("unpruned", unpruned)):
-        summary = summaries[name] = json.loads((directory / "summary.json").read_text())
-        with (directory / "trials.csv").open() as handle:
-            rows = [row for row in csv.DictReader(handle) if row["state"] in {"COMPLETE", "PRUNED"}]
-        epochs = [row.get("user_attrs_epochs_run") for row in rows]
-        record[name] = {"directory": str(directory), "trial_seconds": round(summary["trial_seconds"], 1),
-                        "best_dev_strict_f1": summary["best_dev_strict_f1"], "trials": len(rows),
-                        "pruned_trials": sum(row["state"] == "PRUNED" for row in rows),
-                        "epochs_trained": sum(int(float(e)) for e in epochs) if all(epochs) else None}
-    record["trial_time_saved"] = round(1 - record["pruned"]["trial_seconds"] / record["unpruned"]["trial_seconds"], 3)
-    if record["pruned"]["epochs_trained"] and record["unpruned"]["epochs_trained"]:   # load-independent
-        record["epochs_saved"] = round(1 - record["pruned"]["epochs_trained"] / record["unpruned"]["epochs_trained"], 3)
-    study_file = unpruned / "study.db"
-    if study_file.is_file():   # the median pruner, set up as in the pruned study, replayed on the unpruned one's trials
-        study = optuna.load_study(study_name=summaries["unpruned"]["study"], storage=f"sqlite:///{study_file.resolve()}")
-        epochs = max((len(t.intermediate_values) for t in study.trials), default=1)
-        startup = summaries["pruned"].get("pruner_startup_trials", 5)   # studies before the setting used Optuna's 5
-        record["median_pruner_replayed_on_unpruned"] = hpo.replay_pruning(study, "median", epochs, startup)
-    record["best_dev_f1_difference"] = round(record["pruned"]["best_dev_strict_f1"]
-                                             - record["unpruned"]["best_dev_strict_f1"], 4)
-    return record
-
-
 def utilisation(training: dict, inference_record: dict, matmul_params: int, peak: float) -> dict:
     """Achieved FLOP/s (6 x parameters x tokens/s training, 2 x for inference) over the measured peak."""
     rows = {}
@@ -417,7 +386,7 @@ def main(argv: list[str] | None = None) -> dict:
         runs.write_json(partial, record)
         record["inference"] = inference(trained, run_config, test, args.inference_repeats)
         runs.write_json(partial, record)
-        record["search"] = search_savings(args.search_pruned, args.search_unpruned)
+        record["search"] = search_comparison.compare(args.search_pruned, args.search_unpruned)
         peak = max(peak, peak_now())
         record["utilisation"] = utilisation(training, record["inference"], record["inference"]["matmul_parameters"], peak)
         record["targets"] = targets(training, record["inference"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import papermill
 import pytest
 
-from openmed_repro import bench_report, config
+from openmed_repro import bench_report, config, search_comparison
 
 BENCHMARK = config.PROJECT_ROOT / "benchmarks" / "performance.py"
 NOTEBOOK = config.PROJECT_ROOT / "notebooks" / "performance.ipynb"
@@ -74,8 +74,7 @@ def test_the_benchmark_leaves_no_scratch_directory_or_partial_record(smoke_bench
 
 
 def test_the_search_section_is_skipped_when_its_directories_are_absent(tmp_path):
-    performance = import_performance()
-    assert "skipped" in performance.search_savings(tmp_path / "absent", None)
+    assert "skipped" in search_comparison.compare(tmp_path / "absent", None)
 
 
 def test_the_entity_grouping_matches_the_pipelines_rule():
