@@ -170,7 +170,7 @@ class SearchConfig:
     study_name: str | None = None       # None: <dataset>-<backbone>-<profile>
     pruner: str = "median"
     prune_on: str = "dev_loss"          # the per-epoch signal the pruner compares: dev_loss | dev_f1
-    pruner_startup_trials: int = 1      # completed trials the median pruner waits for before it prunes
+    pruner_startup_trials: int = 5      # completed trials the median pruner waits for (Optuna's default)
     heartbeat_interval: int = 60        # seconds between a running trial's heartbeats
     grace_period: int = 180             # seconds without a heartbeat before a trial counts as dead
     max_retry: int = 3                  # retries of a trial whose worker died

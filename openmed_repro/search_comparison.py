@@ -4,7 +4,7 @@ distort; trial time is what the search chapter's target is set in; the replay ru
 pruner over the unpruned study's own trials, so that it isolates the pruner from the sampler.
 
     .venv/bin/python -m openmed_repro.search_comparison --pruned runs/hpo5/ncbi-median-startup1 \\
-        --unpruned runs/hpo5/ncbi-none [--out runs/hpo5/comparison.json]
+        --unpruned runs/hpo5/ncbi-none [--out runs/hpo5/comparison.json] [--replay-startup-trials 1 2 5]
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ FINISHED_STATES = {"COMPLETE", "PRUNED"}
 STARTUP_BEFORE_THE_SETTING = 5   # studies written before summary.json recorded it used Optuna's default
 
 
-def compare(pruned: Path | None, unpruned: Path | None) -> dict:
+def compare(pruned: Path | None, unpruned: Path | None, replay_startup_trials: tuple[int, ...] = ()) -> dict:
     """Trial time, epochs, pruned trials, wall time and best dev F1 of each search, what pruning saved, and
-    the median pruner replayed on the unpruned study (when its study.db is there)."""
+    the median pruner replayed on the unpruned study (when its study.db is there): set up as in the pruned
+    study, and with each start-up count of `replay_startup_trials`."""
     if not (pruned and unpruned and (pruned / "summary.json").is_file() and (unpruned / "summary.json").is_file()):
         return {"skipped": f"no finished search directories given or found ({pruned}, {unpruned})"}
     record, summaries = {}, {}
@@ -39,6 +40,9 @@ def compare(pruned: Path | None, unpruned: Path | None) -> dict:
         epochs = max((len(t.intermediate_values) for t in study.trials), default=1)
         startup = summaries["pruned"].get("pruner_startup_trials", STARTUP_BEFORE_THE_SETTING)
         record["median_pruner_replayed_on_unpruned"] = hpo.replay_pruning(study, "median", epochs, startup)
+        if replay_startup_trials:
+            record["median_pruner_replays"] = [hpo.replay_pruning(study, "median", epochs, count)
+                                               for count in replay_startup_trials]
     record["best_dev_f1_difference"] = round(record["pruned"]["best_dev_strict_f1"]
                                              - record["unpruned"]["best_dev_strict_f1"], 4)
     return record
@@ -82,14 +86,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pruned", type=Path, required=True, help="run directory of the pruned search")
     parser.add_argument("--unpruned", type=Path, required=True, help="run directory of the unpruned search")
     parser.add_argument("--out", type=Path, default=None, help="also write the comparison here (JSON)")
+    parser.add_argument("--replay-startup-trials", type=int, nargs="*", default=[], metavar="N",
+                        help="also replay the median pruner with these start-up counts on the unpruned trials")
     args = parser.parse_args(argv)
-    record = compare(args.pruned, args.unpruned)
+    record = compare(args.pruned, args.unpruned, tuple(args.replay_startup_trials))
     if "skipped" in record:
         raise SystemExit(f"search comparison: {record['skipped']}")
     if args.out:
         runs.write_json(args.out, record)
     print(json.dumps(record, indent=2))
     print(bench_report.search_summary({"search": record}))
+    for replay in record.get("median_pruner_replays", []):
+        print(f"median pruner, {replay['startup_trials']} start-up trial(s), replayed: {replay['pruned_trials']} pruned, "
+              f"{replay['epochs_saved']:.0%} of the epochs saved, best dev strict F1 {100 * (replay['best_dev_strict_f1'] or 0):.1f} "
+              f"(unpruned {100 * replay['unpruned_best_dev_strict_f1']:.1f})")
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def test_a_search_finishes_exactly_n_trials_starting_from_the_default_configurat
     assert result.best_dev_f1 == max(t.value for t in trials)
     summary = json.loads((tmp_path / "search" / "summary.json").read_text())
     assert summary["finished"] == 4 and summary["best_dev_strict_f1"] == result.best_dev_f1
-    assert (summary["pruner"], summary["prune_on"], summary["pruner_startup_trials"]) == ("median", "dev_loss", 1)
+    assert (summary["pruner"], summary["prune_on"], summary["pruner_startup_trials"]) == ("median", "dev_loss", 5)
 
 
 def test_the_best_parameters_are_a_yaml_file_that_fine_tuning_accepts(
@@ -130,7 +130,7 @@ def epoch_one_of(study, loss, callback_signal="dev_loss"):
 
 
 def test_a_trial_whose_first_epoch_dev_loss_is_above_the_median_is_pruned_while_every_dev_f1_is_zero():
-    study = optuna.create_study(direction="maximize", pruner=hpo.pruner("median", epochs=3))
+    study = optuna.create_study(direction="maximize", pruner=hpo.pruner("median", epochs=3, startup_trials=2))
     for loss in (0.30, 0.40):                         # two completed trials: median 0.35
         trial = study.ask()
         trial.report(-loss, 1)
@@ -143,7 +143,7 @@ def test_a_trial_whose_first_epoch_dev_loss_is_above_the_median_is_pruned_while_
 
 
 def test_on_dev_f1_alone_a_first_epoch_of_zeros_cannot_prune():
-    study = optuna.create_study(direction="maximize", pruner=hpo.pruner("median", epochs=3))
+    study = optuna.create_study(direction="maximize", pruner=hpo.pruner("median", epochs=3, startup_trials=2))
     for loss in (0.30, 0.40):
         trial = study.ask()
         trial.report(0.0, 1)                          # dev F1 after the first epoch
@@ -166,7 +166,7 @@ def unpruned_study(curves):
 def test_replaying_the_median_pruner_on_an_unpruned_study_counts_the_epochs_it_would_have_saved():
     good, bad = [-0.45, -0.40, -0.38], [-0.60, -0.55, -0.50]
     study = unpruned_study([good, bad, good, bad, good, bad, [-0.44, -0.39, -0.30], bad])
-    replay = hpo.replay_pruning(study, "median", epochs=3)
+    replay = hpo.replay_pruning(study, "median", epochs=3, startup_trials=1)
     assert replay["pruned_trials"] == 4                      # every bad one after the first completed trial
     assert replay["epochs_trained"] == 24 - 4 * 2 and replay["epochs_unpruned"] == 24
     assert replay["best_dev_strict_f1"] == replay["unpruned_best_dev_strict_f1"] == pytest.approx(0.70)
@@ -182,7 +182,7 @@ def test_the_median_pruner_prunes_nothing_before_its_start_up_trials_have_comple
 
 
 def test_a_trial_is_never_pruned_after_its_last_epoch_because_that_would_save_nothing():
-    study = optuna.create_study(direction="maximize", pruner=hpo.pruner("median", epochs=3))
+    study = optuna.create_study(direction="maximize", pruner=hpo.pruner("median", epochs=3, startup_trials=1))
     trial = study.ask()
     for epoch, loss in enumerate((0.30, 0.28, 0.26), start=1):
         trial.report(-loss, epoch)
@@ -195,7 +195,8 @@ def test_a_trial_is_never_pruned_after_its_last_epoch_because_that_would_save_no
     callback.on_evaluate(None, EpochState(3), None, metrics={"eval_loss": 0.90, "eval_strict_f1": 0.4})
     assert late.should_prune()                                # the pruner would have said so ...
     assert late.user_attrs["epochs_run"] == 3                 # ... but the last epoch ran to its end
-    replayed = hpo.replay_pruning(unpruned_study([[-0.30, -0.28, -0.26], [-0.30, -0.28, -0.90]]), "median", epochs=3)
+    replayed = hpo.replay_pruning(unpruned_study([[-0.30, -0.28, -0.26], [-0.30, -0.28, -0.90]]), "median", epochs=3,
+                                  startup_trials=1)
     assert replayed["pruned_trials"] == 0 and replayed["epochs_trained"] == 6
 
 

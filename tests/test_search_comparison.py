@@ -56,11 +56,20 @@ def test_the_replay_uses_the_pruned_studys_start_up_count_on_the_unpruned_trials
     assert replay["best_dev_strict_f1"] == replay["unpruned_best_dev_strict_f1"]
 
 
+def test_the_replay_can_try_other_start_up_counts_on_the_same_trials(pair):
+    replays = search_comparison.compare(*pair, replay_startup_trials=(1, 3, 4))["median_pruner_replays"]
+    # 3: the second trial is bad but runs while one trial has completed; 4: never four completed before a trial
+    assert [(r["startup_trials"], r["pruned_trials"]) for r in replays] == [(1, 2), (3, 1), (4, 0)]
+
+
 def test_the_command_writes_the_comparison_and_says_what_pruning_saved(pair, tmp_path, capsys):
     pruned, unpruned = pair
-    search_comparison.main(["--pruned", str(pruned), "--unpruned", str(unpruned), "--out", str(tmp_path / "c.json")])
-    assert json.loads((tmp_path / "c.json").read_text()) == search_comparison.compare(pruned, unpruned)
-    assert "Pruning saved 25% of the epochs trained and 25% of the trial time" in capsys.readouterr().out
+    search_comparison.main(["--pruned", str(pruned), "--unpruned", str(unpruned), "--out", str(tmp_path / "c.json"),
+                            "--replay-startup-trials", "1"])
+    assert json.loads((tmp_path / "c.json").read_text()) == search_comparison.compare(pruned, unpruned, (1,))
+    printed = capsys.readouterr().out
+    assert "Pruning saved 25% of the epochs trained and 25% of the trial time" in printed
+    assert "median pruner, 1 start-up trial(s), replayed: 2 pruned, 33% of the epochs saved" in printed
 
 
 def test_a_directory_without_a_finished_search_is_refused_naming_it(tmp_path, pair):
