@@ -16,7 +16,7 @@ import optuna
 import pytest
 import yaml
 
-from openmed_repro import config, corpora, hpo
+from openmed_repro import config, corpora, hpo, trial_seeds
 from openmed_repro.errors import OpenMedError
 from optuna.trial import TrialState
 
@@ -327,3 +327,14 @@ def test_a_misspelt_search_parameter_stops_the_notebook_naming_it(synthetic_corp
             str(config.PROJECT_ROOT / "notebooks" / "hpo.ipynb"), str(tmp_path / "hpo.ipynb"),
             kernel_name="python3", parameters={"dataset": str(synthetic_corpus), "profile": "smoke", "n_trial": 4},
             cwd=str(tmp_path), progress_bar=False)
+
+
+def test_a_trial_retrained_with_its_own_seed_scores_what_the_study_recorded(synthetic_corpus, space_file, tmp_path):
+    search, base = tmp_path / "search", run_config(synthetic_corpus)
+    hpo.work(base, search_config(space_file, n_trials=1), search)
+    record = trial_seeds.retrain(search, 0, [base.seed, 7])
+    assert record["study_seed"] == base.seed
+    assert record["best_dev_strict_f1_by_seed"][base.seed] == record["study_best_dev_strict_f1"]
+    assert 0 <= record["best_dev_strict_f1_by_seed"][7] <= 1 and record["spread"] >= 0
+    with pytest.raises(OpenMedError, match="trial 3 is not a completed trial"):
+        trial_seeds.retrain(search, 3, [1])
