@@ -3,7 +3,8 @@ noisy machine: (a) training, our fine-tuning against the standard Hugging Face r
 the same backbone, corpus and number of epochs; (b) inference, our batched predictor against
 `transformers.pipeline("token-classification")` on the same trained model and test sentences; (c) trial time
 saved by pruning, read from two finished search directories (openmed_repro/search_comparison.py); (d) achieved
-FLOP/s as a fraction of this CPU's fp32 matmul peak, measured in the same run. Also the training options of training_options.py.
+FLOP/s as a fraction of this CPU's fp32 matmul peak, measured in the same run. Also the training options of
+training_options.py.
 
 On a GPU (`--device cuda`, the default where one is visible) both recipes train in bf16 mixed precision with
 batch 32, the peak is a bf16 matmul on the GPU and peak GPU memory is recorded; the training options, a study
