@@ -177,11 +177,15 @@ def objective(run_config: RunConfig, corpus: corpora.Corpus, search: SearchConfi
                                      footprint_dir=run_dir / "footprint" / trial_dir.name, chapter="search trial")
         finally:
             shutil.rmtree(trial_dir, ignore_errors=True)   # checkpoints of a finished trial are not needed
-        scores = [entry["eval_strict_f1"] for entry in trained.log_history if "eval_strict_f1" in entry]
         trial.set_user_attr("train_seconds", round(trained.train_seconds, 1))
-        return max(scores)
+        return best_dev_f1(trained)
 
     return evaluate
+
+
+def best_dev_f1(trained: finetune.Trained) -> float:
+    """A trial's score: the best dev strict F1 of any of its epochs."""
+    return max(entry["eval_strict_f1"] for entry in trained.log_history if "eval_strict_f1" in entry)
 
 
 def _refuse_surplus(trial: optuna.Trial, n_trials: int) -> None:
@@ -240,6 +244,15 @@ def write_results(study: optuna.Study, run_dir: Path, search: SearchConfig | Non
         summary.update(pruner=search.pruner, prune_on=search.prune_on, pruner_startup_trials=search.pruner_startup_trials)
     runs.write_json(run_dir / "summary.json", summary)
     return SearchResult(study, best.params, best.value, default_f1, trials)
+
+
+def finished_study(run_dir: Path, summary: dict) -> optuna.Study | None:
+    """The SQLite study of a finished search directory, named by its summary.json; None when the study
+    lives elsewhere (a PostgreSQL URL) or the directory holds no study file."""
+    study_file = run_dir / "study.db"
+    if not (study_file.is_file() and summary.get("study")):
+        return None
+    return optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{study_file.resolve()}")
 
 
 def replay_pruning(study: optuna.Study, pruner_name: str, epochs: float,

@@ -18,7 +18,7 @@ import optuna
 
 from openmed_repro import bench_report, hpo, runs
 
-FINISHED_STATES = {"COMPLETE", "PRUNED"}
+FINISHED_STATES = {state.name for state in hpo.FINISHED}   # as trials.csv spells them
 STARTUP_BEFORE_THE_SETTING = 5   # studies written before summary.json recorded it used Optuna's default
 
 
@@ -28,14 +28,15 @@ def compare(pruned: Path | None, unpruned: Path | None, replay_startup_trials: t
     study, and with each start-up count of `replay_startup_trials`."""
     if not (pruned and unpruned and (pruned / "summary.json").is_file() and (unpruned / "summary.json").is_file()):
         return {"skipped": f"no finished search directories given or found ({pruned}, {unpruned})"}
-    record, summaries = {}, {}
+    record, summaries, studies = {}, {}, {}
     for name, directory in (("pruned", pruned), ("unpruned", unpruned)):
         summary = summaries[name] = json.loads((directory / "summary.json").read_text())
-        record[name] = {"directory": str(directory), **study_figures(directory, summary)}
+        studies[name] = hpo.finished_study(directory, summary)
+        record[name] = {"directory": str(directory), **study_figures(directory, summary, studies[name])}
     record["trial_time_saved"] = round(1 - record["pruned"]["trial_seconds"] / record["unpruned"]["trial_seconds"], 3)
     if record["pruned"]["epochs_trained"] and record["unpruned"]["epochs_trained"]:
         record["epochs_saved"] = round(1 - record["pruned"]["epochs_trained"] / record["unpruned"]["epochs_trained"], 3)
-    study = load_study(unpruned, summaries["unpruned"])
+    study = studies["unpruned"]
     if study is not None:
         epochs = max((len(t.intermediate_values) for t in study.trials), default=1)
         startup = summaries["pruned"].get("pruner_startup_trials", STARTUP_BEFORE_THE_SETTING)
@@ -48,7 +49,7 @@ def compare(pruned: Path | None, unpruned: Path | None, replay_startup_trials: t
     return record
 
 
-def study_figures(directory: Path, summary: dict) -> dict:
+def study_figures(directory: Path, summary: dict, study: optuna.Study | None) -> dict:
     with (directory / "trials.csv").open() as handle:
         rows = [row for row in csv.DictReader(handle) if row["state"] in FINISHED_STATES]
     epochs = [row.get("user_attrs_epochs_run") for row in rows]
@@ -57,7 +58,6 @@ def study_figures(directory: Path, summary: dict) -> dict:
                "pruned_after_epoch": pruned_after_epoch(rows),
                "epochs_trained": sum(int(float(e)) for e in epochs) if all(epochs) else None,
                "pruner": summary.get("pruner"), "pruner_startup_trials": summary.get("pruner_startup_trials")}
-    study = load_study(directory, summary)
     if study is not None:   # from the first trial's start to the last one's end, every worker together
         times = [t for t in study.trials if t.datetime_start and t.datetime_complete]
         if times:
@@ -72,13 +72,6 @@ def pruned_after_epoch(rows: list[dict]) -> dict[str, int]:
     epochs = sorted(int(float(row["user_attrs_epochs_run"])) for row in rows
                     if row["state"] == "PRUNED" and row.get("user_attrs_epochs_run"))
     return {str(epoch): epochs.count(epoch) for epoch in dict.fromkeys(epochs)}
-
-
-def load_study(directory: Path, summary: dict) -> optuna.Study | None:
-    study_file = directory / "study.db"
-    if not (study_file.is_file() and summary.get("study")):
-        return None
-    return optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{study_file.resolve()}")
 
 
 def main(argv: list[str] | None = None) -> None:

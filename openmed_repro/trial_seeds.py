@@ -13,7 +13,7 @@ import shutil
 import statistics
 from pathlib import Path
 
-import optuna
+from optuna.trial import TrialState
 
 from openmed_repro import config, corpora, finetune, hpo, runs
 from openmed_repro.errors import OpenMedError
@@ -25,9 +25,8 @@ def retrain(search_dir: Path, trial_number: int, seeds: list[int]) -> dict:
     if not (summary_file.is_file() and base_file.is_file() and (search_dir / "study.db").is_file()):
         raise OpenMedError(f"{search_dir}: not a finished search (summary.json, {runs.CONFIG} and study.db needed)")
     summary, base = json.loads(summary_file.read_text()), json.loads(base_file.read_text())
-    study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{(search_dir / 'study.db').resolve()}")
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    if trial_number not in trials or trials[trial_number].state.name != "COMPLETE":
+    trials = {t.number: t for t in hpo.finished_study(search_dir, summary).get_trials(deepcopy=False)}
+    if trial_number not in trials or trials[trial_number].state != TrialState.COMPLETE:
         raise OpenMedError(f"{search_dir}: trial {trial_number} is not a completed trial of the study")
     trial = trials[trial_number]
     corpus = corpora.load(base["dataset"], base.get("data_dir"), repair=base.get("repair", False), splits=hpo.SEARCH_SPLITS)
@@ -40,8 +39,8 @@ def retrain(search_dir: Path, trial_number: int, seeds: list[int]) -> dict:
                                      chapter="search trial, other seed")
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        scores[seed] = max(entry["eval_strict_f1"] for entry in trained.log_history if "eval_strict_f1" in entry)
-    values = [trial.value, *scores.values()]
+        scores[seed] = hpo.best_dev_f1(trained)
+    values = list({base["seed"]: trial.value, **scores}.values())   # the study's own seed counted once
     return {"search": str(search_dir), "trial": trial_number, "parameters": trial.params, "study_seed": base["seed"],
             "study_best_dev_strict_f1": trial.value, "best_dev_strict_f1_by_seed": scores,
             "mean": statistics.mean(values), "spread": max(values) - min(values)}
