@@ -169,7 +169,7 @@ class SearchConfig:
     storage: str | None = None          # None: SQLite file in the run directory; or any SQLAlchemy URL
     study_name: str | None = None       # None: <dataset>-<backbone>-<profile>
     pruner: str = "median"
-    prune_on: str = "dev_loss"          # the per-epoch signal the pruner compares: dev_loss | dev_f1
+    prune_on: str = "dev_loss"          # the per-epoch signal the pruner compares: dev_loss | dev_f1 | dev_f1_then_loss
     pruner_startup_trials: int = 5      # completed trials the median pruner waits for (Optuna's default)
     heartbeat_interval: int = 60        # seconds between a running trial's heartbeats
     grace_period: int = 180             # seconds without a heartbeat before a trial counts as dead
@@ -226,8 +226,8 @@ _CHOICES = {
     "method": ("lora", "full"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "lr_scheduler": ("cosine", "linear", "constant_with_warmup"),
-    "pruner": ("median", "hyperband", "none"),
-    "prune_on": ("dev_loss", "dev_f1"),
+    "pruner": ("median", "successive_halving", "hyperband", "none"),
+    "prune_on": ("dev_loss", "dev_f1", "dev_f1_then_loss"),
     "split": ("test", "devel"),
     "output": ("crf", "softmax"),
 }

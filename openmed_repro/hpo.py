@@ -22,7 +22,7 @@ import optuna
 import pandas as pd
 import yaml
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from transformers import TrainerCallback
 
 from openmed_repro import config, corpora, finetune, runs
@@ -82,12 +82,15 @@ def suggest(trial: optuna.Trial, space: dict[str, dict]) -> dict:
 
 def pruner(name: str, epochs: float, startup_trials: int = SearchConfig.pruner_startup_trials) -> optuna.pruners.BasePruner:
     """The study's pruner. The median pruner waits for `startup_trials` completed trials (Optuna's five by
-    default). Fewer prune more and lose more: in four pairs of 20-trial studies on ncbi_disease (3-epoch
-    trials, dev loss), one start-up trial saved 46-48% of the trial time but lost 0.4 and 1.3 points of best
-    dev F1, because pruned trials never enter the median, so the bar ratchets up to the best survivors and
-    slow starters (long warm-up) are cut after epoch 1; with two or five, 20-21% saved and the best improved."""
+    default) and compares a trial with the completed ones only, so once the weak trials are pruned its bar
+    rises to the survivors' and slow starters are cut (with one start-up trial, four pairs of 20-trial
+    studies on ncbi_disease saved 46-48% of the trial time but lost 0.4 and 1.3 points of best dev F1; with
+    two or five, 20-21% saved). Successive halving keeps the better half of every trial that reached an
+    epoch (1, 2, 4, ...), pruned ones included, so its bar does not ratchet."""
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=1)
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, round(epochs)))
     return optuna.pruners.NopPruner()
@@ -114,51 +117,84 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def sampler(seed: int, worker: str) -> optuna.samplers.TPESampler:
-    """TPE seeded from the run's seed and the worker's name: workers sharing one seed draw the same random
-    start-up configurations and train each of them twice. The constant liar keeps concurrent workers
-    from proposing the same point once TPE takes over."""
-    worker_seed = int.from_bytes(hashlib.sha256(f"{seed}:{worker}".encode()).digest()[:4], "little")
-    return optuna.samplers.TPESampler(seed=worker_seed, constant_liar=True)
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """TPE whose random draws for trial N come from the run's seed and N alone, whichever worker runs it:
+    workers never draw the same configuration twice, a rerun proposes the same start-up configurations,
+    and two studies that differ only in their pruner try the same ones (so their comparison is paired).
+    The constant liar keeps concurrent workers from proposing the same point once TPE takes over."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self._current: tuple[int, optuna.samplers.TPESampler] | None = None
+
+    def _tpe(self, trial: FrozenTrial) -> optuna.samplers.TPESampler:
+        if self._current is None or self._current[0] != trial.number:
+            trial_seed = int.from_bytes(hashlib.sha256(f"{self.seed}:{trial.number}".encode()).digest()[:4], "little")
+            with warnings.catch_warnings():   # constant_liar is "experimental" since Optuna 2.8
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self._current = (trial.number, optuna.samplers.TPESampler(seed=trial_seed, constant_liar=True))
+        return self._current[1]
+
+    def infer_relative_search_space(self, study, trial):
+        return self._tpe(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._tpe(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._tpe(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial):
+        self._tpe(trial).before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values):
+        self._tpe(trial).after_trial(study, trial, state, values)
 
 
-def open_study(run_config: RunConfig, search: SearchConfig, space: dict[str, dict], run_dir: Path,
-               worker: str | None = None) -> optuna.Study:
+def open_study(run_config: RunConfig, search: SearchConfig, space: dict[str, dict], run_dir: Path) -> optuna.Study:
     """Create or join the study; its first trial is the profile's own configuration (default vs tuned)."""
     name = search.study_name or f"{Path(run_config.dataset).name}-{Path(run_config.backbone).name}-{run_config.profile}"
     study = optuna.create_study(
         study_name=name, storage=storage(search, run_dir), direction="maximize", load_if_exists=True,
-        sampler=sampler(run_config.seed, worker or worker_name()), pruner=pruner(search.pruner, run_config.epochs, search.pruner_startup_trials))
+        sampler=TrialSeededSampler(run_config.seed), pruner=pruner(search.pruner, run_config.epochs, search.pruner_startup_trials))
     defaults = {key: getattr(run_config, key) for key in space}
     if contains(space, defaults):
         study.enqueue_trial(defaults, user_attrs={"origin": DEFAULT_TRIAL}, skip_if_exists=True)
     return study
 
 
-PRUNING_SIGNALS = {"dev_loss": ("eval_loss", -1.0), "dev_f1": ("eval_strict_f1", 1.0)}
+def pruning_signal(name: str, dev_f1: float, dev_loss: float) -> float:
+    """What the pruner compares after each epoch (higher is better): dev loss (negated), dev strict F1, or
+    dev F1 with dev loss breaking its ties (F1 - loss / 1000): after one short epoch most trials still
+    predict no entity, their F1s tie at 0 and only the loss tells the rates that learn from those that
+    crawl, while later epochs rank by the F1 the study maximises."""
+    if name == "dev_loss":
+        return -dev_loss
+    if name == "dev_f1":
+        return dev_f1
+    return dev_f1 - dev_loss / 1000
 
 
 class ReportToPruner(TrainerCallback):
-    """Hands each epoch's pruning signal to Optuna and stops the trial when the pruner says so. The
-    signal is dev loss by default (reported negated: the study maximises), not dev F1: on a small
-    training budget almost every trial still predicts no entity after its first epoch, so every dev F1
-    is 0, nothing lies below the median and the first epoch cannot prune. The loss already separates
-    the rates that learn from those that crawl or diverge. Each epoch's dev F1 is kept as a user
-    attribute either way."""
+    """Hands each epoch's pruning signal (`pruning_signal`) to Optuna and stops the trial when the pruner
+    says so. Each epoch's dev F1 and dev loss are kept as user attributes, so that a finished study can be
+    replayed under another pruner or signal."""
 
     def __init__(self, trial: optuna.Trial, signal: str = "dev_loss"):
         self.trial = trial
-        self.metric, self.sign = PRUNING_SIGNALS[signal]
+        self.signal = signal
         self.dev_f1: list[float] = []
+        self.dev_loss: list[float] = []
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if not metrics or self.metric not in metrics:
+        if not metrics or "eval_strict_f1" not in metrics or "eval_loss" not in metrics:
             return
-        if "eval_strict_f1" in metrics:
-            self.dev_f1.append(round(metrics["eval_strict_f1"], 6))
-            self.trial.set_user_attr("dev_strict_f1_by_epoch", self.dev_f1)
-            self.trial.set_user_attr("epochs_run", len(self.dev_f1))
-        self.trial.report(self.sign * metrics[self.metric], step=round(state.epoch))
+        self.dev_f1.append(round(metrics["eval_strict_f1"], 6))
+        self.dev_loss.append(round(metrics["eval_loss"], 6))
+        self.trial.set_user_attr("dev_strict_f1_by_epoch", self.dev_f1)
+        self.trial.set_user_attr("dev_loss_by_epoch", self.dev_loss)
+        self.trial.set_user_attr("epochs_run", len(self.dev_f1))
+        self.trial.report(pruning_signal(self.signal, metrics["eval_strict_f1"], metrics["eval_loss"]), step=round(state.epoch))
         if state.global_step >= state.max_steps:
             return   # training is over: pruning would save nothing and lose the trial's F1
         if self.trial.should_prune():
@@ -256,17 +292,20 @@ def finished_study(run_dir: Path, summary: dict) -> optuna.Study | None:
 
 
 def replay_pruning(study: optuna.Study, pruner_name: str, epochs: float,
-                   startup_trials: int = SearchConfig.pruner_startup_trials) -> dict:
+                   startup_trials: int = SearchConfig.pruner_startup_trials, signal: str | None = None,
+                   recorded_signal: str = "dev_loss") -> dict:
     """What a pruner would have done to the finished trials of an unpruned study, replayed one by one in the
     order they started: the epochs it would have trained and the best dev F1 it would have kept. Both sides
     see the same trials, so unlike two separate studies (whose samplers part ways at the first pruned
-    trial) the difference is the pruner's alone. Sequential: a trial sees every earlier trial as finished."""
+    trial) the difference is the pruner's alone. Sequential: a trial sees every earlier trial as finished.
+    `signal` (default: the one the study recorded, `recorded_signal`) is rebuilt from each epoch's dev F1
+    and dev loss."""
     replayed = optuna.create_study(direction="maximize", pruner=pruner(pruner_name, epochs, startup_trials))
     finished = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.datetime_start)
     trained = pruned = 0
     for trial in finished:
         live = replayed.ask()
-        curve = sorted(trial.intermediate_values.items())
+        curve = epoch_signals(trial, signal or recorded_signal, recorded_signal)
         for step, value in curve:
             live.report(value, step)
             trained += 1
@@ -277,10 +316,26 @@ def replay_pruning(study: optuna.Study, pruner_name: str, epochs: float,
         else:
             replayed.tell(live, trial.value)
     unpruned_epochs = sum(len(t.intermediate_values) for t in finished)
-    return {"pruner": pruner_name, "startup_trials": startup_trials, "trials": len(finished), "pruned_trials": pruned, "epochs_trained": trained,
+    return {"pruner": pruner_name, "startup_trials": startup_trials, "signal": signal or recorded_signal,
+            "trials": len(finished), "pruned_trials": pruned, "epochs_trained": trained,
             "epochs_unpruned": unpruned_epochs, "epochs_saved": round(1 - trained / unpruned_epochs, 3) if unpruned_epochs else None,
             "best_dev_strict_f1": replayed.best_value if pruned < len(finished) else None,
             "unpruned_best_dev_strict_f1": max(t.value for t in finished) if finished else None}
+
+
+def epoch_signals(trial: FrozenTrial, signal: str, recorded_signal: str) -> list[tuple[int, float]]:
+    """A finished trial's (epoch, pruning signal) pairs: as reported, or rebuilt from its dev F1 and dev loss
+    by epoch (trials written before the loss was kept reported it as their signal)."""
+    curve = sorted(trial.intermediate_values.items())
+    if signal == recorded_signal:
+        return curve
+    dev_f1 = trial.user_attrs.get("dev_strict_f1_by_epoch")
+    dev_loss = trial.user_attrs.get("dev_loss_by_epoch") or (
+        [-value for _, value in curve] if recorded_signal == "dev_loss" else None)
+    if not dev_f1 or not dev_loss:
+        raise OpenMedError(f"trial {trial.number} kept no dev F1 and dev loss by epoch: it cannot be replayed on "
+                           f"prune_on={signal!r}")
+    return [(step, pruning_signal(signal, f1, loss)) for (step, _), f1, loss in zip(curve, dev_f1, dev_loss)]
 
 
 def main(argv: list[str] | None = None) -> None:

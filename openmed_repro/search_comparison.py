@@ -24,8 +24,8 @@ STARTUP_BEFORE_THE_SETTING = 5   # studies written before summary.json recorded 
 
 def compare(pruned: Path | None, unpruned: Path | None, replay_startup_trials: tuple[int, ...] = ()) -> dict:
     """Trial time, epochs, pruned trials, wall time and best dev F1 of each search, what pruning saved, and
-    the median pruner replayed on the unpruned study (when its study.db is there): set up as in the pruned
-    study, and with each start-up count of `replay_startup_trials`."""
+    the pruned study's pruner and signal replayed on the unpruned study (when its study.db is there), and
+    the median pruner (on the unpruned study's own signal) with each start-up count of `replay_startup_trials`."""
     if not (pruned and unpruned and (pruned / "summary.json").is_file() and (unpruned / "summary.json").is_file()):
         return {"skipped": f"no finished search directories given or found ({pruned}, {unpruned})"}
     record, summaries, studies = {}, {}, {}
@@ -40,9 +40,13 @@ def compare(pruned: Path | None, unpruned: Path | None, replay_startup_trials: t
     if study is not None:
         epochs = max((len(t.intermediate_values) for t in study.trials), default=1)
         startup = summaries["pruned"].get("pruner_startup_trials", STARTUP_BEFORE_THE_SETTING)
-        record["median_pruner_replayed_on_unpruned"] = hpo.replay_pruning(study, "median", epochs, startup)
+        recorded = summaries["unpruned"].get("prune_on") or "dev_loss"
+        pruner = summaries["pruned"].get("pruner") or "median"
+        if pruner != "none":
+            record["pruner_replayed_on_unpruned"] = hpo.replay_pruning(
+                study, pruner, epochs, startup, summaries["pruned"].get("prune_on") or recorded, recorded)
         if replay_startup_trials:
-            record["median_pruner_replays"] = [hpo.replay_pruning(study, "median", epochs, count)
+            record["median_pruner_replays"] = [hpo.replay_pruning(study, "median", epochs, count, recorded_signal=recorded)
                                                for count in replay_startup_trials]
     record["best_dev_f1_difference"] = round(record["pruned"]["best_dev_strict_f1"]
                                              - record["unpruned"]["best_dev_strict_f1"], 4)

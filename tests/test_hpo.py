@@ -1,6 +1,7 @@
 """The search chapter on the smoke profile: exactly n finished trials, best.yaml that fine-tuning accepts,
 the test split never read, resume after a killed worker, and two workers sharing one PostgreSQL study."""
 
+import functools
 import glob
 import json
 import os
@@ -77,20 +78,26 @@ def test_the_best_parameters_are_a_yaml_file_that_fine_tuning_accepts(
     assert {key: getattr(tuned, key) for key in SPACE["space"]} == result.best_parameters
 
 
-def test_workers_sharing_one_seed_propose_different_configurations_and_each_worker_is_repeatable():
+def test_a_trials_configuration_depends_on_the_seed_and_its_number_only_not_on_the_worker_that_draws_it():
     space = hpo.search_space()
 
-    def first_proposals(worker, n=3):
-        study = optuna.create_study(direction="maximize", sampler=hpo.sampler(42, worker))
-        proposals = []
-        for _ in range(n):
-            trial = study.ask()
-            proposals.append(hpo.suggest(trial, space))
-            study.tell(trial, 0.0)
-        return proposals
+    def proposals(seed, workers, n=6):
+        """Trials drawn in turn by `workers` samplers sharing one study, as worker processes do."""
+        storage = optuna.storages.InMemoryStorage()
+        optuna.create_study(study_name="s", storage=storage, direction="maximize")
+        studies = [optuna.load_study(study_name="s", storage=storage, sampler=hpo.TrialSeededSampler(seed))
+                   for _ in range(workers)]
+        drawn = []
+        for number in range(n):
+            trial = studies[number % workers].ask()
+            drawn.append(hpo.suggest(trial, space))
+            studies[number % workers].tell(trial, 0.0)
+        return drawn
 
-    assert first_proposals("host:1") != first_proposals("host:2")
-    assert first_proposals("host:1") == first_proposals("host:1")
+    one_worker = proposals(42, workers=1)
+    assert proposals(42, workers=2) == one_worker                 # a rerun, with any workers, draws the same
+    assert len({str(sorted(c.items())) for c in one_worker}) == 6  # no configuration is trained twice
+    assert proposals(7, workers=1) != one_worker
 
 
 def test_a_search_never_opens_the_test_split(synthetic_corpus, corpus_without_a_readable_test_split):
@@ -102,9 +109,9 @@ def test_a_search_never_opens_the_test_split(synthetic_corpus, corpus_without_a_
 
 
 def test_invalid_search_parameters_are_refused_naming_them(space_file, tmp_path):
-    with pytest.raises(OpenMedError, match="pruner='bayes'; valid: median, hyperband, none"):
+    with pytest.raises(OpenMedError, match="pruner='bayes'; valid: median, successive_halving, hyperband, none"):
         config.load_search_config({"pruner": "bayes"})
-    with pytest.raises(OpenMedError, match="prune_on='accuracy'; valid: dev_loss, dev_f1"):
+    with pytest.raises(OpenMedError, match="prune_on='accuracy'; valid: dev_loss, dev_f1, dev_f1_then_loss"):
         config.load_search_config({"prune_on": "accuracy"})
     with pytest.raises(OpenMedError, match="n_trials=0 must be positive"):
         config.load_search_config({"n_trials": 0})
@@ -138,7 +145,7 @@ def test_a_trial_whose_first_epoch_dev_loss_is_above_the_median_is_pruned_while_
     with pytest.raises(optuna.TrialPruned, match="pruned after epoch 1"):
         epoch_one_of(study, 0.60)
     promising = epoch_one_of(study, 0.32)
-    assert promising.user_attrs == {"dev_strict_f1_by_epoch": [0.0], "epochs_run": 1}
+    assert promising.user_attrs == {"dev_strict_f1_by_epoch": [0.0], "dev_loss_by_epoch": [0.32], "epochs_run": 1}
     assert study.trials[-1].intermediate_values == {1: -0.32}
 
 
@@ -149,6 +156,13 @@ def test_on_dev_f1_alone_a_first_epoch_of_zeros_cannot_prune():
         trial.report(0.0, 1)                          # dev F1 after the first epoch
         study.tell(trial, 0.0)
     epoch_one_of(study, 0.60, "dev_f1")               # no TrialPruned: 0 is not below a median of 0
+
+
+def test_dev_f1_then_loss_ranks_trials_by_dev_f1_and_breaks_its_ties_with_the_dev_loss():
+    signal = functools.partial(hpo.pruning_signal, "dev_f1_then_loss")
+    assert signal(dev_f1=0.0, dev_loss=0.44) > signal(dev_f1=0.0, dev_loss=0.47)   # no entity yet: the loss decides
+    assert signal(dev_f1=0.12, dev_loss=0.47) > signal(dev_f1=0.10, dev_loss=0.30)  # otherwise the F1 does
+    assert hpo.pruning_signal("dev_loss", 0.5, 0.44) == -0.44 and hpo.pruning_signal("dev_f1", 0.5, 0.44) == 0.5
 
 
 def unpruned_study(curves):
@@ -179,6 +193,34 @@ def test_the_median_pruner_prunes_nothing_before_its_start_up_trials_have_comple
     assert replay["pruned_trials"] == 2                      # the fourth trial is bad but among the first five
     with pytest.raises(OpenMedError, match="pruner_startup_trials"):
         config.load_search_config({"pruner_startup_trials": -1})
+
+
+def test_successive_halving_ranks_a_trial_among_every_trial_that_reached_its_epoch_so_a_slow_starter_survives():
+    good, bad, slow = [-0.45, -0.40, -0.38], [-0.60, -0.55, -0.50], [-0.47, -0.39, -0.30]
+    study = unpruned_study([good, bad, good, bad, good, bad, bad, slow])   # the slow starter is the best trial
+    median = hpo.replay_pruning(study, "median", epochs=3, startup_trials=1)
+    halving = hpo.replay_pruning(study, "successive_halving", epochs=3)
+    assert median["best_dev_strict_f1"] == pytest.approx(0.62)     # below the median of the completed good ones
+    assert halving["best_dev_strict_f1"] == pytest.approx(0.70)    # in the better half of all eight at epoch 1
+    assert halving["pruned_trials"] == 4                           # every bad one
+
+
+def test_a_replay_rebuilds_another_signal_from_each_epochs_dev_f1_and_loss():
+    study = optuna.create_study(direction="maximize")
+    for losses, f1s in (([0.45, 0.40, 0.38], [0.0, 0.1, 0.2]), ([0.44, 0.41, 0.40], [0.0, 0.0, 0.0]),
+                        ([0.50, 0.42, 0.39], [0.05, 0.12, 0.3])):
+        trial = study.ask()
+        for step, loss in enumerate(losses, start=1):
+            trial.report(-loss, step)
+        trial.set_user_attr("dev_strict_f1_by_epoch", f1s)
+        study.tell(trial, max(f1s))
+    on_loss = hpo.replay_pruning(study, "median", epochs=3, startup_trials=1)
+    on_f1 = hpo.replay_pruning(study, "median", epochs=3, startup_trials=1, signal="dev_f1_then_loss")
+    assert on_loss["best_dev_strict_f1"] == pytest.approx(0.2)     # the third trial's loss lags: pruned
+    assert on_f1["best_dev_strict_f1"] == pytest.approx(0.3)       # its F1 leads: kept
+    assert on_f1["signal"] == "dev_f1_then_loss"
+    with pytest.raises(OpenMedError, match="cannot be replayed on prune_on='dev_f1_then_loss'"):
+        hpo.replay_pruning(study, "median", epochs=3, signal="dev_f1_then_loss", recorded_signal="dev_f1")
 
 
 def test_a_trial_is_never_pruned_after_its_last_epoch_because_that_would_save_nothing():

@@ -50,7 +50,7 @@ def test_pruning_is_credited_with_the_epochs_and_trial_time_it_saved(pair):
 
 
 def test_the_replay_uses_the_pruned_studys_start_up_count_on_the_unpruned_trials(pair):
-    replay = search_comparison.compare(*pair)["median_pruner_replayed_on_unpruned"]
+    replay = search_comparison.compare(*pair)["pruner_replayed_on_unpruned"]
     assert replay["startup_trials"] == 1
     assert replay["pruned_trials"] == 2 and replay["epochs_trained"] == 3 + 1 + 3 + 1
     assert replay["best_dev_strict_f1"] == replay["unpruned_best_dev_strict_f1"]
