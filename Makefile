@@ -12,7 +12,7 @@ DAPT_RUN := runs/dapt/minilm-l6-cpu-seed42
 
 BASELINE_CORPORA ?= ncbi_disease bc5cdr_chem s800
 ANNOTATE_RUN ?= runs/finetune/$(RUN_NAME)
-BENCH_FLAGS ?= --threads 2 --search-pruned runs/hpo4/ncbi-median-startup2 --search-unpruned runs/hpo4/ncbi-none
+BENCH_FLAGS ?= --threads 2 --search-pruned runs/hpo7/seed42-halving --search-unpruned runs/hpo7/seed42-none
 
 HPO_DATASET ?= ncbi_disease
 HPO_FLAGS ?= -p n_trials 20 -p max_train_sentences 500 -p epochs 3

@@ -107,6 +107,11 @@ def test_the_search_summary_gives_epochs_time_and_the_replayed_pruner():
         "Pruning saved 25% of the epochs trained and 30% of the trial time; best dev strict F1 -0.1 points against "
         "the unpruned search. Replayed on the unpruned study's own 20 trials, the median pruner would have pruned 6, "
         "saved 20% of the epochs and kept its best trial.")
+    halving = {**replay, "pruner": "successive_halving", "best_dev_strict_f1": 0.2}
+    record["search"] = {**record["search"], "pruner_replayed_on_unpruned": halving}   # records since the key's rename
+    assert bench_report.search_summary(record).endswith(
+        "the successive halving pruner would have pruned 6, saved 20% of the epochs and kept a best dev F1 of 20.0 "
+        "(unpruned 25.0).")
     assert bench_report.search_summary({"search": {"skipped": "no search"}}) == "Not measured in this run: no search"
 
 
