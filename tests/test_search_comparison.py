@@ -14,8 +14,9 @@ EPOCH_SECONDS = 30
 START = datetime.datetime(2026, 11, 25, 12, 0, 0)
 
 
-def search_directory(path, curves, pruner="median", startup_trials=1):
-    """A finished search run one trial after another; a trial pruned after epoch k reported k values."""
+def search_directory(path, curves, pruner="median", startup_trials=1, prune_on="dev_loss", keep_dev_f1=False):
+    """A finished search run one trial after another; a trial pruned after epoch k reported k values (its
+    negated dev losses); with `keep_dev_f1` each epoch's dev F1 (0: no entity found yet) was kept too."""
     path.mkdir()
     study = optuna.create_study(study_name="ncbi", storage=f"sqlite:///{path / 'study.db'}", direction="maximize")
     clock = START
@@ -24,10 +25,12 @@ def search_directory(path, curves, pruner="median", startup_trials=1):
         study.add_trial(FrozenTrial(
             number=number, trial_id=number, state=state, value=curve[-1] + 1, values=None,
             datetime_start=clock, datetime_complete=clock + datetime.timedelta(seconds=seconds),
-            params={}, distributions={}, user_attrs={"epochs_run": len(curve)}, system_attrs={},
+            params={}, distributions={}, system_attrs={},
+            user_attrs={"epochs_run": len(curve), **({"dev_strict_f1_by_epoch": [0.0] * len(curve)} if keep_dev_f1 else {})},
             intermediate_values=dict(enumerate(curve, start=1))))
         clock += datetime.timedelta(seconds=seconds)
-    hpo.write_results(study, path, config.load_search_config({"pruner": pruner, "pruner_startup_trials": startup_trials}))
+    hpo.write_results(study, path, config.load_search_config({"pruner": pruner, "pruner_startup_trials": startup_trials,
+                                                             "prune_on": prune_on}))
     return path
 
 
@@ -54,6 +57,18 @@ def test_the_replay_uses_the_pruned_studys_start_up_count_on_the_unpruned_trials
     assert replay["startup_trials"] == 1
     assert replay["pruned_trials"] == 2 and replay["epochs_trained"] == 3 + 1 + 3 + 1
     assert replay["best_dev_strict_f1"] == replay["unpruned_best_dev_strict_f1"]
+
+
+def test_the_replay_uses_the_pruned_studys_pruner_and_signal(pair, tmp_path):
+    halving = search_directory(tmp_path / "halving", [(GOOD, TrialState.COMPLETE), (BAD[:1], TrialState.PRUNED)],
+                               "successive_halving", prune_on="dev_f1_then_loss")
+    with pytest.raises(hpo.OpenMedError, match="cannot be replayed on prune_on='dev_f1_then_loss'"):
+        search_comparison.compare(halving, pair[1])   # these unpruned trials kept no dev F1 by epoch
+    unpruned = search_directory(tmp_path / "none-f1", [(c, TrialState.COMPLETE) for c in (GOOD, BAD, GOOD, BAD)],
+                                "none", keep_dev_f1=True)   # F1 0 throughout: the loss decides
+    replay = search_comparison.compare(halving, unpruned)["pruner_replayed_on_unpruned"]
+    assert (replay["pruner"], replay["signal"]) == ("successive_halving", "dev_f1_then_loss")
+    assert replay["pruned_trials"] == 2 and replay["best_dev_strict_f1"] == replay["unpruned_best_dev_strict_f1"]
 
 
 def test_the_replay_can_try_other_start_up_counts_on_the_same_trials(pair):
