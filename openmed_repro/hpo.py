@@ -173,7 +173,9 @@ def pruning_signal(name: str, dev_f1: float, dev_loss: float) -> float:
         return -dev_loss
     if name == "dev_f1":
         return dev_f1
-    return dev_f1 - dev_loss / 1000
+    if name == "dev_f1_then_loss":
+        return dev_f1 - dev_loss / 1000
+    raise OpenMedError(f"parameter prune_on={name!r}; valid: dev_loss, dev_f1, dev_f1_then_loss")
 
 
 class ReportToPruner(TrainerCallback):

@@ -163,6 +163,8 @@ def test_dev_f1_then_loss_ranks_trials_by_dev_f1_and_breaks_its_ties_with_the_de
     assert signal(dev_f1=0.0, dev_loss=0.44) > signal(dev_f1=0.0, dev_loss=0.47)   # no entity yet: the loss decides
     assert signal(dev_f1=0.12, dev_loss=0.47) > signal(dev_f1=0.10, dev_loss=0.30)  # otherwise the F1 does
     assert hpo.pruning_signal("dev_loss", 0.5, 0.44) == -0.44 and hpo.pruning_signal("dev_f1", 0.5, 0.44) == 0.5
+    with pytest.raises(OpenMedError, match="prune_on='accuracy'"):
+        hpo.pruning_signal("accuracy", 0.5, 0.44)
 
 
 def unpruned_study(curves):
