@@ -303,12 +303,13 @@ def replay_pruning(study: optuna.Study, pruner_name: str, epochs: float,
     trial) the difference is the pruner's alone. Sequential: a trial sees every earlier trial as finished.
     `signal` (default: the one the study recorded, `recorded_signal`) is rebuilt from each epoch's dev F1
     and dev loss."""
+    signal = signal or recorded_signal
     replayed = optuna.create_study(direction="maximize", pruner=pruner(pruner_name, epochs, startup_trials))
     finished = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.datetime_start)
     trained = pruned = 0
     for trial in finished:
         live = replayed.ask()
-        curve = epoch_signals(trial, signal or recorded_signal, recorded_signal)
+        curve = epoch_signals(trial, signal, recorded_signal)
         for step, value in curve:
             live.report(value, step)
             trained += 1
@@ -319,7 +320,7 @@ def replay_pruning(study: optuna.Study, pruner_name: str, epochs: float,
         else:
             replayed.tell(live, trial.value)
     unpruned_epochs = sum(len(t.intermediate_values) for t in finished)
-    return {"pruner": pruner_name, "startup_trials": startup_trials, "signal": signal or recorded_signal,
+    return {"pruner": pruner_name, "startup_trials": startup_trials, "signal": signal,
             "trials": len(finished), "pruned_trials": pruned, "epochs_trained": trained,
             "epochs_unpruned": unpruned_epochs, "epochs_saved": round(1 - trained / unpruned_epochs, 3) if unpruned_epochs else None,
             "best_dev_strict_f1": replayed.best_value if pruned < len(finished) else None,
