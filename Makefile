@@ -34,11 +34,11 @@ reproduce: venv
 	mkdir -p runs/finetune
 	$(BIN)/papermill notebooks/finetune.ipynb runs/finetune/$(RUN_NAME).ipynb -k $(KERNEL) --log-output \
 		-p dataset ncbi_disease -p profile cpu -p output_dir runs/finetune/$(RUN_NAME)
-	$(BIN)/python -m openmed_repro.run_summary runs/finetune/$(RUN_NAME) runs/finetune/$(RUN_NAME).ipynb
+	$(BIN)/python -m openmed_repro.report.run_summary runs/finetune/$(RUN_NAME) runs/finetune/$(RUN_NAME).ipynb
 
 ## Every corpus found locally, training split capped (see README "Results"); resumable.
 all-corpora: venv
-	$(BIN)/python -m openmed_repro.sweep $(SWEEP_FLAGS) --out runs/all-corpora
+	$(BIN)/python -m openmed_repro.training.sweep $(SWEEP_FLAGS) --out runs/all-corpora
 
 ## The DAPT chapter on the offline default (profile cpu); resumable.
 dapt: venv
@@ -47,7 +47,7 @@ dapt: venv
 
 ## The ablation {LoRA, full} x {with, without DAPT} on ncbi_disease and s800 (needs `make dapt`); resumable.
 ablation: venv
-	$(BIN)/python -m openmed_repro.ablation --dapt-adapter $(DAPT_RUN)/adapter --corpora ncbi_disease s800 \
+	$(BIN)/python -m openmed_repro.training.ablation --dapt-adapter $(DAPT_RUN)/adapter --corpora ncbi_disease s800 \
 		--max-train-sentences 2000 --epochs 3 --out runs/ablation
 
 ## The search chapter: a TPE study on one corpus (resumable; start it again elsewhere with -p storage
@@ -61,16 +61,16 @@ hpo: venv
 tuned: venv
 	$(BIN)/papermill notebooks/finetune.ipynb runs/finetune/$(RUN_NAME)-tuned.ipynb -k $(KERNEL) --log-output \
 		-f runs/hpo/$(HPO_DATASET)-cpu/best.yaml -p dataset ncbi_disease -p profile cpu -p output_dir runs/finetune/$(RUN_NAME)-tuned
-	$(BIN)/python -m openmed_repro.run_summary runs/finetune/$(RUN_NAME)-tuned runs/finetune/$(RUN_NAME)-tuned.ipynb
+	$(BIN)/python -m openmed_repro.report.run_summary runs/finetune/$(RUN_NAME)-tuned runs/finetune/$(RUN_NAME)-tuned.ipynb
 
 ## The Jupyter Book: execute every chapter on PROFILE (smoke|cpu|paper) into runs/book/PROFILE, then build
 ## HTML from those executed notebooks (runs/book/PROFILE/_build/html). NO_EXECUTE=1 rebuilds without rerunning.
 PROFILE ?= cpu
 book: venv
-	$(BIN)/python -m openmed_repro.book --profile $(PROFILE) $(if $(NO_EXECUTE),--no-execute,)
+	$(BIN)/python -m openmed_repro.report.book --profile $(PROFILE) $(if $(NO_EXECUTE),--no-execute,)
 ## The BiLSTM-CNN-Char baseline (profile cpu) on the corpora the README reports; resumable.
 baseline: venv
-	$(BIN)/python -m openmed_repro.baseline --profile cpu --corpora $(BASELINE_CORPORA) --out runs/baseline
+	$(BIN)/python -m openmed_repro.training.baseline --profile cpu --corpora $(BASELINE_CORPORA) --out runs/baseline
 
 ## Unit tests (tiny models and synthetic corpora; no network).
 test: venv

@@ -21,8 +21,10 @@ from pathlib import Path
 
 import torch
 
-from openmed_repro import annotate, config, runs
-from openmed_repro.devices import device_name
+from openmed_repro.annotation import annotate
+from openmed_repro.infra import config
+from openmed_repro.infra import runs
+from openmed_repro.infra.devices import device_name
 
 
 def main() -> None:
@@ -57,7 +59,7 @@ def main() -> None:
     print(json.dumps(result["in_process"]), flush=True)
 
     if not args.skip_spark:
-        from openmed_repro import spark_annotate
+        from openmed_repro.annotation import spark as spark_annotate
 
         started = time.perf_counter()
         spark = spark_annotate.session(args.master)

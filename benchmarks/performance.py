@@ -2,7 +2,7 @@
 noisy machine: (a) training, our fine-tuning against the standard Hugging Face recipe (standard_recipe.py) on
 the same backbone, corpus and number of epochs; (b) inference, our batched predictor against
 `transformers.pipeline("token-classification")` on the same trained model and test sentences; (c) trial time
-saved by pruning, read from two finished search directories (openmed_repro/search_comparison.py); (d) achieved
+saved by pruning, read from two finished search directories (openmed_repro/search/search_comparison.py); (d) achieved
 FLOP/s as a fraction of this CPU's fp32 matmul peak, measured in the same run. Also the training options of
 training_options.py.
 
@@ -37,7 +37,14 @@ from transformers import TrainerCallback, pipeline
 
 import standard_recipe
 import training_options
-from openmed_repro import config, corpora, devices, finetune, metrics, plots, runs, search_comparison
+from openmed_repro.infra import config
+from openmed_repro.data import corpora
+from openmed_repro.infra import devices
+from openmed_repro.training import finetune
+from openmed_repro.evaluation import metrics
+from openmed_repro.infra import plots
+from openmed_repro.infra import runs
+from openmed_repro.search import search_comparison
 from openmed_repro.errors import OpenMedError
 
 GPU_SETTINGS = {"precision": "bf16", "batch_size": 32}   # the GPU comparison, for both recipes

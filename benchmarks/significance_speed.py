@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from openmed_repro import corpora
-from openmed_repro.metrics import sentence_counts
-from openmed_repro.significance import approximate_randomization, bootstrap_interval
+from openmed_repro.data import corpora
+from openmed_repro.evaluation.metrics import sentence_counts
+from openmed_repro.evaluation.significance import approximate_randomization, bootstrap_interval
 
 
 def degraded(tags: list[list[str]], miss: float, rng: np.random.Generator) -> list[list[str]]:

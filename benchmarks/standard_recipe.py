@@ -17,8 +17,9 @@ import torch
 from transformers import (DataCollatorForTokenClassification, Trainer, TrainerCallback, TrainingArguments,
                           set_seed)
 
-from openmed_repro import backbones, metrics
-from openmed_repro.iob import Sentence
+from openmed_repro.models import backbones
+from openmed_repro.evaluation import metrics
+from openmed_repro.data.iob import Sentence
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,9 @@ import torch
 from peft import get_peft_model
 from transformers import DataCollatorForTokenClassification
 
-from openmed_repro import backbones, corpora, encoding
+from openmed_repro.models import backbones
+from openmed_repro.data import corpora
+from openmed_repro.data import encoding
 
 MEGA_BATCH = 50  # the Trainer's length grouping sorts within mega-batches of 50 batches
 

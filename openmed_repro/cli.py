@@ -14,12 +14,12 @@ from openmed_repro.errors import OpenMedError
 
 
 def annotate_command(args: argparse.Namespace) -> None:
-    from openmed_repro import annotate
+    from openmed_repro.annotation import annotate
 
     common = dict(fmt=args.format, on_error=args.on_error, batch_size=args.batch_size,
                   chunk_documents=args.chunk_documents, id_field=args.id_field, text_field=args.text_field)
     if args.spark:
-        from openmed_repro import spark_annotate
+        from openmed_repro.annotation import spark as spark_annotate
 
         summary = spark_annotate.annotate(args.run, args.input, args.output, master=args.master,
                                           output_format=args.output_format, partitions=args.partitions,
@@ -54,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
     annotate.add_argument("--partitions", type=int, default=None, help="minimum input partitions (with --spark)")
     annotate.add_argument("--threads-per-task", type=int, default=1, help="torch threads per Spark task")
     annotate.set_defaults(handler=annotate_command)
-    baseline = commands.add_parser("baseline", help="train the BiLSTM-CNN-Char baseline (see openmed_repro.baseline)",
+    baseline = commands.add_parser("baseline", help="train the BiLSTM-CNN-Char baseline (see openmed_repro.training.baseline)",
                                    add_help=False)
     baseline.set_defaults(handler=None)
     return main
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv[:1] == ["baseline"]:
-            from openmed_repro import baseline
+            from openmed_repro.training import baseline
 
             baseline.main(argv[1:])
             return 0

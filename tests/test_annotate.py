@@ -8,7 +8,10 @@ import sys
 
 import pytest
 
-from openmed_repro import annotate, cli, config, finetune
+from openmed_repro.annotation import annotate
+from openmed_repro import cli
+from openmed_repro.infra import config
+from openmed_repro.training import finetune
 from openmed_repro.errors import OpenMedError
 
 ABSTRACT = ("Many patients with lung cancer were treated in the study. Asthma and diabetes, e.g. in "
@@ -148,7 +151,7 @@ def spark():
         if os.environ.get("OPENMED_REQUIRE_SPARK"):
             pytest.fail("PySpark or Java missing: pip install '.[spark]' and a JRE (CI installs both)")
         pytest.skip("PySpark or Java missing (pip install '.[spark]'; CI installs both)")
-    from openmed_repro import spark_annotate
+    from openmed_repro.annotation import spark as spark_annotate
 
     session = spark_annotate.session("local[2]")
     yield session
@@ -156,7 +159,7 @@ def spark():
 
 
 def test_spark_local_mode_writes_exactly_the_in_process_output(run_dir, spark, tmp_path):
-    from openmed_repro import spark_annotate
+    from openmed_repro.annotation import spark as spark_annotate
 
     lines = [json.dumps({"id": f"doc{i}", "text": f"{ABSTRACT} Case {i}: colon tumor in patients."}) for i in range(12)]
     lines.insert(5, "{broken")
@@ -171,7 +174,7 @@ def test_spark_local_mode_writes_exactly_the_in_process_output(run_dir, spark, t
 
 
 def test_spark_reads_and_writes_parquet_with_the_same_entities(run_dir, spark, tmp_path):
-    from openmed_repro import spark_annotate
+    from openmed_repro.annotation import spark as spark_annotate
 
     texts = [(f"p{i}", f"Lung cancer {i}. {ABSTRACT}") for i in range(5)] + [("p5", None)]
     spark.createDataFrame(texts, "id string, text string").write.parquet(str(tmp_path / "in.parquet"))

@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from openmed_repro import backbones
+from openmed_repro.models import backbones
 from openmed_repro.errors import OpenMedError
 
 

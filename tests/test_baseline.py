@@ -5,7 +5,10 @@ import json
 import pytest
 import torch
 
-from openmed_repro import baseline, config, metrics, runs
+from openmed_repro.training import baseline
+from openmed_repro.infra import config
+from openmed_repro.evaluation import metrics
+from openmed_repro.infra import runs
 from openmed_repro.errors import OpenMedError
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import papermill
 import pytest
 
-from openmed_repro import bench_report, config, search_comparison
+from openmed_repro.report import bench_report
+from openmed_repro.infra import config
+from openmed_repro.search import search_comparison
 
 BENCHMARK = config.PROJECT_ROOT / "benchmarks" / "performance.py"
 NOTEBOOK = config.PROJECT_ROOT / "notebooks" / "performance.ipynb"
@@ -125,7 +127,7 @@ def test_asking_for_the_gpu_comparison_without_a_gpu_is_refused_naming_the_optio
 
 def test_the_gpu_comparison_trains_the_standard_recipe_in_bf16_with_batch_32(synthetic_corpus, tmp_path):
     """bf16 autocast runs on a CPU too (slowly), so the GPU comparison's recipe can be exercised here."""
-    from openmed_repro import corpora
+    from openmed_repro.data import corpora
     performance = import_performance()
     corpus = corpora.load(str(synthetic_corpus))
     recipe = performance.standard_recipe.StandardRecipe(epochs=1, **performance.GPU_SETTINGS)

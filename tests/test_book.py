@@ -7,7 +7,8 @@ import shutil
 import nbformat
 import pytest
 
-from openmed_repro import book, config
+from openmed_repro.report import book
+from openmed_repro.infra import config
 from openmed_repro.errors import OpenMedError
 
 from conftest import write_dapt_text

@@ -1,6 +1,6 @@
 import pytest
 
-from openmed_repro import config
+from openmed_repro.infra import config
 from openmed_repro.errors import OpenMedError
 
 

@@ -7,7 +7,9 @@ import pytest
 import yaml
 
 from conftest import SMALL_SPLIT, write_split
-from openmed_repro import config, corpora, downloads
+from openmed_repro.infra import config
+from openmed_repro.data import corpora
+from openmed_repro.data import downloads
 from openmed_repro.errors import OpenMedError
 
 PAPER_KEYS = {"bc4chemd", "bc5cdr_chem", "bc5cdr_disease", "ncbi_disease", "jnlpba", "bc2gm", "linnaeus",

@@ -6,7 +6,11 @@ import pytest
 import torch
 from transformers import Trainer
 
-from openmed_repro import backbones, config, dapt, finetune, runs
+from openmed_repro.models import backbones
+from openmed_repro.infra import config
+from openmed_repro.training import dapt
+from openmed_repro.training import finetune
+from openmed_repro.infra import runs
 from openmed_repro.errors import OpenMedError
 
 from conftest import write_dapt_text
@@ -74,8 +78,8 @@ def test_a_finished_dapt_run_is_read_back(finished, dapt_dir):
 
 
 def test_the_dapt_p_value_is_one_for_identical_predictions_and_small_for_a_clear_gain(tmp_path):
-    from openmed_repro import ablation
-    from openmed_repro.iob import Sentence
+    from openmed_repro.training import ablation
+    from openmed_repro.data.iob import Sentence
 
     sentences = [Sentence(["a", "b", "c"], ["B-X", "O", "B-X"])] * 60
     for name, predicted in (("same", ["B-X", "O", "B-X"]), ("again", ["B-X", "O", "B-X"]),
@@ -121,7 +125,8 @@ def test_the_dapt_notebook_says_how_to_get_the_ablation_before_it_exists(finishe
 KILL_AT_FIRST_DAPT_CHECKPOINT = """
 import os, signal, sys
 from transformers import Trainer
-from openmed_repro import config, dapt
+from openmed_repro.infra import config
+from openmed_repro.training import dapt
 
 save = Trainer._save_checkpoint
 def save_then_die(self, *args, **kwargs):
@@ -162,7 +167,7 @@ def test_an_interrupted_dapt_run_resumes_to_the_same_perplexity(dapt_dir, tmp_pa
 
 def test_the_ablation_trains_all_four_cells_per_corpus_and_tabulates_the_dapt_gain(finished, synthetic_corpus,
                                                                                     tmp_path):
-    from openmed_repro import ablation
+    from openmed_repro.training import ablation
 
     adapter = str(finished.run_dir / "adapter")
     rows = ablation.run_all("smoke", {"epochs": 1}, [str(synthetic_corpus)], adapter, tmp_path)

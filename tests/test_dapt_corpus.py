@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from openmed_repro import dapt_corpus
-from openmed_repro.dapt_corpus import Source
+from openmed_repro.data import dapt_corpus
+from openmed_repro.data.dapt_corpus import Source
 from openmed_repro.errors import OpenMedError
 
 WORDS = "protein binding cells tumour gene expression patients treated dose response clinical trial".split()

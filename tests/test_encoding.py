@@ -1,6 +1,6 @@
 import pytest
 
-from openmed_repro.encoding import IGNORE_INDEX, encode, merge_predictions, plan_windows
+from openmed_repro.data.encoding import IGNORE_INDEX, encode, merge_predictions, plan_windows
 from openmed_repro.errors import OpenMedError
 
 LABELS = ["O", "B-Disease", "I-Disease"]

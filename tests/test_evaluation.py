@@ -6,7 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from openmed_repro import corpora, evaluation, metrics, results, significance
+from openmed_repro.data import corpora
+from openmed_repro.evaluation import comparison as evaluation
+from openmed_repro.evaluation import metrics
+from openmed_repro.report import results
+from openmed_repro.evaluation import significance
 from openmed_repro.errors import OpenMedError
 
 SENTENCES = [["Aspirin", "treats", "heart", "disease", "."], ["No", "entity", "here", "."],

@@ -8,7 +8,11 @@ import textwrap
 import pytest
 from transformers import Trainer
 
-from openmed_repro import config, finetune, footprint, metrics, runs
+from openmed_repro.infra import config
+from openmed_repro.training import finetune
+from openmed_repro.infra import footprint
+from openmed_repro.evaluation import metrics
+from openmed_repro.infra import runs
 from openmed_repro.errors import OpenMedError
 
 
@@ -118,7 +122,8 @@ def test_full_fine_tuning_trains_every_parameter_and_reloads(synthetic_corpus, t
 KILL_AFTER_FIRST_CHECKPOINT = textwrap.dedent("""
     import os, signal, sys
     from transformers import Trainer
-    from openmed_repro import config, finetune
+    from openmed_repro.infra import config
+    from openmed_repro.training import finetune
 
     save = Trainer._save_checkpoint
     def save_then_die(self, *args, **kwargs):

@@ -5,7 +5,8 @@ import json
 import papermill
 import pytest
 
-from openmed_repro import config, notebook_parameters
+from openmed_repro.infra import config
+from openmed_repro.report import notebook_parameters
 from openmed_repro.errors import OpenMedError
 
 NOTEBOOK = config.PROJECT_ROOT / "notebooks" / "finetune.ipynb"

@@ -3,7 +3,7 @@ survive interruptions, and totals per chapter."""
 
 import pytest
 
-from openmed_repro import footprint
+from openmed_repro.infra import footprint
 
 PAPER_KG_PER_KWH = 0.242
 PAPER_TDP_KW = 0.4

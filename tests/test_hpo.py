@@ -17,7 +17,10 @@ import optuna
 import pytest
 import yaml
 
-from openmed_repro import config, corpora, hpo, trial_seeds
+from openmed_repro.infra import config
+from openmed_repro.data import corpora
+from openmed_repro.search import hpo
+from openmed_repro.search import trial_seeds
 from openmed_repro.errors import OpenMedError
 from optuna.trial import TrialState
 
@@ -246,7 +249,8 @@ def test_a_trial_is_never_pruned_after_its_last_epoch_because_that_would_save_no
 
 KILL_IN_SECOND_TRIAL = """
 import os, signal, sys
-from openmed_repro import config, hpo
+from openmed_repro.infra import config
+from openmed_repro.search import hpo
 
 report = hpo.ReportToPruner.on_evaluate
 def die_in_trial_one(self, *args, **kwargs):
@@ -311,7 +315,7 @@ def postgres_url():
 def test_two_workers_share_one_postgresql_study_and_survive_a_killed_worker(synthetic_corpus, space_file,
                                                                            postgres_url, tmp_path):
     n_trials = 6
-    command = [sys.executable, "-m", "openmed_repro.hpo", "--dataset", str(synthetic_corpus), "--profile", "smoke",
+    command = [sys.executable, "-m", "openmed_repro.search.hpo", "--dataset", str(synthetic_corpus), "--profile", "smoke",
                "--out", str(tmp_path / "search"), "--storage", postgres_url, "--study-name", "shared",
                "--n-trials", str(n_trials), "--space", space_file, "--heartbeat-interval", "1",
                "--grace-period", "3", "--set", "epochs=3"]

@@ -1,7 +1,7 @@
 import pytest
 
 from openmed_repro.errors import OpenMedError
-from openmed_repro.iob import read_iob
+from openmed_repro.data.iob import read_iob
 
 
 def write(tmp_path, content, name="split.tsv", mode="w"):

@@ -5,7 +5,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoConfig, AutoModelForMaskedLM
 
-from openmed_repro import masked_lm
+from openmed_repro.models import masked_lm
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
         "vocab_size": 101, "max_position_embeddings": 64}

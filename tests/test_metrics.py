@@ -6,8 +6,8 @@ from seqeval.metrics import f1_score
 from seqeval.scheme import IOB2
 
 from openmed_repro.errors import OpenMedError
-from openmed_repro.metrics import error_examples, score, sentence_counts
-from openmed_repro.significance import micro_f1
+from openmed_repro.evaluation.metrics import error_examples, score, sentence_counts
+from openmed_repro.evaluation.significance import micro_f1
 
 GOLD = [
     ["B-Dis", "I-Dis", "O", "B-Chem"],

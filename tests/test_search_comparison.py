@@ -7,7 +7,9 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-from openmed_repro import config, hpo, search_comparison
+from openmed_repro.infra import config
+from openmed_repro.search import hpo
+from openmed_repro.search import search_comparison
 
 GOOD, BAD = [-0.45, -0.40, -0.38], [-0.60, -0.55, -0.50]
 EPOCH_SECONDS = 30

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from openmed_repro.errors import OpenMedError
-from openmed_repro.significance import approximate_randomization, bootstrap_interval, micro_f1
+from openmed_repro.evaluation.significance import approximate_randomization, bootstrap_interval, micro_f1
 
 
 def system(rng, sentences, hit_rate):
@@ -71,7 +71,7 @@ def test_p_value_is_the_same_whatever_the_chunking(monkeypatch):
     rng = np.random.default_rng(5)
     a, b = system(rng, 100, 0.8), system(rng, 100, 0.7)
     whole = approximate_randomization(a, b, trials=700, seed=1)
-    monkeypatch.setattr("openmed_repro.significance._CHUNK_CELLS", 100 * 64)
+    monkeypatch.setattr("openmed_repro.evaluation.significance._CHUNK_CELLS", 100 * 64)
     assert approximate_randomization(a, b, trials=700, seed=1) == whole
 
 

@@ -2,7 +2,10 @@
 
 import pytest
 
-from openmed_repro import config, corpora, run_summary, sweep
+from openmed_repro.infra import config
+from openmed_repro.data import corpora
+from openmed_repro.report import run_summary
+from openmed_repro.training import sweep
 from openmed_repro.errors import OpenMedError
 
 

@@ -3,7 +3,7 @@
 distort; trial time is what the search chapter's target is set in; the replay runs the pruned study's
 pruner over the unpruned study's own trials, so that it isolates the pruner from the sampler.
 
-    .venv/bin/python -m openmed_repro.search_comparison --pruned runs/hpo5/ncbi-median-startup1 \\
+    .venv/bin/python -m openmed_repro.search.search_comparison --pruned runs/hpo5/ncbi-median-startup1 \\
         --unpruned runs/hpo5/ncbi-none [--out runs/hpo5/comparison.json] [--replay-startup-trials 1 2 5]
 """
 
@@ -16,7 +16,9 @@ from pathlib import Path
 
 import optuna
 
-from openmed_repro import bench_report, hpo, runs
+from openmed_repro.report import bench_report
+from openmed_repro.search import hpo
+from openmed_repro.infra import runs
 
 FINISHED_STATES = {state.name for state in hpo.FINISHED}   # as trials.csv spells them
 STARTUP_BEFORE_THE_SETTING = 5   # studies written before summary.json recorded it used Optuna's default

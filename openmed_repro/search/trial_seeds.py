@@ -2,7 +2,7 @@
 for any difference between two searches' best trials. Same base configuration (the search's config.json),
 same parameters, same training path (`finetune.train`), test split never loaded.
 
-    .venv/bin/python -m openmed_repro.trial_seeds --search runs/hpo5/ncbi-none --trial 7 --seeds 1 2 3
+    .venv/bin/python -m openmed_repro.search.trial_seeds --search runs/hpo5/ncbi-none --trial 7 --seeds 1 2 3
 """
 
 from __future__ import annotations
@@ -15,7 +15,11 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from openmed_repro import config, corpora, finetune, hpo, runs
+from openmed_repro.infra import config
+from openmed_repro.data import corpora
+from openmed_repro.training import finetune
+from openmed_repro.search import hpo
+from openmed_repro.infra import runs
 from openmed_repro.errors import OpenMedError
 
 

@@ -1,7 +1,7 @@
 """The paper's 12 corpora: registry, locating (directory, environment, shared copy, verified download),
 loading with checksum verification, and the statistics table shown beside the paper's split sizes.
 
-Run `python -m openmed_repro.corpora` to print the statistics of every corpus that can be loaded."""
+Run `python -m openmed_repro.data.corpora` to print the statistics of every corpus that can be loaded."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from openmed_repro import config, downloads
+from openmed_repro.infra import config
+from openmed_repro.data import downloads
 from openmed_repro.errors import OpenMedError
-from openmed_repro.iob import OUTSIDE, Sentence, entity_type, read_iob
+from openmed_repro.data.iob import OUTSIDE, Sentence, entity_type, read_iob
 
 SPLITS = ("train", "devel", "test")
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from openmed_repro import metrics, runs, significance
+from openmed_repro.evaluation import metrics
+from openmed_repro.infra import runs
+from openmed_repro.evaluation import significance
 from openmed_repro.errors import OpenMedError
 
 

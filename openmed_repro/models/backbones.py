@@ -14,7 +14,7 @@ import torch
 from peft import LoraConfig, PeftModel, TaskType
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForTokenClassification, AutoTokenizer
 
-from openmed_repro import config
+from openmed_repro.infra import config
 from openmed_repro.errors import OpenMedError
 
 _RANDOM_INIT_SEED = 0

@@ -16,10 +16,16 @@ from safetensors.torch import load_file, save_file
 from transformers import DataCollatorForLanguageModeling, DataCollatorForTokenClassification, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from openmed_repro import backbones, config, corpora, dapt_corpus, footprint, masked_lm, runs
-from openmed_repro.config import DaptConfig
+from openmed_repro.models import backbones
+from openmed_repro.infra import config
+from openmed_repro.data import corpora
+from openmed_repro.data import dapt_corpus
+from openmed_repro.infra import footprint
+from openmed_repro.models import masked_lm
+from openmed_repro.infra import runs
+from openmed_repro.infra.config import DaptConfig
 from openmed_repro.errors import OpenMedError
-from openmed_repro.devices import device_name, resolve_precision
+from openmed_repro.infra.devices import device_name, resolve_precision
 
 ADAPTER_DIR = "adapter"
 CALIBRATED_HEAD = "calibrated_head.safetensors"

@@ -1,11 +1,12 @@
-"""Tell the user what a finished run produced and where: `python -m openmed_repro.run_summary RUN_DIR [NOTEBOOK]`."""
+"""Tell the user what a finished run produced and where: `python -m openmed_repro.report.run_summary RUN_DIR [NOTEBOOK]`."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from openmed_repro import paper, runs
+from openmed_repro.data import paper
+from openmed_repro.infra import runs
 from openmed_repro.errors import OpenMedError
 
 
@@ -33,7 +34,7 @@ def summary(run_dir: Path, notebook: Path | None = None) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if not args:
-        raise SystemExit("usage: python -m openmed_repro.run_summary RUN_DIR [EXECUTED_NOTEBOOK]")
+        raise SystemExit("usage: python -m openmed_repro.report.run_summary RUN_DIR [EXECUTED_NOTEBOOK]")
     print(summary(Path(args[0]), Path(args[1]) if len(args) > 1 else None))
 
 

@@ -1,7 +1,7 @@
 """Fine-tune one configuration on every corpus that loads here, one run directory each, and gather test
 strict F1, epochs and wall time into one table beside the paper's Table 4.
 
-    python -m openmed_repro.sweep --profile cpu --max-train-sentences 5000 --epochs 2 --out runs/all-corpora
+    python -m openmed_repro.training.sweep --profile cpu --max-train-sentences 5000 --epochs 2 --out runs/all-corpora
 
 A rerun reads back the corpora already finished and trains only the rest."""
 
@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from openmed_repro import config, corpora, finetune, paper, runs
+from openmed_repro.infra import config
+from openmed_repro.data import corpora
+from openmed_repro.training import finetune
+from openmed_repro.data import paper
+from openmed_repro.infra import runs
 
 
 def run_all(profile: str, overrides: dict, out: Path, keys: list[str]) -> pd.DataFrame:

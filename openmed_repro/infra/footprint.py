@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from openmed_repro import config, runs
+from openmed_repro.infra import config
+from openmed_repro.infra import runs
 
 RECORD = "footprint.json"
 DEFAULT_COUNTRY = "DEU"   # only names the place; the intensity below is forced to the paper's EU average

@@ -25,8 +25,11 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_s
 from optuna.trial import FrozenTrial, TrialState
 from transformers import TrainerCallback
 
-from openmed_repro import config, corpora, finetune, runs
-from openmed_repro.config import RunConfig, SearchConfig
+from openmed_repro.infra import config
+from openmed_repro.data import corpora
+from openmed_repro.training import finetune
+from openmed_repro.infra import runs
+from openmed_repro.infra.config import RunConfig, SearchConfig
 from openmed_repro.errors import OpenMedError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

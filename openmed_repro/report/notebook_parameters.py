@@ -8,7 +8,9 @@ import dataclasses
 import types
 from pathlib import Path
 
-from openmed_repro import backbones, config, corpora
+from openmed_repro.models import backbones
+from openmed_repro.infra import config
+from openmed_repro.data import corpora
 from openmed_repro.errors import OpenMedError
 
 NOTEBOOK_KEYS = {"output_dir"}

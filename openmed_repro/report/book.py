@@ -17,7 +17,7 @@ import nbformat
 import papermill
 import yaml
 
-from openmed_repro import config
+from openmed_repro.infra import config
 from openmed_repro.errors import OpenMedError
 
 BOOK_SOURCES = config.PROJECT_ROOT / "book"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from openmed_repro import config
+from openmed_repro.infra import config
 from openmed_repro.errors import OpenMedError
 
 

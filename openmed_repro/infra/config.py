@@ -12,7 +12,7 @@ import yaml
 
 from openmed_repro.errors import OpenMedError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PARAMETERS_DIR = Path(os.environ.get("OPENMED_PARAMETERS_DIR", PROJECT_ROOT / "parameters"))
 SHARED_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from openmed_repro import config
+from openmed_repro.infra import config
 
 
 def table4() -> dict:

@@ -19,10 +19,15 @@ from transformers import (DataCollatorForTokenClassification, EarlyStoppingCallb
                           TrainingArguments, set_seed)
 from transformers.trainer_utils import get_last_checkpoint
 
-from openmed_repro import backbones, corpora, encoding, footprint, metrics, runs
-from openmed_repro.devices import device_name, resolve_precision
-from openmed_repro.config import RunConfig
-from openmed_repro.iob import Sentence
+from openmed_repro.models import backbones
+from openmed_repro.data import corpora
+from openmed_repro.data import encoding
+from openmed_repro.infra import footprint
+from openmed_repro.evaluation import metrics
+from openmed_repro.infra import runs
+from openmed_repro.infra.devices import device_name, resolve_precision
+from openmed_repro.infra.config import RunConfig
+from openmed_repro.data.iob import Sentence
 
 MODEL_DIR = "model"
 CHECKPOINTS_DIR = "checkpoints"

@@ -18,7 +18,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from openmed_repro import annotate as local
+from openmed_repro.annotation import annotate as local
 from openmed_repro.errors import OpenMedError
 
 OUTPUT_FORMATS = ("auto", "jsonl", "parquet")

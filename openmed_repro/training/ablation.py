@@ -2,7 +2,7 @@
 every cell trained with the same profile, seed, epochs and training-sentence cap. Full fine-tuning takes its
 own learning rate (the profile's LoRA rate would wreck every weight of the backbone).
 
-    python -m openmed_repro.ablation --dapt-adapter runs/dapt/minilm-l6-cpu-seed42/adapter \
+    python -m openmed_repro.training.ablation --dapt-adapter runs/dapt/minilm-l6-cpu-seed42/adapter \
         --corpora ncbi_disease s800 --max-train-sentences 2000 --epochs 3 --out runs/ablation
 
 A rerun reads finished cells back and trains only the missing ones."""
@@ -14,7 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from openmed_repro import config, finetune, metrics, runs, significance
+from openmed_repro.infra import config
+from openmed_repro.training import finetune
+from openmed_repro.evaluation import metrics
+from openmed_repro.infra import runs
+from openmed_repro.evaluation import significance
 from openmed_repro.errors import OpenMedError
 
 METHODS = ("lora", "full")

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from openmed_repro import config
+from openmed_repro.infra import config
 from openmed_repro.errors import OpenMedError
 
 METRICS = "metrics.json"

@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from openmed_repro import corpora, metrics, paper, runs, significance
+from openmed_repro.data import corpora
+from openmed_repro.evaluation import metrics
+from openmed_repro.data import paper
+from openmed_repro.infra import runs
+from openmed_repro.evaluation import significance
 
 TRANSFORMER_METHODS = ("lora", "full")
 

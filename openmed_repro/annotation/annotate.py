@@ -27,8 +27,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from openmed_repro import config, encoding, runs
-from openmed_repro.config import RunConfig
+from openmed_repro.infra import config
+from openmed_repro.data import encoding
+from openmed_repro.infra import runs
+from openmed_repro.infra.config import RunConfig
 from openmed_repro.errors import OpenMedError
 
 INPUT_FORMATS = ("auto", "text", "jsonl", "parquet")
@@ -243,7 +245,7 @@ class Annotator:
         from peft import PeftModel
         from transformers import DataCollatorForTokenClassification
 
-        from openmed_repro import finetune
+        from openmed_repro.training import finetune
 
         run_dir = Path(run_dir)
         self.run_config = run_config_of(run_dir)

@@ -8,7 +8,7 @@ a backbone's input embeddings), a character CNN max-pooled over the word, and a 
 reads the sentence and a linear layer scores the tags, decoded by a CRF that forbids invalid IOB2
 transitions (I-X after anything but B-X/I-X) or by a per-word softmax.
 
-    python -m openmed_repro.baseline --profile cpu --corpora ncbi_disease bc5cdr_chem s800 --out runs/baseline
+    python -m openmed_repro.training.baseline --profile cpu --corpora ncbi_disease bc5cdr_chem s800 --out runs/baseline
 """
 
 from __future__ import annotations
@@ -29,12 +29,18 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from openmed_repro import backbones, config, corpora, footprint, metrics, paper, runs
-from openmed_repro.config import BaselineConfig
-from openmed_repro.devices import device_name
+from openmed_repro.models import backbones
+from openmed_repro.infra import config
+from openmed_repro.data import corpora
+from openmed_repro.infra import footprint
+from openmed_repro.evaluation import metrics
+from openmed_repro.data import paper
+from openmed_repro.infra import runs
+from openmed_repro.infra.config import BaselineConfig
+from openmed_repro.infra.devices import device_name
 from openmed_repro.errors import OpenMedError
-from openmed_repro.finetune import RunResult, subset
-from openmed_repro.iob import OUTSIDE, Sentence
+from openmed_repro.training.finetune import RunResult, subset
+from openmed_repro.data.iob import OUTSIDE, Sentence
 
 SYSTEM = "bilstm-cnn-char"
 MODEL_DIR = "model"

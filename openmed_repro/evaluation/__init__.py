@@ -1,0 +1,1 @@
+"""Scores and statistics: strict seqeval metrics, significance tests, comparisons of runs. No torch here."""

@@ -1,0 +1,1 @@
+"""Infrastructure every part uses: configuration, run directories and provenance, devices, footprint, figures."""

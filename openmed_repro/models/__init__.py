@@ -1,0 +1,1 @@
+"""Backbones and model heads: names to models, LoRA targets, the masked-LM loss."""

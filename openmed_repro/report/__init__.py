@@ -1,0 +1,1 @@
+"""What the book and the notebooks show: chapter parameters, tables beside the paper's, the book build. Nothing in the library imports it."""

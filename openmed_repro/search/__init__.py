@@ -1,0 +1,1 @@
+"""The hyper-parameter search chapter: Optuna studies over fine-tuning runs."""
