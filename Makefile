@@ -72,8 +72,10 @@ book: venv
 baseline: venv
 	$(BIN)/python -m openmed_repro.training.baseline --profile cpu --corpora $(BASELINE_CORPORA) --out runs/baseline
 
-## Unit tests (tiny models and synthetic corpora; no network).
+## The architecture's contracts (import-linter, pyproject.toml), then the unit tests (tiny models and
+## synthetic corpora; no network).
 test: venv
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 ## Speed measurements, each against a peer in the same run; JSON and figures into runs/bench/ (about an hour

@@ -137,6 +137,17 @@ def test_the_gpu_comparison_trains_the_standard_recipe_in_bf16_with_batch_32(syn
     assert trainer.state.global_step == 2   # 40 sentences in batches of 32
 
 
-def test_the_peak_is_measured_in_the_precision_asked_for():
+def test_the_peak_is_measured_in_the_precision_asked_for(monkeypatch):
+    import torch
+
     performance = import_performance()
-    assert performance.matmul_peak(64, repeats=2, dtype=__import__("torch").bfloat16) > 0
+    multiplied = []
+    real_matmul = torch.Tensor.__matmul__
+
+    def recording_matmul(a, b):
+        multiplied.append((a.dtype, b.dtype))
+        return real_matmul(a, b)
+
+    monkeypatch.setattr(torch.Tensor, "__matmul__", recording_matmul)
+    assert performance.matmul_peak(64, repeats=2, dtype=torch.bfloat16) > 0
+    assert multiplied and set(multiplied) == {(torch.bfloat16, torch.bfloat16)}
