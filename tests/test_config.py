@@ -87,3 +87,28 @@ def test_the_paper_dapt_profile_holds_the_papers_recipe():
 def test_a_dapt_mix_must_map_source_names_to_weights():
     with pytest.raises(OpenMedError, match="parameter mix must map names to non-negative numbers"):
         config.load_dapt_config("smoke", {"mix": {"pubmed": -1}})
+
+
+@pytest.mark.parametrize("kind, values, message", [
+    (config.SearchConfig, {"max_retry": -1}, "search: parameter max_retry=-1 must not be negative"),
+    (config.DaptConfig, {"backbone": "b", "profile": "p", "mlm_probability": 1.0},
+     "dapt: parameter mlm_probability=1.0 must be below 1"),
+    (config.DaptConfig, {"backbone": "b", "profile": "p", "precision": "int8"},
+     "dapt: parameter precision='int8'; valid: auto, fp32, bf16, fp16"),
+    (config.BaselineConfig, {"dataset": "d", "profile": "p", "output": 3},
+     "baseline: parameter output must be str, got int 3"),
+    (config.BaselineConfig, {"dataset": "d", "profile": "p", "max_train_sentences": 0},
+     "baseline: parameter max_train_sentences=0 must be positive"),
+])
+def test_each_field_carries_its_own_rules(kind, values, message):
+    with pytest.raises(OpenMedError, match=message):
+        config.validated(kind, values, message.split(":")[0])
+
+
+def test_a_chapters_settings_are_checked_by_their_fields_rules():
+    from openmed_repro.report import notebook_parameters
+
+    with pytest.raises(OpenMedError, match="evaluate.ipynb parameters: parameter split='train'; valid: test, devel"):
+        notebook_parameters.evaluation_settings({"runs": ["a"], "split": "train"})
+    with pytest.raises(OpenMedError, match="results.ipynb parameters: parameter samples=0 must be positive"):
+        notebook_parameters.results_settings({"samples": 0})

@@ -36,6 +36,27 @@ def cache_dir() -> Path:
     return Path(configured) if configured else Path.home() / ".cache" / "openmed_repro"
 
 
+@dataclasses.dataclass(frozen=True)
+class Bound:
+    """A range a field's value must lie in, carried by the field's annotation (`Positive[int]`, `Fraction`);
+    `message` ends the error "parameter key=value ..."."""
+
+    holds: typing.Callable[[typing.Any], bool]
+    message: str
+
+
+POSITIVE = Bound(lambda value: value > 0, "must be positive")
+NON_NEGATIVE = Bound(lambda value: value >= 0, "must not be negative")
+BELOW_ONE = Bound(lambda value: value < 1, "must be below 1")
+
+_T = typing.TypeVar("_T")
+Positive = typing.Annotated[_T, POSITIVE]
+NonNegative = typing.Annotated[_T, NON_NEGATIVE]
+Fraction = typing.Annotated[float, NON_NEGATIVE, BELOW_ONE]            # [0, 1)
+PositiveFraction = typing.Annotated[float, POSITIVE, BELOW_ONE]        # (0, 1)
+Precision = typing.Literal["auto", "fp32", "bf16", "fp16"]
+Scheduler = typing.Literal["cosine", "linear", "constant_with_warmup"]
+
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
@@ -44,33 +65,33 @@ class RunConfig:
     dataset: str
     backbone: str
     profile: str
-    method: str = "lora"
+    method: typing.Literal["lora", "full"] = "lora"
     dapt_adapter: str | None = None
     data_dir: str | None = None
     seed: int = 42
-    epochs: float = 3.0
-    learning_rate: float = 5e-4
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    gradient_accumulation_steps: int = 1
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    lr_scheduler: str = "cosine"
-    label_smoothing: float = 0.1
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    epochs: Positive[float] = 3.0
+    learning_rate: Positive[float] = 5e-4
+    batch_size: Positive[int] = 32
+    eval_batch_size: Positive[int] = 64
+    gradient_accumulation_steps: Positive[int] = 1
+    weight_decay: NonNegative[float] = 0.01
+    warmup_ratio: Fraction = 0.1
+    lr_scheduler: Scheduler = "cosine"
+    label_smoothing: Fraction = 0.1
+    lora_r: Positive[int] = 16
+    lora_alpha: Positive[int] = 32
+    lora_dropout: Fraction = 0.05
     lora_target_modules: list[str] | None = None
-    max_length: int = 256
-    overlap: int = 50
-    early_stopping_patience: int = 3
-    precision: str = "auto"
+    max_length: Positive[int] = 256
+    overlap: NonNegative[int] = 50
+    early_stopping_patience: NonNegative[int] = 3
+    precision: Precision = "auto"
     gradient_checkpointing: bool = False
     group_by_length: bool = True
-    max_train_sentences: int | None = None
-    max_eval_sentences: int | None = None
+    max_train_sentences: Positive[int] | None = None
+    max_eval_sentences: Positive[int] | None = None
     repair: bool = False
-    logging_steps: int = 50
+    logging_steps: Positive[int] = 50
     country: str | None = None          # footprint: None = the paper's EU average grid, or an ISO alpha-3 code
 
     def to_dict(self) -> dict:
@@ -85,32 +106,32 @@ class DaptConfig:
     profile: str
     dapt_dir: str | None = None
     mix: dict[str, float] | None = None
-    passages: int | None = None
-    min_tokens: int = 50
-    max_tokens: int = 256
+    passages: Positive[int] | None = None
+    min_tokens: Positive[int] = 50
+    max_tokens: Positive[int] = 256
     split_long: bool = True
-    held_out_fraction: float = 0.1
+    held_out_fraction: PositiveFraction = 0.1
     seed: int = 42
-    epochs: float = 3.0
-    learning_rate: float = 2e-4
-    head_learning_rate: float = 1e-3
-    head_calibration_steps: int | None = None
-    batch_size: int = 64
-    eval_batch_size: int = 64
-    gradient_accumulation_steps: int = 2
-    weight_decay: float = 0.01
-    warmup_steps: int = 500
-    lr_scheduler: str = "cosine"
-    mlm_probability: float = 0.15
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    epochs: Positive[float] = 3.0
+    learning_rate: Positive[float] = 2e-4
+    head_learning_rate: Positive[float] = 1e-3
+    head_calibration_steps: Positive[int] | None = None
+    batch_size: Positive[int] = 64
+    eval_batch_size: Positive[int] = 64
+    gradient_accumulation_steps: Positive[int] = 2
+    weight_decay: NonNegative[float] = 0.01
+    warmup_steps: NonNegative[int] = 500
+    lr_scheduler: Scheduler = "cosine"
+    mlm_probability: PositiveFraction = 0.15
+    lora_r: Positive[int] = 16
+    lora_alpha: Positive[int] = 32
+    lora_dropout: Fraction = 0.05
     lora_target_modules: list[str] | None = None
-    max_length: int = 256
-    precision: str = "auto"
+    max_length: Positive[int] = 256
+    precision: Precision = "auto"
     gradient_checkpointing: bool = False
-    save_steps: int = 200
-    logging_steps: int = 50
+    save_steps: Positive[int] = 200
+    logging_steps: Positive[int] = 50
     country: str | None = None          # footprint: None = the paper's EU average grid, or an ISO alpha-3 code
 
     def to_dict(self) -> dict:
@@ -126,29 +147,29 @@ class BaselineConfig:
     profile: str
     data_dir: str | None = None
     seed: int = 42
-    output: str = "crf"                 # crf | softmax
-    word_embeddings: str = "learned"    # learned, or a backbone name whose input embeddings initialise words
-    word_dim: int = 100                 # ignored when word_embeddings names a backbone (its width is used)
-    min_word_count: int = 2             # rarer training words share the unknown word's vector
-    char_dim: int = 25
-    char_filters: int = 30
-    char_kernel: int = 3
-    max_word_chars: int = 30            # characters beyond this feed no character features (the word stays)
-    casing_dim: int = 8
-    hidden_size: int = 200              # per direction
-    lstm_layers: int = 1
-    dropout: float = 0.5
-    epochs: int = 30
-    batch_size: int = 32
-    eval_batch_size: int = 256
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    gradient_clip: float = 5.0
-    early_stopping_patience: int = 3
-    max_train_sentences: int | None = None
-    max_eval_sentences: int | None = None
+    output: typing.Literal["crf", "softmax"] = "crf"
+    word_embeddings: str = "learned"        # learned, or a backbone name whose input embeddings initialise words
+    word_dim: Positive[int] = 100           # ignored when word_embeddings names a backbone (its width is used)
+    min_word_count: Positive[int] = 2       # rarer training words share the unknown word's vector
+    char_dim: Positive[int] = 25
+    char_filters: Positive[int] = 30
+    char_kernel: Positive[int] = 3
+    max_word_chars: Positive[int] = 30      # characters beyond this feed no character features (the word stays)
+    casing_dim: Positive[int] = 8
+    hidden_size: Positive[int] = 200        # per direction
+    lstm_layers: Positive[int] = 1
+    dropout: Fraction = 0.5
+    epochs: Positive[int] = 30
+    batch_size: Positive[int] = 32
+    eval_batch_size: Positive[int] = 256
+    learning_rate: Positive[float] = 1e-3
+    weight_decay: NonNegative[float] = 0.0
+    gradient_clip: Positive[float] = 5.0
+    early_stopping_patience: NonNegative[int] = 3
+    max_train_sentences: Positive[int] | None = None
+    max_eval_sentences: Positive[int] | None = None
     repair: bool = False
-    country: str | None = None          # footprint: None = the paper's EU average grid, or an ISO alpha-3 code
+    country: str | None = None              # footprint: None = the paper's EU average grid, or an ISO alpha-3 code
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -165,16 +186,17 @@ class SearchConfig:
     """One Optuna study: how many finished trials, where it lives, how trials are pruned and how a worker
     that died mid-trial is noticed (heartbeat) and its trial retried."""
 
-    n_trials: int = 40
-    storage: str | None = None          # None: SQLite file in the run directory; or any SQLAlchemy URL
-    study_name: str | None = None       # None: <dataset>-<backbone>-<profile>
-    pruner: str = "median"
-    prune_on: str = "dev_loss"          # the per-epoch signal the pruner compares: dev_loss | dev_f1 | dev_f1_then_loss
-    pruner_startup_trials: int = 5      # completed trials the median pruner waits for (Optuna's default)
-    heartbeat_interval: int = 60        # seconds between a running trial's heartbeats
-    grace_period: int = 180             # seconds without a heartbeat before a trial counts as dead
-    max_retry: int = 3                  # retries of a trial whose worker died
-    space: str | None = None            # None: parameters/search.yaml; or a YAML file with a `space` mapping
+    n_trials: Positive[int] = 40
+    storage: str | None = None              # None: SQLite file in the run directory; or any SQLAlchemy URL
+    study_name: str | None = None           # None: <dataset>-<backbone>-<profile>
+    pruner: typing.Literal["median", "successive_halving", "hyperband", "none"] = "median"
+    # the per-epoch signal the pruner compares
+    prune_on: typing.Literal["dev_loss", "dev_f1", "dev_f1_then_loss"] = "dev_loss"
+    pruner_startup_trials: NonNegative[int] = 5 # completed trials the median pruner waits for (Optuna's default)
+    heartbeat_interval: Positive[int] = 60  # seconds between a running trial's heartbeats
+    grace_period: Positive[int] = 180       # seconds without a heartbeat before a trial counts as dead
+    max_retry: NonNegative[int] = 3         # retries of a trial whose worker died
+    space: str | None = None                # None: parameters/search.yaml; or a YAML file with a `space` mapping
 
 
 def key_values(items: typing.Sequence[str], option: str = "--set") -> dict:
@@ -194,7 +216,8 @@ def load_search_config(overrides: dict | None = None) -> SearchConfig:
 
 
 def validated(kind: type, values: dict, source: str):
-    """A dataclass `kind` from `values`, each checked against its field's type and range."""
+    """A dataclass `kind` from `values`, each checked against its field's annotation: its type, its choices
+    (`typing.Literal`) and its range (`Positive[int]`, `NonNegative[...]`, `Fraction`, `PositiveFraction`)."""
     return kind(**_checked_values(kind, values, source))
 
 
@@ -202,7 +225,7 @@ def _checked_values(kind: type, values, source: str) -> dict:
     """`values` checked against the fields of dataclass `kind`: unknown names, types and ranges."""
     if not isinstance(values, dict):
         raise OpenMedError(f"{source}: expected a mapping of parameter names to values")
-    hints = typing.get_type_hints(kind)
+    hints = typing.get_type_hints(kind, include_extras=True)
     checked = {}
     for key, value in values.items():
         if key not in hints:
@@ -220,26 +243,6 @@ def dapt_dir(configured: str | None = None) -> Path:
 def load_dapt_config(profile: str, overrides: dict | None = None, files: typing.Sequence[str | Path] = ()) -> DaptConfig:
     """parameters/dapt_profiles/<profile>.yaml, YAML files, then overrides; validated like load_run_config."""
     return load_settings(DaptConfig, "dapt_profiles", profile, overrides, files)
-
-
-_CHOICES = {
-    "method": ("lora", "full"),
-    "precision": ("auto", "fp32", "bf16", "fp16"),
-    "lr_scheduler": ("cosine", "linear", "constant_with_warmup"),
-    "pruner": ("median", "successive_halving", "hyperband", "none"),
-    "prune_on": ("dev_loss", "dev_f1", "dev_f1_then_loss"),
-    "split": ("test", "devel"),
-    "output": ("crf", "softmax"),
-}
-_POSITIVE = {"save_steps", "head_learning_rate", "epochs", "learning_rate", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "lora_r",
-             "lora_alpha", "max_length", "logging_steps", "max_train_sentences", "max_eval_sentences", "passages",
-             "min_tokens", "max_tokens", "mlm_probability", "held_out_fraction", "head_calibration_steps",
-             "n_trials", "heartbeat_interval", "grace_period", "trials", "samples", "examples_per_category",
-             "word_dim", "min_word_count", "char_dim", "char_filters", "char_kernel", "max_word_chars", "casing_dim",
-             "hidden_size", "lstm_layers", "gradient_clip"}
-_NON_NEGATIVE = {"dropout", "max_retry", "pruner_startup_trials", "weight_decay", "overlap", "early_stopping_patience", "label_smoothing", "lora_dropout", "warmup_ratio",
-                 "warmup_steps"}
-_BELOW_ONE = {"dropout", "warmup_ratio", "label_smoothing", "lora_dropout", "mlm_probability", "held_out_fraction"}
 
 
 def load_run_config(profile: str, overrides: dict | None = None, files: typing.Sequence[str | Path] = ()) -> RunConfig:
@@ -276,8 +279,23 @@ def load_settings(kind: type, profiles: str, profile: str, overrides: dict | Non
     return kind(**merged)
 
 
+def _rules(hint) -> tuple[tuple, tuple | None, list[Bound]]:
+    """A field's annotation taken apart: the types it allows, its choices (a Literal) and its bounds (Annotated)."""
+    members = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    allowed, choices, bounds = [], None, []
+    for member in members:
+        if typing.get_origin(member) is typing.Annotated:
+            member, *extras = typing.get_args(member)
+            bounds += [extra for extra in extras if isinstance(extra, Bound)]
+        if typing.get_origin(member) is typing.Literal:
+            choices = typing.get_args(member)
+            member = type(choices[0])
+        allowed.append(member)
+    return tuple(allowed), choices, bounds
+
+
 def _checked(key: str, value, expected, source: str):
-    allowed = typing.get_args(expected) if isinstance(expected, types.UnionType) else (expected,)
+    allowed, choices, bounds = _rules(expected)
     if value is None and type(None) in allowed:
         return None
     if float in allowed and isinstance(value, int) and not isinstance(value, bool):
@@ -295,12 +313,9 @@ def _checked(key: str, value, expected, source: str):
     if not isinstance(value, plain) or (isinstance(value, bool) and bool not in plain):
         names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
         raise OpenMedError(f"{source}: parameter {key} must be {names}, got {type(value).__name__} {value!r}")
-    if key in _CHOICES and value not in _CHOICES[key]:
-        raise OpenMedError(f"{source}: parameter {key}={value!r}; valid: {', '.join(_CHOICES[key])}")
-    if key in _POSITIVE and value is not None and value <= 0:
-        raise OpenMedError(f"{source}: parameter {key}={value!r} must be positive")
-    if key in _NON_NEGATIVE and value < 0:
-        raise OpenMedError(f"{source}: parameter {key}={value!r} must not be negative")
-    if key in _BELOW_ONE and value >= 1:
-        raise OpenMedError(f"{source}: parameter {key}={value!r} must be below 1")
+    if choices is not None and value not in choices:
+        raise OpenMedError(f"{source}: parameter {key}={value!r}; valid: {', '.join(choices)}")
+    for bound in bounds:
+        if not bound.holds(value):
+            raise OpenMedError(f"{source}: parameter {key}={value!r} {bound.message}")
     return value

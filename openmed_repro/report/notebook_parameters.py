@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import types
+import typing
 from pathlib import Path
 
 from openmed_repro.models import backbones
 from openmed_repro.infra import config
+from openmed_repro.infra.config import Positive
 from openmed_repro.data import corpora
 from openmed_repro.errors import OpenMedError
 
@@ -20,18 +22,18 @@ NOTEBOOK_KEYS = {"output_dir"}
 class EvaluationSettings:
     runs: list[str]
     names: list[str] | None = None
-    split: str = "test"
-    trials: int = 10_000
-    samples: int = 10_000
+    split: typing.Literal["test", "devel"] = "test"
+    trials: Positive[int] = 10_000
+    samples: Positive[int] = 10_000
     seed: int = 0
-    examples_per_category: int = 3
+    examples_per_category: Positive[int] = 3
 
 
 @dataclasses.dataclass(frozen=True)
 class ResultsSettings:
     runs_dir: str = "runs"
     profiles: list[str] | None = None     # None: runs of every profile are candidates
-    samples: int = 10_000
+    samples: Positive[int] = 10_000
     seed: int = 0
 
 
