@@ -1,14 +1,60 @@
+import dataclasses
+
 import pytest
 
 from openmed_repro.infra import config
 from openmed_repro.errors import OpenMedError
+from openmed_repro.report import notebook_parameters
 
 
-@pytest.mark.parametrize("profile", ["paper", "cpu", "smoke"])
-def test_every_profile_loads_into_a_valid_run_config(profile):
-    run_config = config.load_run_config(profile, {"dataset": "ncbi_disease"})
-    assert run_config.profile == profile
-    assert run_config.dataset == "ncbi_disease"
+PROFILE_KINDS = {"profiles": config.RunConfig, "baseline_profiles": config.BaselineConfig,
+                 "dapt_profiles": config.DaptConfig}
+PROFILE_FILES = sorted((kind, path.stem) for kind in PROFILE_KINDS
+                       for path in (config.PARAMETERS_DIR / kind).glob("*.yaml"))
+LOADERS = {"profiles": lambda name: config.load_run_config(name, {"dataset": "ncbi_disease"}),
+           "baseline_profiles": lambda name: config.load_baseline_config(name, {"dataset": "ncbi_disease"}),
+           "dapt_profiles": config.load_dapt_config}
+# What defines each profile: a few values a change to the profile or to the defaults would break.
+DEFINING = {
+    ("profiles", "paper"): {"backbone": "deberta-v3-large", "method": "lora", "epochs": 20.0, "batch_size": 32,
+                            "precision": "auto", "gradient_checkpointing": True},
+    ("profiles", "cpu"): {"backbone": "minilm-l6", "method": "lora", "learning_rate": 3e-3, "epochs": 8.0,
+                          "batch_size": 16, "precision": "fp32"},
+    ("profiles", "cpu-fast"): {"backbone": "minilm-l6", "method": "full", "learning_rate": 1e-4, "epochs": 3.0,
+                               "warmup_ratio": 0.06, "batch_size": 16, "precision": "fp32"},
+    ("profiles", "smoke"): {"backbone": "tiny-random-bert", "max_length": 32, "overlap": 8,
+                            "max_train_sentences": 48, "precision": "fp32"},
+    ("baseline_profiles", "paper"): {"output": "crf", "hidden_size": 200, "batch_size": 8, "epochs": 50,
+                                     "learning_rate": 1e-3, "dropout": 0.5},
+    ("baseline_profiles", "cpu"): {"output": "crf", "hidden_size": 100, "batch_size": 32, "epochs": 10,
+                                   "learning_rate": 2e-3},
+    ("baseline_profiles", "smoke"): {"hidden_size": 16, "epochs": 12, "early_stopping_patience": 12,
+                                     "max_train_sentences": 48},
+    ("dapt_profiles", "paper"): {"backbone": "deberta-v3-large", "epochs": 3.0, "warmup_steps": 500,
+                                 "gradient_checkpointing": True, "precision": "auto"},
+    ("dapt_profiles", "cpu"): {"backbone": "minilm-l6", "passages": 3000, "epochs": 1.0,
+                               "gradient_accumulation_steps": 4, "precision": "fp32"},
+    ("dapt_profiles", "smoke"): {"backbone": "tiny-random-bert", "max_length": 64, "held_out_fraction": 0.2},
+}
+
+
+@pytest.mark.parametrize("kind, profile", PROFILE_FILES)
+def test_every_profile_file_loads_with_the_values_that_define_it(kind, profile):
+    loaded = LOADERS[kind](profile).to_dict()
+    assert loaded["profile"] == profile
+    assert {key: loaded[key] for key in DEFINING[kind, profile]} == DEFINING[kind, profile]
+
+
+def test_every_profile_file_is_described_by_the_test():
+    assert set(PROFILE_FILES) == set(DEFINING)
+
+
+@pytest.mark.parametrize("kind, profile", PROFILE_FILES)
+def test_no_profile_repeats_a_default(kind, profile):
+    defaults = {f.name: f.default for f in dataclasses.fields(PROFILE_KINDS[kind])}
+    stated = config.read_parameters(f"{kind}/{profile}.yaml")
+    repeated = sorted(key for key, value in stated.items() if key in defaults and defaults[key] == value)
+    assert not repeated, f"{kind}/{profile}.yaml repeats the default of {', '.join(repeated)}"
 
 
 def test_paper_profile_holds_the_papers_recipe():
@@ -73,11 +119,6 @@ def test_overlap_must_fit_inside_the_window():
         config.load_run_config("smoke", {"dataset": "x", "overlap": 40})
 
 
-@pytest.mark.parametrize("profile", ["paper", "cpu", "smoke"])
-def test_every_dapt_profile_loads_into_a_valid_dapt_config(profile):
-    assert config.load_dapt_config(profile).profile == profile
-
-
 def test_the_paper_dapt_profile_holds_the_papers_recipe():
     c = config.load_dapt_config("paper")
     assert (c.lora_r, c.lora_alpha, c.lora_dropout, c.mlm_probability) == (16, 32, 0.05, 0.15)
@@ -106,8 +147,6 @@ def test_each_field_carries_its_own_rules(kind, values, message):
 
 
 def test_a_chapters_settings_are_checked_by_their_fields_rules():
-    from openmed_repro.report import notebook_parameters
-
     with pytest.raises(OpenMedError, match="evaluate.ipynb parameters: parameter split='train'; valid: test, devel"):
         notebook_parameters.evaluation_settings({"runs": ["a"], "split": "train"})
     with pytest.raises(OpenMedError, match="results.ipynb parameters: parameter samples=0 must be positive"):

@@ -60,7 +60,8 @@ Scheduler = typing.Literal["cosine", "linear", "constant_with_warmup"]
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """Everything one fine-tuning run depends on: a profile's values with the user's overrides on top."""
+    """Everything one fine-tuning run depends on: a profile's values with the user's overrides on top.
+    The defaults are the paper's recipe (PAPER.md, "Fine-tuning"); profiles state only what differs."""
 
     dataset: str
     backbone: str
@@ -70,22 +71,22 @@ class RunConfig:
     data_dir: str | None = None
     seed: int = 42
     epochs: Positive[float] = 3.0
-    learning_rate: Positive[float] = 5e-4
+    learning_rate: Positive[float] = 5e-4          # not legible in the paper; the search chapter tunes it
     batch_size: Positive[int] = 32
     eval_batch_size: Positive[int] = 64
     gradient_accumulation_steps: Positive[int] = 1
     weight_decay: NonNegative[float] = 0.01
-    warmup_ratio: Fraction = 0.1
-    lr_scheduler: Scheduler = "cosine"
-    label_smoothing: Fraction = 0.1
+    warmup_ratio: Fraction = 0.1                   # linear warm-up over the first 10% of steps
+    lr_scheduler: Scheduler = "cosine"             # then cosine decay
+    label_smoothing: Fraction = 0.1                # value not legible in the paper: the usual 0.1
     lora_r: Positive[int] = 16
     lora_alpha: Positive[int] = 32
     lora_dropout: Fraction = 0.05
-    lora_target_modules: list[str] | None = None
+    lora_target_modules: list[str] | None = None   # None: the backbone's query and value (parameters/backbones.yaml)
     max_length: Positive[int] = 256
     overlap: NonNegative[int] = 50
     early_stopping_patience: NonNegative[int] = 3
-    precision: Precision = "auto"
+    precision: Precision = "auto"                  # bf16 where the GPU supports it, else fp16; fp32 on a CPU
     gradient_checkpointing: bool = False
     group_by_length: bool = True
     max_train_sentences: Positive[int] | None = None
@@ -100,7 +101,8 @@ class RunConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DaptConfig:
-    """One LoRA DAPT run: a DAPT profile's values with the user's overrides on top."""
+    """One LoRA DAPT run: a DAPT profile's values with the user's overrides on top. The defaults are the
+    paper's recipe (PAPER.md, "DAPT"); profiles state only what differs."""
 
     backbone: str
     profile: str
@@ -141,7 +143,8 @@ class DaptConfig:
 @dataclasses.dataclass(frozen=True)
 class BaselineConfig:
     """One BiLSTM-CNN-Char run (Chiu & Nichols 2016, the Spark NLP paper's architecture): a baseline
-    profile's values with the user's overrides on top."""
+    profile's values with the user's overrides on top. The defaults are that recipe at batch 32; profiles
+    state only what differs."""
 
     dataset: str
     profile: str
