@@ -1,5 +1,8 @@
 import json
 import threading
+import traceback
+import urllib.error
+import urllib.request
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -93,7 +96,7 @@ def test_explicit_data_dir_wins_over_the_environment(tmp_path, monkeypatch):
 
 def test_missing_private_corpus_says_what_is_missing_and_how_to_provide_it(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "SHARED_DATA_DIR", tmp_path / "no-shared-data")
-    with pytest.raises(OpenMedError, match=r"fsu \(FSU\) is not available: no train.tsv/devel.tsv/test.tsv.*OPENMED_DATA_DIR"):
+    with pytest.raises(OpenMedError, match=r"(?s)fsu \(FSU\) is not available: no train.tsv/devel.tsv/test.tsv.*OPENMED_DATA_DIR"):
         corpora.load("fsu")
 
 
@@ -210,8 +213,7 @@ def test_a_download_with_the_wrong_checksum_is_an_error_and_leaves_nothing(remot
     files["/devel.tsv"] = b"Aspirin\tO\n"
     with pytest.raises(OpenMedError, match=r"devel.tsv: checksum mismatch .* discarded"):
         corpora.load("remote")
-    assert not (cache / "devel.tsv").exists()
-    assert not list(cache.glob("*.part-*"))
+    assert not cache.exists()  # not even train.tsv, downloaded before devel.tsv failed
 
 
 def test_an_interrupted_download_is_an_error_and_leaves_nothing(remote_registry):
@@ -219,8 +221,7 @@ def test_an_interrupted_download_is_an_error_and_leaves_nothing(remote_registry)
     files["/test.tsv"] = (b"Aspirin\tB-Chem", 400)  # the server announces 400 bytes and hangs up early
     with pytest.raises(OpenMedError, match=r"test.tsv: partial download \(14 of 400 bytes\)"):
         corpora.load("remote")
-    assert not (cache / "test.tsv").exists()
-    assert not list(cache.glob("*.part-*"))
+    assert not cache.exists()
 
 
 def test_a_failed_download_is_retried_on_the_next_load(remote_registry):
@@ -245,9 +246,56 @@ def test_an_unreachable_host_fails_fast_with_advice(remote_registry, monkeypatch
     corpora.registry.cache_clear()
     text = (config.PARAMETERS_DIR / "corpora.yaml").read_text().replace("http://127.0.0.1", "http://127.0.0.1:1#")
     (config.PARAMETERS_DIR / "corpora.yaml").write_text(text)
-    with pytest.raises(OpenMedError, match=r"remote \(Remote\) is not available.*download failed.*OPENMED_DATA_DIR"):
+    with pytest.raises(OpenMedError, match=r"(?s)remote \(Remote\) is not available.*download failed.*OPENMED_DATA_DIR"):
         corpora.load("remote")
 
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No shared copy, no data directory, an empty cache in tmp_path, and every download failing as it does
+    without a network."""
+    def unreachable(url, timeout):
+        raise urllib.error.URLError(OSError(-2, "Name or service not known"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", unreachable)
+    monkeypatch.setattr(config, "SHARED_DATA_DIR", tmp_path / "no-shared-data")
+    monkeypatch.setenv(config.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(config.DATA_DIR_ENV, raising=False)
+    return tmp_path
+
+
+def test_a_corpus_that_cannot_be_downloaded_says_what_is_missing_where_it_looked_and_how_to_supply_it(offline):
+    with pytest.raises(OpenMedError) as raised:
+        corpora.load("bc4chemd")
+    message = str(raised.value)
+    assert message.startswith("corpus bc4chemd (BC4CHEMD) is not available: no train.tsv/devel.tsv/test.tsv found.")
+    assert f"{offline / 'no-shared-data' / 'bc4chemd'} (the shared copy): not there" in message
+    assert f"{offline / 'cache' / 'corpora' / 'bc4chemd'} (the download cache): the verified download failed" in message
+    assert "Name or service not known" in message
+    assert "-p data_dir <dir>" in message and "OPENMED_DATA_DIR=<dir>" in message and "network" in message
+    assert "let the package download" not in message
+
+
+def test_a_failed_download_is_reported_alone_without_a_chained_traceback(offline):
+    with pytest.raises(OpenMedError) as raised:
+        corpora.load("bc4chemd")
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    assert "The above exception was the direct cause" not in "".join(traceback.format_exception(raised.value))
+
+
+def test_a_failed_download_leaves_no_cache_directory_behind(offline):
+    with pytest.raises(OpenMedError):
+        corpora.load("bc4chemd")
+    assert not (offline / "cache").exists()
+
+
+def test_a_failed_download_keeps_a_cache_directory_that_was_there_before(offline):
+    (offline / "cache" / "corpora").mkdir(parents=True)
+    with pytest.raises(OpenMedError):
+        corpora.load("bc4chemd")
+    assert list((offline / "cache").iterdir()) == [offline / "cache" / "corpora"]
+    assert not list((offline / "cache" / "corpora").iterdir())
 
 # --- the shared copies of this workplace ----------------------------------------------------------------
 

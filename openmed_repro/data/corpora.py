@@ -143,18 +143,30 @@ def locate(key: str, data_dir: str | Path | None = None, download: bool = True) 
     shared = config.SHARED_DATA_DIR / key
     if not _missing(shared, corpus):
         return shared
-    files = "/".join(s.file for s in corpus.splits.values())
-    advice = (f"{corpus.note} Pass data_dir=<dir> or set {config.DATA_DIR_ENV}=<dir> where <dir>/{key}/ "
-              f"holds {files}.").strip()
-    if not corpus.downloadable or not download:
-        reason = "no public download" if not corpus.downloadable else "downloading was not allowed"
-        raise OpenMedError(f"corpus {key} ({corpus.name}) is not available: no {files} in {shared} "
-                           f"and {reason}. {advice}")
+    looked = [f"data_dir and ${config.DATA_DIR_ENV}: neither is set", f"{shared} (the shared copy): not there"]
+    if not corpus.downloadable:
+        raise OpenMedError(_not_available(corpus, looked, "It has no public download."))
+    if not download:
+        raise OpenMedError(_not_available(corpus, looked, "Downloading was not allowed.", "or allow the download"))
     try:
         return _download(corpus)
     except OpenMedError as error:
-        raise OpenMedError(f"corpus {key} ({corpus.name}) is not available: no {files} in {shared} "
-                           f"and the download failed: {error}. {advice}") from error
+        looked.append(f"{_cache_directory(key)} (the download cache): the verified download failed and kept "
+                      f"nothing ({error})")
+        raise OpenMedError(_not_available(corpus, looked, "", "or run where the network is reachable, so that the "
+                                                              "package downloads and verifies the files")) from None
+
+
+def _not_available(corpus: CorpusSpec, looked: list[str], outcome: str, alternative: str = "") -> str:
+    """What is missing, every place looked in and how to supply the corpus: one message, nothing chained."""
+    files = [split.file for split in corpus.splits.values()]
+    return "\n".join([
+        f"corpus {corpus.key} ({corpus.name}) is not available: no {'/'.join(files)} found. Looked in:",
+        *(f"  - {place}" for place in looked),
+        *filter(None, [corpus.note, outcome]),
+        f"Supply it: `-p data_dir <dir>` (notebook), data_dir=<dir> (Python) or {config.DATA_DIR_ENV}=<dir>, where "
+        f"<dir>/{corpus.key}/ holds {', '.join(files[:-1])} and {files[-1]}{'; ' + alternative if alternative else ''}.",
+    ])
 
 
 def available(data_dir: str | Path | None = None) -> list[str]:
@@ -231,12 +243,15 @@ def _missing(directory: Path, corpus: CorpusSpec) -> list[str]:
     return [s.file for s in corpus.splits.values() if not (directory / s.file).is_file()]
 
 
+def _cache_directory(key: str) -> Path:
+    return config.cache_dir() / "corpora" / key
+
+
 def _download(corpus: CorpusSpec) -> Path:
-    directory = config.cache_dir() / "corpora" / corpus.key
-    for split in corpus.splits.values():
-        target = directory / split.file
-        if not target.is_file():
-            downloads.fetch_verified(split.url, target, split.git_blob)
+    """The corpus in the cache, its missing files downloaded and verified; a failure leaves nothing behind."""
+    directory = _cache_directory(corpus.key)
+    downloads.fetch_all_verified([(split.url, directory / split.file, split.git_blob)
+                                  for split in corpus.splits.values()])
     return directory
 
 

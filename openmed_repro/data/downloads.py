@@ -3,9 +3,11 @@ partial or corrupted download can never be mistaken for a good one later."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
+import typing
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -37,7 +39,9 @@ def _feed(digest, path: Path) -> None:
 
 
 def fetch_verified(url: str, destination: Path, git_blob: str, timeout: float = 60.0) -> Path:
-    """Download `url` to `destination`, verified against `git_blob`; on any failure nothing is left behind."""
+    """Download `url` to `destination`, verified against `git_blob`; on any failure nothing is left behind
+    (no partial file, and no directory that this call created)."""
+    created = _missing_directories(destination.parent)
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(f"{destination.name}.part-{os.getpid()}")
     try:
@@ -48,9 +52,43 @@ def fetch_verified(url: str, destination: Path, git_blob: str, timeout: float = 
                 f"{url}: checksum mismatch (git blob {received}, expected {git_blob}); the download was discarded"
             )
         os.replace(partial, destination)
-    finally:
+    except BaseException:
         partial.unlink(missing_ok=True)
+        _remove_empty(created)
+        raise
     return destination
+
+
+def fetch_all_verified(files: typing.Iterable[tuple[str, Path, str]], timeout: float = 60.0) -> None:
+    """Download each (url, destination, git_blob) whose destination is not there yet, verified. All or
+    nothing: when one fails, the files and directories this call created are removed before the error
+    propagates, so a failed download leaves nothing behind."""
+    fetched: list[Path] = []
+    created: list[Path] = []
+    try:
+        for url, destination, git_blob in files:
+            if destination.is_file():
+                continue
+            created += _missing_directories(destination.parent)
+            fetch_verified(url, destination, git_blob, timeout)
+            fetched.append(destination)
+    except BaseException:
+        for path in fetched:
+            path.unlink(missing_ok=True)
+        _remove_empty(created)
+        raise
+
+
+def _missing_directories(directory: Path) -> list[Path]:
+    """`directory` and those of its parents that do not exist yet, deepest first."""
+    return [d for d in (directory, *directory.parents) if not d.exists()]
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    """Remove `directories` (deepest first) that are empty; one that is not empty is left as it is."""
+    for directory in directories:
+        with contextlib.suppress(OSError):
+            directory.rmdir()
 
 
 def _stream(url: str, target: Path, timeout: float) -> None:
