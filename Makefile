@@ -12,7 +12,11 @@ DAPT_RUN := runs/dapt/minilm-l6-cpu-seed42
 
 BASELINE_CORPORA ?= ncbi_disease bc5cdr_chem s800
 ANNOTATE_RUN ?= runs/finetune/$(RUN_NAME)
-BENCH_FLAGS ?= --threads 2 --search-pruned runs/hpo7/seed42-halving --search-unpruned runs/hpo7/seed42-none
+BENCH_FLAGS ?= --threads 2
+# Two finished searches of one study, one pruned (make hpo twice, -p pruner none for one): the bench's
+# search section compares them; without both it says it was skipped.
+SEARCH_PRUNED ?=
+SEARCH_UNPRUNED ?=
 
 HPO_DATASET ?= ncbi_disease
 HPO_FLAGS ?= -p n_trials 20 -p max_train_sentences 500 -p epochs 3
@@ -34,11 +38,11 @@ reproduce: venv
 	mkdir -p runs/finetune
 	$(BIN)/papermill notebooks/finetune.ipynb runs/finetune/$(RUN_NAME).ipynb -k $(KERNEL) --log-output \
 		-p dataset ncbi_disease -p profile cpu -p output_dir runs/finetune/$(RUN_NAME)
-	$(BIN)/python -m openmed_repro.report.run_summary runs/finetune/$(RUN_NAME) runs/finetune/$(RUN_NAME).ipynb
+	$(BIN)/openmed-repro summary runs/finetune/$(RUN_NAME) runs/finetune/$(RUN_NAME).ipynb
 
 ## Every corpus found locally, training split capped (see README "Results"); resumable.
 all-corpora: venv
-	$(BIN)/python -m openmed_repro.training.sweep $(SWEEP_FLAGS) --out runs/all-corpora
+	$(BIN)/openmed-repro sweep $(SWEEP_FLAGS) --out runs/all-corpora
 
 ## The DAPT chapter on the offline default (profile cpu); resumable.
 dapt: venv
@@ -47,7 +51,7 @@ dapt: venv
 
 ## The ablation {LoRA, full} x {with, without DAPT} on ncbi_disease and s800 (needs `make dapt`); resumable.
 ablation: venv
-	$(BIN)/python -m openmed_repro.training.ablation --dapt-adapter $(DAPT_RUN)/adapter --corpora ncbi_disease s800 \
+	$(BIN)/openmed-repro ablation --dapt-adapter $(DAPT_RUN)/adapter --corpora ncbi_disease s800 \
 		--max-train-sentences 2000 --epochs 3 --out runs/ablation
 
 ## The search chapter: a TPE study on one corpus (resumable; start it again elsewhere with -p storage
@@ -61,16 +65,16 @@ hpo: venv
 tuned: venv
 	$(BIN)/papermill notebooks/finetune.ipynb runs/finetune/$(RUN_NAME)-tuned.ipynb -k $(KERNEL) --log-output \
 		-f runs/hpo/$(HPO_DATASET)-cpu/best.yaml -p dataset ncbi_disease -p profile cpu -p output_dir runs/finetune/$(RUN_NAME)-tuned
-	$(BIN)/python -m openmed_repro.report.run_summary runs/finetune/$(RUN_NAME)-tuned runs/finetune/$(RUN_NAME)-tuned.ipynb
+	$(BIN)/openmed-repro summary runs/finetune/$(RUN_NAME)-tuned runs/finetune/$(RUN_NAME)-tuned.ipynb
 
 ## The Jupyter Book: execute every chapter on PROFILE (smoke|cpu|paper) into runs/book/PROFILE, then build
 ## HTML from those executed notebooks (runs/book/PROFILE/_build/html). NO_EXECUTE=1 rebuilds without rerunning.
 PROFILE ?= cpu
 book: venv
-	$(BIN)/python -m openmed_repro.report.book --profile $(PROFILE) $(if $(NO_EXECUTE),--no-execute,)
+	$(BIN)/openmed-repro book --profile $(PROFILE) $(if $(NO_EXECUTE),--no-execute,)
 ## The BiLSTM-CNN-Char baseline (profile cpu) on the corpora the README reports; resumable.
 baseline: venv
-	$(BIN)/python -m openmed_repro.training.baseline --profile cpu --corpora $(BASELINE_CORPORA) --out runs/baseline
+	$(BIN)/openmed-repro baseline --profile cpu --corpora $(BASELINE_CORPORA) --out runs/baseline
 
 ## The architecture's contracts (import-linter, pyproject.toml), then the unit tests (tiny models and
 ## synthetic corpora; no network).
@@ -79,10 +83,11 @@ test: venv
 	$(BIN)/python -m pytest -q
 
 ## Speed measurements, each against a peer in the same run; JSON and figures into runs/bench/ (about an hour
-## on 2 cores: two 3-epoch trainings of ncbi_disease). The search section is skipped when its runs are absent.
+## on 2 cores: two 3-epoch trainings of ncbi_disease). The search section needs SEARCH_PRUNED and SEARCH_UNPRUNED.
 bench: venv
 	$(BIN)/python benchmarks/significance_speed.py --out runs/bench
-	$(BIN)/python benchmarks/performance.py --out runs/bench $(BENCH_FLAGS)
+	$(BIN)/python benchmarks/performance.py --out runs/bench $(BENCH_FLAGS) \
+		$(if $(SEARCH_PRUNED),--search-pruned $(SEARCH_PRUNED) --search-unpruned $(SEARCH_UNPRUNED),)
 
 ## Annotation throughput on 1,000 PubMed abstracts, in-process and Spark local mode (needs a finished
 ## fine-tuning run: `make reproduce`, or ANNOTATE_RUN=DIR).

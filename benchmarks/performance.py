@@ -2,7 +2,7 @@
 noisy machine: (a) training, our fine-tuning against the standard Hugging Face recipe (standard_recipe.py) on
 the same backbone, corpus and number of epochs; (b) inference, our batched predictor against
 `transformers.pipeline("token-classification")` on the same trained model and test sentences; (c) trial time
-saved by pruning, read from two finished search directories (openmed_repro/search/search_comparison.py); (d) achieved
+saved by pruning, read from two finished search directories when given (search_analyses.py); (d) achieved
 FLOP/s as a fraction of this CPU's fp32 matmul peak, measured in the same run. Also the training options of
 training_options.py.
 
@@ -35,6 +35,7 @@ import psutil
 import torch
 from transformers import TrainerCallback, pipeline
 
+import search_analyses
 import standard_recipe
 import training_options
 from openmed_repro.infra import config
@@ -44,7 +45,6 @@ from openmed_repro.training import finetune
 from openmed_repro.evaluation import metrics
 from openmed_repro.infra import plots
 from openmed_repro.infra import runs
-from openmed_repro.search import search_comparison
 from openmed_repro.errors import OpenMedError
 
 GPU_SETTINGS = {"precision": "bf16", "batch_size": 32}   # the GPU comparison, for both recipes
@@ -344,8 +344,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--profile", default="cpu-fast", help="our recipe (parameters/profiles/)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of our recipe")
-    parser.add_argument("--search-pruned", type=Path, default=None)
-    parser.add_argument("--search-unpruned", type=Path, default=None)
+    parser.add_argument("--search-pruned", type=Path, default=None,
+                        help="run directory of a finished pruned search (with --search-unpruned; else skipped)")
+    parser.add_argument("--search-unpruned", type=Path, default=None,
+                        help="run directory of the unpruned search of the same study")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (on a CPU run)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="cuda: both recipes in bf16 with batch 32 (the GPU comparison)")
@@ -354,6 +356,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--smoke", action="store_true", help="smoke profile on a (synthetic) corpus directory")
     parser.add_argument("--out", type=Path, default=Path("runs/bench"))
     args = parser.parse_args(argv)
+    if bool(args.search_pruned) != bool(args.search_unpruned):
+        parser.error("--search-pruned and --search-unpruned go together")
+    if args.search_pruned:   # refused now, not after an hour of training
+        search_analyses.check_search_directory(args.search_pruned, "--search-pruned")
+        search_analyses.check_search_directory(args.search_unpruned, "--search-unpruned")
 
     device = chosen_device(args.device)
     device_name = devices.device_name()
@@ -394,7 +401,7 @@ def main(argv: list[str] | None = None) -> dict:
         runs.write_json(partial, record)
         record["inference"] = inference(trained, run_config, test, args.inference_repeats)
         runs.write_json(partial, record)
-        record["search"] = search_comparison.compare(args.search_pruned, args.search_unpruned)
+        record["search"] = search_analyses.compare(args.search_pruned, args.search_unpruned)
         peak = max(peak, peak_now())
         record["utilisation"] = utilisation(training, record["inference"], record["inference"]["matmul_parameters"], peak)
         record["targets"] = targets(training, record["inference"])

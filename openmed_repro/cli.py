@@ -1,7 +1,17 @@
-"""The `openmed-repro` command: subcommands that apply or train what the notebooks describe.
+"""The `openmed-repro` command: one sub-command for every job that runs outside a notebook.
 
-    openmed-repro annotate --run RUN_DIR INPUT OUTPUT [--on-error skip|fail] [--spark [--master URL]]
+    openmed-repro search --dataset ncbi_disease --out runs/hpo/ncbi --set max_train_sentences=500 epochs=3
     openmed-repro baseline --profile cpu --corpora ncbi_disease s800
+    openmed-repro sweep --profile cpu --max-train-sentences 5000 --epochs 2 --out runs/all-corpora
+    openmed-repro ablation --dapt-adapter runs/dapt/minilm-l6-cpu-seed42/adapter --corpora ncbi_disease s800
+    openmed-repro book --profile cpu [--no-execute] [--check]
+    openmed-repro annotate --run RUN_DIR INPUT OUTPUT [--on-error skip|fail] [--spark [--master URL]]
+    openmed-repro corpus-stats
+    openmed-repro summary RUN_DIR [EXECUTED_NOTEBOOK]
+
+Each sub-command is a pair here: `add_<name>(commands)` declares its arguments and `<name>_command(args)` calls
+the library. Job modules are imported inside the handlers, so `--help` answers without loading torch, and
+nothing in the library imports this module. A project error is one line, `openmed-repro: error: ...`, exit 2.
 """
 
 from __future__ import annotations
@@ -9,8 +19,198 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import typing
+from pathlib import Path
 
 from openmed_repro.errors import OpenMedError
+
+
+def _add(commands, name: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
+    """A sub-command whose one-line `summary` is listed by `openmed-repro --help` and heads its own --help."""
+    return commands.add_parser(name, help=summary, description=description or summary,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _set_option(parser: argparse.ArgumentParser, example: str) -> None:
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help=f"run parameters as YAML values, e.g. {example}")
+
+
+# search: one Optuna worker
+
+
+def add_search(commands) -> None:
+    from openmed_repro.infra.config import SearchConfig
+
+    parser = _add(commands, "search", "run one hyper-parameter search worker (an Optuna TPE study over fine-tuning runs)",
+                  "Run one search worker: trials until the study has --n-trials finished ones, then best.yaml, "
+                  "trials.csv\nand summary.json in --out. Start it on as many processes or machines as you like with "
+                  "the same\n--storage, --study-name and --out (or --out on each machine's own disk).")
+    parser.add_argument("--dataset", required=True, help="corpus key or directory")
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--out", type=Path, required=True, help="run directory (SQLite study, best.yaml, trials.csv)")
+    _set_option(parser, "max_train_sentences=500 epochs=3")
+    for name, hint in typing.get_type_hints(SearchConfig).items():   # names and URLs stay strings
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
+                            type=str if hint is str or str in typing.get_args(hint) else _yaml_value,
+                            help=f"search parameter {name} (default {getattr(SearchConfig, name)!r})")
+    parser.set_defaults(handler=search_command)
+
+
+def _yaml_value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def search_command(args: argparse.Namespace) -> None:
+    from openmed_repro.infra import config
+    from openmed_repro.infra.config import SearchConfig
+    from openmed_repro.search import hpo
+
+    run_config = config.load_run_config(args.profile, {**config.key_values(args.set), "dataset": args.dataset})
+    search = config.load_search_config({name: getattr(args, name) for name in typing.get_type_hints(SearchConfig)
+                                        if getattr(args, name) is not None})
+    result = hpo.work(run_config, search, args.out)
+    print(f"best dev strict F1 {result.best_dev_f1:.4f} (default configuration: {result.default_dev_f1}); "
+          f"parameters in {args.out / hpo.BEST_PARAMETERS}")
+
+
+# baseline: the BiLSTM-CNN-Char comparator
+
+
+def add_baseline(commands) -> None:
+    parser = _add(commands, "baseline", "train the BiLSTM-CNN-Char baseline on corpora, one run directory each",
+                  "Train the BiLSTM-CNN-Char baseline on corpora, one run directory each, and print its test strict "
+                  "F1\nbeside the Spark NLP paper's; results-<profile>.json in --out. Resumable.")
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--corpora", nargs="+", required=True, help="corpus keys or directories")
+    parser.add_argument("--out", type=Path, default=Path("runs/baseline"))
+    _set_option(parser, "epochs=5 output=softmax (BaselineConfig fields)")
+    parser.set_defaults(handler=baseline_command)
+
+
+def baseline_command(args: argparse.Namespace) -> None:
+    from openmed_repro.infra import config
+    from openmed_repro.training import baseline
+
+    baseline.run_all(args.profile, config.key_values(args.set), args.corpora, args.out)
+
+
+# sweep: one configuration on every corpus
+
+
+def add_sweep(commands) -> None:
+    parser = _add(commands, "sweep", "fine-tune one configuration on every corpus found here, beside the paper's Table 4",
+                  "Fine-tune one configuration on every corpus that loads here, one run directory each, and gather "
+                  "test\nstrict F1, epochs and wall time into results.md/results.json in --out. A rerun reads finished "
+                  "corpora back.")
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--max-train-sentences", type=int, default=None)
+    parser.add_argument("--epochs", type=float, default=None)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--corpora", nargs="*", default=None, help="keys (default: every corpus found locally)")
+    parser.add_argument("--out", type=Path, default=Path("runs/all-corpora"))
+    parser.set_defaults(handler=sweep_command)
+
+
+def sweep_command(args: argparse.Namespace) -> None:
+    from openmed_repro.data import corpora
+    from openmed_repro.training import sweep
+
+    overrides = {"max_train_sentences": args.max_train_sentences, "epochs": args.epochs, "data_dir": args.data_dir}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    sweep.run_all(args.profile, overrides, args.out, args.corpora or corpora.available(args.data_dir))
+    print(f"\nTable: {args.out / 'results.md'}")
+
+
+# ablation: {LoRA, full} x {with, without DAPT}
+
+
+def add_ablation(commands) -> None:
+    parser = _add(commands, "ablation", "train the paper's ablation {LoRA, full} x {with, without DAPT} per corpus",
+                  "The paper's ablation: test strict F1 of {LoRA, full fine-tuning} x {with DAPT, without DAPT} per "
+                  "corpus,\nevery cell with the same profile, seed, epochs and training-sentence cap; ablation.json in "
+                  "--out.\nA rerun reads finished cells back and trains only the missing ones.")
+    parser.add_argument("--dapt-adapter", required=True, help="adapter/ directory of a finished DAPT run")
+    parser.add_argument("--corpora", nargs="+", default=["ncbi_disease", "s800"])
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--max-train-sentences", type=int, default=2000)
+    parser.add_argument("--epochs", type=float, default=None)
+    parser.add_argument("--full-learning-rate", type=float, default=None,
+                        help="learning rate of full fine-tuning (default: ablation.FULL_FINE_TUNING_LEARNING_RATE)")
+    parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    parser.set_defaults(handler=ablation_command)
+
+
+def ablation_command(args: argparse.Namespace) -> None:
+    from openmed_repro.training import ablation
+
+    overrides = {"max_train_sentences": args.max_train_sentences}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    rate = ablation.FULL_FINE_TUNING_LEARNING_RATE if args.full_learning_rate is None else args.full_learning_rate
+    print(ablation.table(ablation.run_all(args.profile, overrides, args.corpora, args.dapt_adapter, args.out, rate))
+          .to_string(index=False))
+
+
+# book: execute the chapters and build the Jupyter Book
+
+
+def add_book(commands) -> None:
+    parser = _add(commands, "book", "execute every chapter on one profile and build the Jupyter Book",
+                  "Execute every chapter notebook with papermill on one profile into runs/book/<profile>/ and build "
+                  "HTML\nfrom those executed copies. With --no-execute the book is rebuilt from the chapters executed "
+                  "last time.")
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--out", type=Path, default=None, help="default runs/book/<profile>")
+    parser.add_argument("--no-execute", action="store_true", help="rebuild from the chapters executed last time")
+    parser.add_argument("--check", action="store_true",
+                        help="open every page in headless Chromium; screenshots into <out>/screenshots")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="a parameter for every chapter that has it, e.g. dataset=DIR dapt_dir=DIR")
+    parser.set_defaults(handler=book_command)
+
+
+def book_command(args: argparse.Namespace) -> None:
+    from openmed_repro.infra import config
+    from openmed_repro.report import book
+
+    out_dir = args.out or Path("runs") / "book" / args.profile
+    if not args.no_execute:
+        book.execute(args.profile, out_dir, config.key_values(args.set))
+    index = book.build(args.profile, out_dir)
+    print(f"book: {index}")
+    if args.check:
+        seen = book.check_in_browser(index.parent, out_dir / "screenshots")
+        print(f"Chromium: {len(seen)} pages, {sum(len(p['images']) for p in seen.values())} figures loaded; "
+              f"screenshots in {out_dir / 'screenshots'}")
+
+
+# annotate: entities of raw text with a trained model
+
+
+def add_annotate(commands) -> None:
+    parser = _add(commands, "annotate", "write the entities of raw text found by a fine-tuning run",
+                  "Write the entities of raw text found by a finished fine-tuning run, in-process or as a PySpark "
+                  "job;\nprints a one-line JSON summary (documents, entities, skipped lines, throughput).")
+    parser.add_argument("--run", required=True, help="a finished fine-tuning run directory (holding model/)")
+    parser.add_argument("input", help="text (one document a line), JSONL (id and text fields) or, with --spark, Parquet")
+    parser.add_argument("output", help="JSONL file; with --spark a directory of JSONL part files, or Parquet (*.parquet)")
+    parser.add_argument("--format", default="auto", choices=("auto", "text", "jsonl", "parquet"),
+                        help="input format (auto: by suffix, .jsonl/.json/.ndjson, .parquet, else text)")
+    parser.add_argument("--output-format", default="auto", choices=("auto", "jsonl", "parquet"))
+    parser.add_argument("--on-error", default="skip", choices=("skip", "fail"),
+                        help="a malformed input line is reported and skipped, or stops the run")
+    parser.add_argument("--id-field", default="id")
+    parser.add_argument("--text-field", default="text")
+    parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    parser.add_argument("--chunk-documents", type=int, default=256, help="documents sorted by length together")
+    parser.add_argument("--spark", action="store_true", help="run as a PySpark job (pip install .[spark])")
+    parser.add_argument("--master", default="local[*]", help="Spark master URL (with --spark)")
+    parser.add_argument("--partitions", type=int, default=None, help="minimum input partitions (with --spark)")
+    parser.add_argument("--threads-per-task", type=int, default=1, help="torch threads per Spark task")
+    parser.set_defaults(handler=annotate_command)
 
 
 def annotate_command(args: argparse.Namespace) -> None:
@@ -33,42 +233,64 @@ def annotate_command(args: argparse.Namespace) -> None:
                       "documents_per_second": round(summary.documents_per_second, 2), "output": str(args.output)}))
 
 
+# corpus-stats: the statistics table of the corpora found here
+
+
+def add_corpus_stats(commands) -> None:
+    parser = _add(commands, "corpus-stats", "print the statistics of every registered corpus that loads here",
+                  "Print sentences, mentions and tokens per split of every registered corpus that loads here, beside "
+                  "the\npaper's split sizes, and why each of the others does not load.")
+    parser.set_defaults(handler=corpus_stats_command)
+
+
+def corpus_stats_command(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from openmed_repro.data import corpora
+
+    loaded, unavailable = [], {}
+    for key in corpora.registry():
+        try:
+            loaded.append(corpora.load(key))
+        except OpenMedError as error:
+            unavailable[key] = str(error)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(corpora.statistics_table(loaded).to_string())
+    for key, reason in unavailable.items():
+        print(f"\n{key}: not loaded: {reason}")
+
+
+# summary: what a finished run produced and where
+
+
+def add_summary(commands) -> None:
+    parser = _add(commands, "summary", "say what a finished run produced and where (make reproduce prints it)")
+    parser.add_argument("run_dir", type=Path, help="a run directory")
+    parser.add_argument("notebook", type=Path, nargs="?", default=None, help="the notebook executed for it")
+    parser.set_defaults(handler=summary_command)
+
+
+def summary_command(args: argparse.Namespace) -> None:
+    from openmed_repro.report import run_summary
+
+    print(run_summary.summary(args.run_dir, args.notebook))
+
+
+# The sub-commands in the order `openmed-repro --help` lists them; `record` and `verify` join here.
+COMMANDS = (add_search, add_baseline, add_sweep, add_ablation, add_book, add_annotate, add_corpus_stats, add_summary)
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="openmed-repro", description=__doc__.splitlines()[0])
-    commands = main.add_subparsers(dest="command", required=True)
-    annotate = commands.add_parser("annotate", help="write the entities of raw text found by a fine-tuning run")
-    annotate.add_argument("--run", required=True, help="a finished fine-tuning run directory (holding model/)")
-    annotate.add_argument("input", help="text (one document a line), JSONL (id and text fields) or, with --spark, Parquet")
-    annotate.add_argument("output", help="JSONL file; with --spark a directory of JSONL part files, or Parquet (*.parquet)")
-    annotate.add_argument("--format", default="auto", choices=("auto", "text", "jsonl", "parquet"),
-                          help="input format (auto: by suffix, .jsonl/.json/.ndjson, .parquet, else text)")
-    annotate.add_argument("--output-format", default="auto", choices=("auto", "jsonl", "parquet"))
-    annotate.add_argument("--on-error", default="skip", choices=("skip", "fail"),
-                          help="a malformed input line is reported and skipped, or stops the run")
-    annotate.add_argument("--id-field", default="id")
-    annotate.add_argument("--text-field", default="text")
-    annotate.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
-    annotate.add_argument("--chunk-documents", type=int, default=256, help="documents sorted by length together")
-    annotate.add_argument("--spark", action="store_true", help="run as a PySpark job (pip install .[spark])")
-    annotate.add_argument("--master", default="local[*]", help="Spark master URL (with --spark)")
-    annotate.add_argument("--partitions", type=int, default=None, help="minimum input partitions (with --spark)")
-    annotate.add_argument("--threads-per-task", type=int, default=1, help="torch threads per Spark task")
-    annotate.set_defaults(handler=annotate_command)
-    baseline = commands.add_parser("baseline", help="train the BiLSTM-CNN-Char baseline (see openmed_repro.training.baseline)",
-                                   add_help=False)
-    baseline.set_defaults(handler=None)
+    commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(commands)
     return main
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        if argv[:1] == ["baseline"]:
-            from openmed_repro.training import baseline
-
-            baseline.main(argv[1:])
-            return 0
-        args = parser().parse_args(argv)
         args.handler(args)
     except OpenMedError as error:
         print(f"openmed-repro: error: {error}", file=sys.stderr)

@@ -141,3 +141,14 @@ def test_the_baseline_notebook_runs_end_to_end_on_the_smoke_profile(synthetic_co
     assert metrics["system"] == "bilstm-cnn-char" and metrics["profile"] == "smoke"
     outputs = "".join(str(o) for cell in executed.cells for o in cell.get("outputs", []))
     assert "image/png" in outputs and "Spark NLP BiLSTM-CNN-Char (paper)" in outputs
+
+
+def test_the_command_trains_one_run_per_corpus_and_writes_the_results_file(synthetic_corpus, tmp_path, capsys):
+    from openmed_repro import cli
+
+    assert cli.main(["baseline", "--profile", "smoke", "--corpora", str(synthetic_corpus), "--out", str(tmp_path),
+                     "--set", "epochs=1"]) == 0
+    results = json.loads((tmp_path / "results-smoke.json").read_text())
+    assert [r["dataset"] for r in results] == [str(synthetic_corpus)]
+    assert (tmp_path / "synthetic-smoke-crf-seed42" / runs.METRICS).is_file()
+    assert "Spark NLP BiLSTM-CNN-Char (paper)" in capsys.readouterr().out

@@ -11,7 +11,6 @@ import pytest
 
 from openmed_repro.report import bench_report
 from openmed_repro.infra import config
-from openmed_repro.search import search_comparison
 
 BENCHMARK = config.PROJECT_ROOT / "benchmarks" / "performance.py"
 NOTEBOOK = config.PROJECT_ROOT / "notebooks" / "performance.ipynb"
@@ -75,8 +74,12 @@ def test_the_benchmark_leaves_no_scratch_directory_or_partial_record(smoke_bench
     assert sorted(p.name for p in smoke_bench.iterdir()) == ["performance-smoke.json", "performance-smoke.png"]
 
 
-def test_the_search_section_is_skipped_when_its_directories_are_absent(tmp_path):
-    assert "skipped" in search_comparison.compare(tmp_path / "absent", None)
+def test_search_directories_that_hold_no_finished_search_are_refused_before_any_work(synthetic_corpus, tmp_path):
+    done = subprocess.run([sys.executable, str(BENCHMARK), "--smoke", "--dataset", str(synthetic_corpus),
+                           "--search-pruned", str(tmp_path / "absent"), "--search-unpruned", str(tmp_path / "absent"),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and f"--search-pruned {tmp_path / 'absent'}: not a finished search" in done.stderr
+    assert not (tmp_path / "out").exists()   # refused before any work
 
 
 def test_the_entity_grouping_matches_the_pipelines_rule():
@@ -104,13 +107,13 @@ def test_the_search_summary_gives_epochs_time_and_the_replayed_pruner():
     replay = {"trials": 20, "pruned_trials": 6, "epochs_saved": 0.2, "best_dev_strict_f1": 0.25,
               "unpruned_best_dev_strict_f1": 0.25}
     record = {"search": {"epochs_saved": 0.25, "trial_time_saved": 0.3, "best_dev_f1_difference": -0.001,
-                         "median_pruner_replayed_on_unpruned": replay}}
+                         "pruner_replayed_on_unpruned": {**replay, "pruner": "median"}}}
     assert bench_report.search_summary(record) == (
         "Pruning saved 25% of the epochs trained and 30% of the trial time; best dev strict F1 -0.1 points against "
         "the unpruned search. Replayed on the unpruned study's own 20 trials, the median pruner would have pruned 6, "
         "saved 20% of the epochs and kept its best trial.")
     halving = {**replay, "pruner": "successive_halving", "best_dev_strict_f1": 0.2}
-    record["search"] = {**record["search"], "pruner_replayed_on_unpruned": halving}   # records since the key's rename
+    record["search"] = {**record["search"], "pruner_replayed_on_unpruned": halving}
     assert bench_report.search_summary(record).endswith(
         "the successive halving pruner would have pruned 6, saved 20% of the epochs and kept a best dev F1 of 20.0 "
         "(unpruned 25.0).")

@@ -20,7 +20,6 @@ import yaml
 from openmed_repro.infra import config
 from openmed_repro.data import corpora
 from openmed_repro.search import hpo
-from openmed_repro.search import trial_seeds
 from openmed_repro.errors import OpenMedError
 from optuna.trial import TrialState
 
@@ -118,6 +117,8 @@ def test_invalid_search_parameters_are_refused_naming_them(space_file, tmp_path)
         config.load_search_config({"prune_on": "accuracy"})
     with pytest.raises(OpenMedError, match="n_trials=0 must be positive"):
         config.load_search_config({"n_trials": 0})
+    with pytest.raises(OpenMedError, match="pruner_startup_trials"):
+        config.load_search_config({"pruner_startup_trials": -1})
     bad_space = tmp_path / "space.yaml"
     bad_space.write_text(yaml.safe_dump({"space": {"learning_rat": {"low": 0.1, "high": 0.2}}}))
     with pytest.raises(OpenMedError, match="'learning_rat' is not a run parameter"):
@@ -170,64 +171,6 @@ def test_dev_f1_then_loss_ranks_trials_by_dev_f1_and_breaks_its_ties_with_the_de
         hpo.pruning_signal("accuracy", 0.5, 0.44)
 
 
-def unpruned_study(curves):
-    """A finished study without pruning whose trials reported these per-epoch values (negated dev losses)
-    and scored their last value plus one as best dev F1."""
-    study = optuna.create_study(direction="maximize")
-    for curve in curves:
-        trial = study.ask()
-        for step, value in enumerate(curve, start=1):
-            trial.report(value, step)
-        study.tell(trial, curve[-1] + 1)
-    return study
-
-
-def test_replaying_the_median_pruner_on_an_unpruned_study_counts_the_epochs_it_would_have_saved():
-    good, bad = [-0.45, -0.40, -0.38], [-0.60, -0.55, -0.50]
-    study = unpruned_study([good, bad, good, bad, good, bad, [-0.44, -0.39, -0.30], bad])
-    replay = hpo.replay_pruning(study, "median", epochs=3, startup_trials=1)
-    assert replay["pruned_trials"] == 4                      # every bad one after the first completed trial
-    assert replay["epochs_trained"] == 24 - 4 * 2 and replay["epochs_unpruned"] == 24
-    assert replay["best_dev_strict_f1"] == replay["unpruned_best_dev_strict_f1"] == pytest.approx(0.70)
-
-
-def test_the_median_pruner_prunes_nothing_before_its_start_up_trials_have_completed():
-    good, bad = [-0.45, -0.40, -0.38], [-0.60, -0.55, -0.50]
-    study = unpruned_study([good, bad, good, bad, good, bad, [-0.44, -0.39, -0.30], bad])
-    replay = hpo.replay_pruning(study, "median", epochs=3, startup_trials=5)
-    assert replay["pruned_trials"] == 2                      # the fourth trial is bad but among the first five
-    with pytest.raises(OpenMedError, match="pruner_startup_trials"):
-        config.load_search_config({"pruner_startup_trials": -1})
-
-
-def test_successive_halving_ranks_a_trial_among_every_trial_that_reached_its_epoch_so_a_slow_starter_survives():
-    good, bad, slow = [-0.45, -0.40, -0.38], [-0.60, -0.55, -0.50], [-0.47, -0.39, -0.30]
-    study = unpruned_study([good, bad, good, bad, good, bad, bad, slow])   # the slow starter is the best trial
-    median = hpo.replay_pruning(study, "median", epochs=3, startup_trials=1)
-    halving = hpo.replay_pruning(study, "successive_halving", epochs=3)
-    assert median["best_dev_strict_f1"] == pytest.approx(0.62)     # below the median of the completed good ones
-    assert halving["best_dev_strict_f1"] == pytest.approx(0.70)    # in the better half of all eight at epoch 1
-    assert halving["pruned_trials"] == 4                           # every bad one
-
-
-def test_a_replay_rebuilds_another_signal_from_each_epochs_dev_f1_and_loss():
-    study = optuna.create_study(direction="maximize")
-    for losses, f1s in (([0.45, 0.40, 0.38], [0.0, 0.1, 0.2]), ([0.44, 0.41, 0.40], [0.0, 0.0, 0.0]),
-                        ([0.50, 0.42, 0.39], [0.05, 0.12, 0.3])):
-        trial = study.ask()
-        for step, loss in enumerate(losses, start=1):
-            trial.report(-loss, step)
-        trial.set_user_attr("dev_strict_f1_by_epoch", f1s)
-        study.tell(trial, max(f1s))
-    on_loss = hpo.replay_pruning(study, "median", epochs=3, startup_trials=1)
-    on_f1 = hpo.replay_pruning(study, "median", epochs=3, startup_trials=1, signal="dev_f1_then_loss")
-    assert on_loss["best_dev_strict_f1"] == pytest.approx(0.2)     # the third trial's loss lags: pruned
-    assert on_f1["best_dev_strict_f1"] == pytest.approx(0.3)       # its F1 leads: kept
-    assert on_f1["signal"] == "dev_f1_then_loss"
-    with pytest.raises(OpenMedError, match="cannot be replayed on prune_on='dev_f1_then_loss'"):
-        hpo.replay_pruning(study, "median", epochs=3, signal="dev_f1_then_loss", recorded_signal="dev_f1")
-
-
 def test_a_trial_is_never_pruned_after_its_last_epoch_because_that_would_save_nothing():
     study = optuna.create_study(direction="maximize", pruner=hpo.pruner("median", epochs=3, startup_trials=1))
     trial = study.ask()
@@ -242,9 +185,6 @@ def test_a_trial_is_never_pruned_after_its_last_epoch_because_that_would_save_no
     callback.on_evaluate(None, EpochState(3), None, metrics={"eval_loss": 0.90, "eval_strict_f1": 0.4})
     assert late.should_prune()                                # the pruner would have said so ...
     assert late.user_attrs["epochs_run"] == 3                 # ... but the last epoch ran to its end
-    replayed = hpo.replay_pruning(unpruned_study([[-0.30, -0.28, -0.26], [-0.30, -0.28, -0.90]]), "median", epochs=3,
-                                  startup_trials=1)
-    assert replayed["pruned_trials"] == 0 and replayed["epochs_trained"] == 6
 
 
 KILL_IN_SECOND_TRIAL = """
@@ -315,7 +255,7 @@ def postgres_url():
 def test_two_workers_share_one_postgresql_study_and_survive_a_killed_worker(synthetic_corpus, space_file,
                                                                            postgres_url, tmp_path):
     n_trials = 6
-    command = [sys.executable, "-m", "openmed_repro.search.hpo", "--dataset", str(synthetic_corpus), "--profile", "smoke",
+    command = [sys.executable, "-m", "openmed_repro.cli", "search", "--dataset", str(synthetic_corpus), "--profile", "smoke",
                "--out", str(tmp_path / "search"), "--storage", postgres_url, "--study-name", "shared",
                "--n-trials", str(n_trials), "--space", space_file, "--heartbeat-interval", "1",
                "--grace-period", "3", "--set", "epochs=3"]
@@ -375,14 +315,3 @@ def test_a_misspelt_search_parameter_stops_the_notebook_naming_it(synthetic_corp
             str(config.PROJECT_ROOT / "notebooks" / "hpo.ipynb"), str(tmp_path / "hpo.ipynb"),
             kernel_name="python3", parameters={"dataset": str(synthetic_corpus), "profile": "smoke", "n_trial": 4},
             cwd=str(tmp_path), progress_bar=False)
-
-
-def test_a_trial_retrained_with_its_own_seed_scores_what_the_study_recorded(synthetic_corpus, space_file, tmp_path):
-    search, base = tmp_path / "search", run_config(synthetic_corpus)
-    hpo.work(base, search_config(space_file, n_trials=1), search)
-    record = trial_seeds.retrain(search, 0, [base.seed, 7])
-    assert record["study_seed"] == base.seed
-    assert record["best_dev_strict_f1_by_seed"][base.seed] == record["study_best_dev_strict_f1"]
-    assert 0 <= record["best_dev_strict_f1_by_seed"][7] <= 1 and record["spread"] >= 0
-    with pytest.raises(OpenMedError, match="trial 3 is not a completed trial"):
-        trial_seeds.retrain(search, 3, [1])

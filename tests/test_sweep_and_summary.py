@@ -5,21 +5,21 @@ import pytest
 from openmed_repro.infra import config
 from openmed_repro.data import corpora
 from openmed_repro.report import run_summary
-from openmed_repro.training import sweep
+from openmed_repro import cli
 from openmed_repro.errors import OpenMedError
 
 
 def test_the_sweep_writes_one_run_and_one_table_row_per_corpus(synthetic_corpus, tmp_path):
-    sweep.main(["--profile", "smoke", "--corpora", str(synthetic_corpus), "--epochs", "1", "--out", str(tmp_path)])
+    cli.main(["sweep", "--profile", "smoke", "--corpora", str(synthetic_corpus), "--epochs", "1", "--out", str(tmp_path)])
     table = (tmp_path / "results.md").read_text().splitlines()
     assert len(table) == 3 and table[2].startswith("| synthetic | 48 | 1 (1) |")
     assert (tmp_path / "synthetic" / "metrics.json").is_file()
 
 
 def test_a_rerun_of_the_sweep_reads_finished_runs_back(synthetic_corpus, tmp_path):
-    arguments = ["--profile", "smoke", "--corpora", str(synthetic_corpus), "--epochs", "1", "--out", str(tmp_path)]
-    sweep.main(arguments)
-    sweep.main(arguments)
+    arguments = ["sweep", "--profile", "smoke", "--corpora", str(synthetic_corpus), "--epochs", "1", "--out", str(tmp_path)]
+    assert cli.main(arguments) == 0
+    assert cli.main(arguments) == 0
     assert "(read back)" in (tmp_path / "results.md").read_text()
 
 
@@ -30,12 +30,15 @@ def test_only_corpora_present_locally_are_swept(tmp_path, monkeypatch):
 
 
 def test_the_summary_names_the_numbers_and_where_they_are(synthetic_corpus, tmp_path):
-    sweep.main(["--profile", "smoke", "--corpora", str(synthetic_corpus), "--epochs", "1", "--out", str(tmp_path)])
+    cli.main(["sweep", "--profile", "smoke", "--corpora", str(synthetic_corpus), "--epochs", "1", "--out", str(tmp_path)])
     text = run_summary.summary(tmp_path / "synthetic", tmp_path / "executed.ipynb")
     assert "backbone tiny-random-bert (lora), profile smoke" in text and "test strict P/R/F1" in text
     assert str(tmp_path / "synthetic" / "metrics.json") in text
 
 
-def test_the_summary_of_an_unfinished_run_says_it_can_be_resumed(tmp_path):
+def test_the_summary_of_an_unfinished_run_says_it_can_be_resumed(tmp_path, capsys):
     with pytest.raises(OpenMedError, match="did not finish.*resume"):
         run_summary.summary(tmp_path)
+    assert cli.main(["summary", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("openmed-repro: error: ") and "did not finish" in error and error.count("\n") == 1

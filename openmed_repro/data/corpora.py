@@ -1,7 +1,7 @@
 """The paper's 12 corpora: registry, locating (directory, environment, shared copy, verified download),
 loading with checksum verification, and the statistics table shown beside the paper's split sizes.
 
-Run `python -m openmed_repro.data.corpora` to print the statistics of every corpus that can be loaded."""
+Run `openmed-repro corpus-stats` to print the statistics of every corpus that can be loaded."""
 
 from __future__ import annotations
 
@@ -303,21 +303,3 @@ def sources_table(found: list[str] = ()) -> pd.DataFrame:
                      "citation": corpus.citation,
                      "download": "yes (MTL-Bioinformatics-2016)" if corpus.downloadable else "no: give a local directory"})
     return pd.DataFrame(rows).set_index("corpus")
-
-
-def main() -> None:
-    """Print the statistics table of every registry corpus that loads, and why the others do not."""
-    loaded, unavailable = [], {}
-    for key in registry():
-        try:
-            loaded.append(load(key))
-        except OpenMedError as error:
-            unavailable[key] = str(error)
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(statistics_table(loaded).to_string())
-    for key, reason in unavailable.items():
-        print(f"\n{key}: not loaded: {reason}")
-
-
-if __name__ == "__main__":
-    main()

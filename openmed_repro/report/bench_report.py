@@ -89,11 +89,11 @@ def search_summary(record: dict) -> str:
     epochs = f"{section['epochs_saved']:.0%} of the epochs trained and " if section.get("epochs_saved") is not None else ""
     sentence = (f"Pruning saved {epochs}{section['trial_time_saved']:.0%} of the trial time; best dev strict F1 "
                 f"{100 * section['best_dev_f1_difference']:+.1f} points against the unpruned search.")
-    replay = section.get("pruner_replayed_on_unpruned") or section.get("median_pruner_replayed_on_unpruned")
+    replay = section.get("pruner_replayed_on_unpruned")
     if replay and replay["epochs_saved"] is not None:
         kept = "kept its best trial" if replay["best_dev_strict_f1"] == replay["unpruned_best_dev_strict_f1"] else \
             f"kept a best dev F1 of {100 * (replay['best_dev_strict_f1'] or 0):.1f} (unpruned {100 * replay['unpruned_best_dev_strict_f1']:.1f})"
-        pruner = replay.get("pruner", "median").replace("_", " ")
+        pruner = replay["pruner"].replace("_", " ")
         sentence += (f" Replayed on the unpruned study's own {replay['trials']} trials, the {pruner} pruner would have "
                      f"pruned {replay['pruned_trials']}, saved {replay['epochs_saved']:.0%} of the epochs and {kept}.")
     return sentence

@@ -5,7 +5,6 @@ box, and build HTML from those executed copies (jupyter-book never executes anyt
 
 from __future__ import annotations
 
-import argparse
 import re
 import shlex
 import shutil
@@ -122,29 +121,6 @@ def build(profile: str, out_dir: Path) -> Path:
     return out_dir / "_build" / "html" / "index.html"
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Execute the chapters on one profile and build the book.")
-    parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--out", type=Path, default=None, help="default runs/book/<profile>")
-    parser.add_argument("--no-execute", action="store_true", help="rebuild from the chapters executed last time")
-    parser.add_argument("--check", action="store_true",
-                        help="open every page in headless Chromium; screenshots into <out>/screenshots")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="a parameter for every chapter that has it, e.g. dataset=DIR dapt_dir=DIR")
-    args = parser.parse_args(argv)
-    overrides = config.key_values(args.set)
-    out_dir = args.out or Path("runs") / "book" / args.profile
-    if not args.no_execute:
-        execute(args.profile, out_dir, overrides)
-    index = build(args.profile, out_dir)
-    print(f"book: {index}")
-    if args.check:
-        seen = check_in_browser(index.parent, out_dir / "screenshots")
-        print(f"Chromium: {len(seen)} pages, {sum(len(p['images']) for p in seen.values())} figures loaded; "
-              f"screenshots in {out_dir / 'screenshots'}")
-
-
-
 def check_in_browser(html_dir: Path, screenshots: Path, chromium: str | None = None) -> dict[str, dict]:
     """Serve the built HTML on 127.0.0.1 and open every chapter in headless Chromium: each page must have
     its title, every image loaded with a non-zero size, and the results page its table. Screenshots of the
@@ -203,7 +179,3 @@ def check_in_browser(html_dir: Path, screenshots: Path, chromium: str | None = N
     if failures:
         raise OpenMedError("book check in Chromium failed:\n" + "\n".join(failures))
     return seen
-
-
-if __name__ == "__main__":
-    main()

@@ -1,8 +1,7 @@
-"""Tell the user what a finished run produced and where: `python -m openmed_repro.report.run_summary RUN_DIR [NOTEBOOK]`."""
+"""Tell the user what a finished run produced and where: `openmed-repro summary RUN_DIR [NOTEBOOK]`."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from openmed_repro.data import paper
@@ -29,14 +28,3 @@ def summary(run_dir: Path, notebook: Path | None = None) -> str:
               f"  predictions:       {run_dir / 'predictions_test.tsv'}",
               f"  adapter and head:  {run_dir / 'model'}"]
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if not args:
-        raise SystemExit("usage: python -m openmed_repro.report.run_summary RUN_DIR [EXECUTED_NOTEBOOK]")
-    print(summary(Path(args[0]), Path(args[1]) if len(args) > 1 else None))
-
-
-if __name__ == "__main__":
-    main()

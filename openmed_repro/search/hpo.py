@@ -3,17 +3,18 @@ run (the fine-tuning chapter's own `finetune.train`). Any number of workers, on 
 the same command against one storage (SQLite by default, PostgreSQL for many machines) and share the
 study; a worker that dies mid-trial stops sending heartbeats, its trial is marked failed and retried, and
 rerunning the command continues until the requested number of trials has finished. The test split is
-never loaded."""
+never loaded.
+
+    openmed-repro search --dataset ncbi_disease --profile cpu --out runs/hpo/ncbi --n-trials 20 --pruner median \
+        --set max_train_sentences=500 epochs=3 [--storage postgresql://... --study-name ncbi]"""
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import shutil
 import socket
 import time
-import typing
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,7 +185,7 @@ def pruning_signal(name: str, dev_f1: float, dev_loss: float) -> float:
 class ReportToPruner(TrainerCallback):
     """Hands each epoch's pruning signal (`pruning_signal`) to Optuna and stops the trial when the pruner
     says so. Each epoch's dev F1 and dev loss are kept as user attributes, so that a finished study can be
-    replayed under another pruner or signal."""
+    replayed under another pruner or signal (benchmarks/search_analyses.py does)."""
 
     def __init__(self, trial: optuna.Trial, signal: str = "dev_loss"):
         self.trial = trial
@@ -287,85 +288,3 @@ def write_results(study: optuna.Study, run_dir: Path, search: SearchConfig | Non
     runs.write_json(run_dir / "summary.json", summary)
     return SearchResult(study, best.params, best.value, default_f1, trials)
 
-
-def finished_study(run_dir: Path, summary: dict) -> optuna.Study | None:
-    """The SQLite study of a finished search directory, named by its summary.json; None when the study
-    lives elsewhere (a PostgreSQL URL) or the directory holds no study file."""
-    study_file = run_dir / "study.db"
-    if not (study_file.is_file() and summary.get("study")):
-        return None
-    return optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{study_file.resolve()}")
-
-
-def replay_pruning(study: optuna.Study, pruner_name: str, epochs: float,
-                   startup_trials: int = SearchConfig.pruner_startup_trials, signal: str | None = None,
-                   recorded_signal: str = "dev_loss") -> dict:
-    """What a pruner would have done to the finished trials of an unpruned study, replayed one by one in the
-    order they started: the epochs it would have trained and the best dev F1 it would have kept. Both sides
-    see the same trials, so unlike two separate studies (whose samplers part ways at the first pruned
-    trial) the difference is the pruner's alone. Sequential: a trial sees every earlier trial as finished.
-    `signal` (default: the one the study recorded, `recorded_signal`) is rebuilt from each epoch's dev F1
-    and dev loss."""
-    signal = signal or recorded_signal
-    replayed = optuna.create_study(direction="maximize", pruner=pruner(pruner_name, epochs, startup_trials))
-    finished = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.datetime_start)
-    trained = pruned = 0
-    for trial in finished:
-        live = replayed.ask()
-        curve = epoch_signals(trial, signal, recorded_signal)
-        for step, value in curve:
-            live.report(value, step)
-            trained += 1
-            if step < curve[-1][0] and live.should_prune():   # as in a trial, never after its last epoch
-                replayed.tell(live, state=TrialState.PRUNED)
-                pruned += 1
-                break
-        else:
-            replayed.tell(live, trial.value)
-    unpruned_epochs = sum(len(t.intermediate_values) for t in finished)
-    return {"pruner": pruner_name, "startup_trials": startup_trials, "signal": signal,
-            "trials": len(finished), "pruned_trials": pruned, "epochs_trained": trained,
-            "epochs_unpruned": unpruned_epochs, "epochs_saved": round(1 - trained / unpruned_epochs, 3) if unpruned_epochs else None,
-            "best_dev_strict_f1": replayed.best_value if pruned < len(finished) else None,
-            "unpruned_best_dev_strict_f1": max(t.value for t in finished) if finished else None}
-
-
-def epoch_signals(trial: FrozenTrial, signal: str, recorded_signal: str) -> list[tuple[int, float]]:
-    """A finished trial's (epoch, pruning signal) pairs: as reported, or rebuilt from its dev F1 and dev loss
-    by epoch (trials written before the loss was kept reported it as their signal)."""
-    curve = sorted(trial.intermediate_values.items())
-    if signal == recorded_signal:
-        return curve
-    dev_f1 = trial.user_attrs.get("dev_strict_f1_by_epoch")
-    dev_loss = trial.user_attrs.get("dev_loss_by_epoch") or (
-        [-value for _, value in curve] if recorded_signal == "dev_loss" else None)
-    if not dev_f1 or not dev_loss:
-        raise OpenMedError(f"trial {trial.number} kept no dev F1 and dev loss by epoch: it cannot be replayed on "
-                           f"prune_on={signal!r}")
-    return [(step, pruning_signal(signal, f1, loss)) for (step, _), f1, loss in zip(curve, dev_f1, dev_loss)]
-
-
-def main(argv: list[str] | None = None) -> None:
-    """One search worker from the command line; start it on as many processes or machines as you like
-    with the same --storage, --study-name and --out (or --out on each machine's own disk)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--out", type=Path, required=True, help="run directory (SQLite study, best.yaml, trials.csv)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="run parameters (YAML values), e.g. max_train_sentences=500 epochs=3")
-    for name, hint in typing.get_type_hints(SearchConfig).items():   # names and URLs stay strings
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
-                            type=str if hint is str or str in typing.get_args(hint) else yaml.safe_load)
-    args = parser.parse_args(argv)
-    overrides = {**config.key_values(args.set), "dataset": args.dataset}
-    run_config = config.load_run_config(args.profile, overrides)
-    search = config.load_search_config({name: getattr(args, name) for name in typing.get_type_hints(SearchConfig)
-                                        if getattr(args, name) is not None})
-    result = work(run_config, search, args.out)
-    print(f"best dev strict F1 {result.best_dev_f1:.4f} (default configuration: {result.default_dev_f1}); "
-          f"parameters in {args.out / BEST_PARAMETERS}")
-
-
-if __name__ == "__main__":
-    main()

@@ -2,14 +2,13 @@
 every cell trained with the same profile, seed, epochs and training-sentence cap. Full fine-tuning takes its
 own learning rate (the profile's LoRA rate would wreck every weight of the backbone).
 
-    python -m openmed_repro.training.ablation --dapt-adapter runs/dapt/minilm-l6-cpu-seed42/adapter \
+    openmed-repro ablation --dapt-adapter runs/dapt/minilm-l6-cpu-seed42/adapter \
         --corpora ncbi_disease s800 --max-train-sentences 2000 --epochs 3 --out runs/ablation
 
 A rerun reads finished cells back and trains only the missing ones."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pandas as pd
@@ -91,25 +90,3 @@ def dapt_p_value(without: Path, with_dapt: Path) -> float:
 def _gold_and_predicted(run_dir: Path) -> tuple[list[list[str]], list[list[str]]]:
     _, gold, predicted = runs.read_predictions(run_dir / "predictions_test.tsv")
     return gold, predicted
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dapt-adapter", required=True, help="adapter/ directory of a finished DAPT run")
-    parser.add_argument("--corpora", nargs="+", default=["ncbi_disease", "s800"])
-    parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--max-train-sentences", type=int, default=2000)
-    parser.add_argument("--epochs", type=float, default=None)
-    parser.add_argument("--full-learning-rate", type=float, default=FULL_FINE_TUNING_LEARNING_RATE)
-    parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
-    args = parser.parse_args(argv)
-    overrides = {"max_train_sentences": args.max_train_sentences}
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    result = table(run_all(args.profile, overrides, args.corpora, args.dapt_adapter, args.out,
-                           args.full_learning_rate))
-    print(result.to_string(index=False))
-
-
-if __name__ == "__main__":
-    main()

@@ -8,12 +8,11 @@ a backbone's input embeddings), a character CNN max-pooled over the word, and a 
 reads the sentence and a linear layer scores the tags, decoded by a CRF that forbids invalid IOB2
 transitions (I-X after anything but B-X/I-X) or by a per-word softmax.
 
-    python -m openmed_repro.training.baseline --profile cpu --corpora ncbi_disease bc5cdr_chem s800 --out runs/baseline
+    openmed-repro baseline --profile cpu --corpora ncbi_disease bc5cdr_chem s800 --out runs/baseline
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import random
@@ -461,23 +460,14 @@ def comparison(results: Sequence[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("corpus")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Train the BiLSTM-CNN-Char baseline on corpora, one run each.")
-    parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--corpora", nargs="+", required=True, help="corpus keys or directories")
-    parser.add_argument("--out", type=Path, default=Path("runs/baseline"))
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="BaselineConfig overrides, YAML values (e.g. epochs=5 output=softmax)")
-    args = parser.parse_args(argv)
-    overrides = config.key_values(args.set)
+def run_all(profile: str, overrides: dict, keys: Sequence[str], out: Path) -> list[dict]:
+    """One baseline run per corpus under `out` (finished ones read back), the comparison table printed after
+    each, and every run's metrics in results-<profile>.json."""
     results = []
-    for key in args.corpora:
-        settings = config.load_baseline_config(args.profile, {**overrides, "dataset": key})
-        results.append(run(settings, args.out / f"{Path(key).name}-{settings.profile}-{settings.output}-seed{settings.seed}").metrics)
+    for key in keys:
+        settings = config.load_baseline_config(profile, {**overrides, "dataset": key})
+        results.append(run(settings, out / f"{Path(key).name}-{settings.profile}-{settings.output}-seed{settings.seed}").metrics)
         table = comparison(results)
         print(table.to_string(), flush=True)
-    runs.write_json(args.out / f"results-{args.profile}.json", results)
-
-
-if __name__ == "__main__":
-    main()
+    runs.write_json(out / f"results-{profile}.json", results)
+    return results

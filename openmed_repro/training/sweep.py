@@ -1,20 +1,18 @@
 """Fine-tune one configuration on every corpus that loads here, one run directory each, and gather test
 strict F1, epochs and wall time into one table beside the paper's Table 4.
 
-    python -m openmed_repro.training.sweep --profile cpu --max-train-sentences 5000 --epochs 2 --out runs/all-corpora
+    openmed-repro sweep --profile cpu --max-train-sentences 5000 --epochs 2 --out runs/all-corpora
 
 A rerun reads back the corpora already finished and trains only the rest."""
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import pandas as pd
 
 from openmed_repro.infra import config
-from openmed_repro.data import corpora
 from openmed_repro.training import finetune
 from openmed_repro.data import paper
 from openmed_repro.infra import runs
@@ -52,23 +50,3 @@ def table_row(metrics: dict, wall_seconds: float | None) -> dict:
         "train s": round(metrics["train_seconds"]),
         "wall s": round(wall_seconds) if wall_seconds is not None else "(read back)",
     }
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--max-train-sentences", type=int, default=None)
-    parser.add_argument("--epochs", type=float, default=None)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--corpora", nargs="*", default=None, help="keys (default: every corpus found locally)")
-    parser.add_argument("--out", type=Path, default=Path("runs/all-corpora"))
-    args = parser.parse_args(argv)
-    overrides = {"max_train_sentences": args.max_train_sentences, "epochs": args.epochs, "data_dir": args.data_dir}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    keys = args.corpora or corpora.available(args.data_dir)
-    run_all(args.profile, overrides, args.out, keys)
-    print(f"\nTable: {args.out / 'results.md'}")
-
-
-if __name__ == "__main__":
-    main()
