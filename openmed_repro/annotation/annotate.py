@@ -16,10 +16,8 @@ run with `on_error="fail"`: it is never dropped silently."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -317,22 +315,14 @@ def annotate_file(run_dir: str | Path, input_path: str | Path, output_path: str 
     started = time.perf_counter()
     annotator = Annotator(run_dir, batch_size)
     loaded = time.perf_counter()
-    output_path = Path(output_path)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.", suffix=".tmp")
     count = 0
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out, \
-                tqdm(total=len(documents), desc="annotating", unit="doc", disable=not progress) as bar:
-            for chunk in chunks(documents, chunk_documents):
-                for entities in annotator.annotate(chunk):
-                    out.writelines(entity.json_line() + "\n" for entity in entities)
-                    count += len(entities)
-                bar.update(len(chunk))
-        os.replace(temporary, output_path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with runs.atomic_path(output_path) as temporary, temporary.open("w", encoding="utf-8") as out, \
+            tqdm(total=len(documents), desc="annotating", unit="doc", disable=not progress) as bar:
+        for chunk in chunks(documents, chunk_documents):
+            for entities in annotator.annotate(chunk):
+                out.writelines(entity.json_line() + "\n" for entity in entities)
+                count += len(entities)
+            bar.update(len(chunk))
     return Summary(len(documents), count, problems, time.perf_counter() - started, loaded - started)
 
 

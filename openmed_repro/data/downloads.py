@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
-import os
 import typing
 import urllib.error
 import urllib.request
@@ -15,6 +14,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from openmed_repro.errors import OpenMedError
+from openmed_repro.infra import runs
 
 _CHUNK = 1 << 16
 
@@ -42,18 +42,15 @@ def fetch_verified(url: str, destination: Path, git_blob: str, timeout: float = 
     """Download `url` to `destination`, verified against `git_blob`; on any failure nothing is left behind
     (no partial file, and no directory that this call created)."""
     created = _missing_directories(destination.parent)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(f"{destination.name}.part-{os.getpid()}")
     try:
-        _stream(url, partial, timeout)
-        received = git_blob_id(partial)
-        if received != git_blob:
-            raise OpenMedError(
-                f"{url}: checksum mismatch (git blob {received}, expected {git_blob}); the download was discarded"
-            )
-        os.replace(partial, destination)
+        with runs.atomic_path(destination) as partial:
+            _stream(url, partial, timeout)
+            received = git_blob_id(partial)
+            if received != git_blob:
+                raise OpenMedError(
+                    f"{url}: checksum mismatch (git blob {received}, expected {git_blob}); the download was discarded"
+                )
     except BaseException:
-        partial.unlink(missing_ok=True)
         _remove_empty(created)
         raise
     return destination

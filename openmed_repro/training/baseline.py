@@ -14,7 +14,6 @@ transitions (I-X after anything but B-X/I-X) or by a per-word softmax.
 from __future__ import annotations
 
 import copy
-import os
 import random
 import re
 import time
@@ -365,9 +364,8 @@ def train(settings: BaselineConfig, corpus: corpora.Corpus, run_dir: Path) -> Tr
 
 
 def _save_checkpoint(path: Path, content: dict) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    torch.save(content, temporary)
-    os.replace(temporary, path)
+    with runs.atomic_path(path) as temporary:
+        torch.save(content, temporary)
 
 
 def save_model(trained: Trained, settings: BaselineConfig, directory: Path) -> float:

@@ -1,0 +1,38 @@
+"""Atomic files: a reader sees the old content or the new, never a part, and no temporary is left behind."""
+
+import os
+
+import pytest
+
+from openmed_repro.infra import runs
+
+
+def test_an_atomic_write_goes_through_a_hidden_temporary_beside_the_file(tmp_path):
+    target = tmp_path / "sub" / "metrics.json"
+    with runs.atomic_path(target) as temporary:
+        assert temporary.parent == target.parent and temporary.is_file()
+        assert temporary.name.startswith(".metrics.json.") and temporary.name.endswith(".tmp")
+        temporary.write_bytes(b"\x00new")
+        assert not target.exists()
+    assert target.read_bytes() == b"\x00new"
+    assert os.listdir(target.parent) == ["metrics.json"]
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_removes_the_temporary(tmp_path):
+    target = tmp_path / "predictions.tsv"
+    runs.write_text(target, "old\n")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with runs.atomic_path(target) as temporary:
+            temporary.write_text("half of the new")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "old\n"
+    assert os.listdir(tmp_path) == ["predictions.tsv"]
+
+
+def test_an_atomically_written_file_has_an_ordinary_new_files_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        runs.write_text(tmp_path / "config.json", "{}\n")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o644
