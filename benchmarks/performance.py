@@ -39,7 +39,7 @@ import search_analyses
 import standard_recipe
 import training_options
 from openmed_repro.infra import config
-from openmed_repro.data import corpora
+from openmed_repro.data import corpora, iob
 from openmed_repro.infra import devices
 from openmed_repro.training import finetune
 from openmed_repro.evaluation import metrics
@@ -225,20 +225,6 @@ def train_standard(backbone: str, corpus, run_config: config.RunConfig, work: Pa
     return record
 
 
-def entities(tags: list[str]) -> set[tuple[int, int, str]]:
-    """Word spans (start, end exclusive, type) the way the pipeline groups words: a B- or a change of type
-    opens an entity, an I- continues one of its type (an I- after O opens one)."""
-    spans, start, kind = set(), None, None
-    for i, tag in enumerate(list(tags) + ["O"]):
-        prefix, _, label = tag.partition("-")
-        if start is not None and (prefix != "I" or label != kind):
-            spans.add((start, i, kind))
-            start = kind = None
-        if prefix in {"B", "I"} and start is None:
-            start, kind = i, label
-    return spans
-
-
 def pipeline_entities(output: list[dict], words: list[str]) -> set[tuple[int, int, str]]:
     """The pipeline's character-offset entity groups as word spans of the space-joined sentence."""
     starts, position = [], 0
@@ -285,7 +271,7 @@ def inference(trained: finetune.Trained, run_config: config.RunConfig, sentences
             best = min(best, time.perf_counter() - start)
         results[name] = {"seconds": round(best, 3), "sentences_per_second": round(len(sentences) / best, 1),
                          "tokens_per_second": round(tokens / best, 1)}
-    ours_entities = [entities(tags) for tags in outputs["ours"]]
+    ours_entities = [set(iob.spans_of(tags)) for tags in outputs["ours"]]
     disagreements = []
     for name in runners:
         if name == "ours":

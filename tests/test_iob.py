@@ -1,7 +1,7 @@
 import pytest
 
 from openmed_repro.errors import OpenMedError
-from openmed_repro.data.iob import read_iob
+from openmed_repro.data.iob import read_iob, spans_of
 
 
 def write(tmp_path, content, name="split.tsv", mode="w"):
@@ -101,3 +101,27 @@ def test_valid_file_reports_no_repairs(tmp_path):
 def test_missing_file_is_an_error_naming_it(tmp_path):
     with pytest.raises(OpenMedError, match="nothere.tsv: cannot read"):
         read_iob(tmp_path / "nothere.tsv")
+
+
+def test_spans_of_iob2_tags_join_a_b_with_its_i_run_and_end_at_o():
+    assert spans_of(["B-Disease", "I-Disease", "I-Disease", "O", "B-Chemical", "O"]) == [
+        (0, 3, "Disease"), (4, 5, "Chemical")]
+
+
+def test_spans_of_iob2_tags_keep_adjacent_entities_apart():
+    assert spans_of(["B-Disease", "B-Disease", "I-Disease", "B-Chemical", "I-Chemical"]) == [
+        (0, 1, "Disease"), (1, 3, "Disease"), (3, 5, "Chemical")]
+
+
+def test_spans_of_iob2_tags_open_an_entity_at_an_i_without_its_b():
+    """The lenient reading (seqeval's default, the transformers pipeline's grouping): a predicted I-X after O,
+    at the start, or after another type opens an X entity instead of being dropped."""
+    assert spans_of(["I-Disease", "I-Disease", "O", "I-Disease"]) == [(0, 2, "Disease"), (3, 4, "Disease")]
+    assert spans_of(["B-Disease", "I-Chemical", "I-Chemical", "I-Disease"]) == [
+        (0, 1, "Disease"), (1, 3, "Chemical"), (3, 4, "Disease")]
+
+
+def test_spans_of_iob2_tags_read_types_with_hyphens_and_empty_sentences():
+    assert spans_of(["B-Gene-or-protein", "I-Gene-or-protein", "I-Cell-line"]) == [
+        (0, 2, "Gene-or-protein"), (2, 3, "Cell-line")]
+    assert spans_of([]) == [] and spans_of(("O", "O")) == []

@@ -26,7 +26,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from openmed_repro.infra import config
-from openmed_repro.data import encoding
+from openmed_repro.data import encoding, iob
 from openmed_repro.infra import runs
 from openmed_repro.infra.config import RunConfig
 from openmed_repro.errors import OpenMedError
@@ -204,25 +204,14 @@ def _abbreviation_start(text: str, spans: list[tuple[int, int]], index: int) -> 
 
 def entities_of(document: Document, spans: Sequence[tuple[int, int]], tags: Sequence[str],
                 probabilities: Sequence[float]) -> list[Entity]:
-    """Entities of one sentence from its words' tags: B-X opens an X entity, I-X continues one (or opens
-    one when it does not follow X). Offsets are the document's character offsets."""
-    found, current = [], None
-
-    def close():
-        if current:
-            first, last, kind, scores = current
-            start, end = spans[first][0], spans[last][1]
-            found.append(Entity(document.id, start, end, kind, document.text[start:end],
-                                round(sum(scores) / len(scores), 4)))
-
-    for index, (tag, probability) in enumerate(zip(tags, probabilities)):
-        kind = tag[2:] if tag != "O" else None
-        if kind is not None and tag.startswith("I-") and current and current[2] == kind:
-            current = (current[0], index, kind, current[3] + [probability])
-            continue
-        close()
-        current = (index, index, kind, [probability]) if kind is not None else None
-    close()
+    """Entities of one sentence from its words' tags (grouped by iob.spans_of), at the document's character
+    offsets, each scored by the mean probability of its words' tags."""
+    found = []
+    for first, end, kind in iob.spans_of(tags):
+        start, stop = spans[first][0], spans[end - 1][1]
+        scores = probabilities[first:end]
+        found.append(Entity(document.id, start, stop, kind, document.text[start:stop],
+                            round(sum(scores) / len(scores), 4)))
     return found
 
 

@@ -4,9 +4,12 @@ between sentences. Anything malformed is an error naming the file and line; noth
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
+
+from seqeval.metrics.sequence_labeling import get_entities
 
 from openmed_repro.errors import OpenMedError
 
@@ -35,6 +38,13 @@ class IobFile:
 def entity_type(tag: str) -> str | None:
     """The entity type of a B-/I- tag, None for O."""
     return None if tag == OUTSIDE else tag[2:]
+
+
+def spans_of(tags: Sequence[str]) -> list[tuple[int, int, str]]:
+    """The entities of one sentence's IOB2 tags as (first word, end word exclusive, type), in order. Read
+    leniently, as seqeval's default mode and the transformers pipeline do: an I-X that does not continue an X
+    entity (after O, at the start, or after another type) opens one, so no predicted word is lost."""
+    return [(start, end + 1, kind) for kind, start, end in get_entities(list(tags))]
 
 
 def read_iob(path: str | Path, repair: bool = False) -> IobFile:
