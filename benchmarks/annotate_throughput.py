@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from openmed_repro.annotation import annotate
+from openmed_repro.data import sentences
 from openmed_repro.infra import config
 from openmed_repro.infra import runs
 from openmed_repro.infra.devices import device_name
@@ -46,7 +47,7 @@ def main() -> None:
                       encoding="utf-8")
     result = {
         "run": str(args.run), "backbone": runs.read_json(args.run / "config.json")["backbone"],
-        "documents": len(abstracts), "words": sum(len(annotate.words(t)) for t in abstracts), "source": str(text),
+        "documents": len(abstracts), "words": sum(len(sentences.words(t)) for t in abstracts), "source": str(text),
         "cores": os.cpu_count(), "torch_threads_in_process": torch.get_num_threads(), "device": device_name(),
         "batch_size": args.batch_size,
     }

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from openmed_repro.data import sentences
 from openmed_repro.errors import OpenMedError
 
 _SPACE = re.compile(r"\s+")
@@ -87,16 +88,14 @@ class SentenceFinder:
         return False
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
-
-
 def split_passage(text: str, token_count, max_tokens: int) -> list[tuple[str, int]]:
-    """Consecutive sentences packed greedily into pieces of at most `max_tokens` tokens; a single sentence
-    longer than that stays a piece of its own (and the length filter drops it)."""
+    """Consecutive sentences (split as annotation splits them, data/sentences.py) packed greedily into pieces
+    of at most `max_tokens` tokens; a single sentence longer than that stays a piece of its own (and the
+    length filter drops it)."""
     pieces: list[tuple[str, int]] = []
     current: list[str] = []
     current_tokens = 0
-    for sentence in _SENTENCE_END.split(text):
+    for sentence in sentences.sentences(text):
         tokens = token_count(sentence)  # sub-word tokenizers split at spaces: counts of sentences add up
         if current and current_tokens + tokens > max_tokens:
             pieces.append(" ".join(current))
