@@ -39,8 +39,9 @@ import search_analyses
 import standard_recipe
 import training_options
 from openmed_repro.infra import config
-from openmed_repro.data import corpora, iob
+from openmed_repro.data import corpora, encoding, iob
 from openmed_repro.infra import devices
+from openmed_repro.models import predictor
 from openmed_repro.training import finetune
 from openmed_repro.evaluation import metrics
 from openmed_repro.infra import plots
@@ -169,8 +170,8 @@ def train_ours(run_config: config.RunConfig, corpus, work: Path) -> tuple[dict, 
     epochs = max((p["epoch"] for p in clock.points), default=0.0)
     train_only = trained.train_seconds - clock.evaluation_seconds()
     test = finetune.subset(corpus.test, run_config.max_eval_sentences)
-    predicted = finetune.predict(trained.model, trained.tokenizer, [s.tokens for s in test], trained.labels,
-                                 run_config.max_length, run_config.overlap, run_config.eval_batch_size)
+    predicted = predictor.predict(trained.model, trained.tokenizer, [s.tokens for s in test], trained.labels,
+                                  run_config.max_length, run_config.overlap, run_config.eval_batch_size)
     best = max(clock.points, key=lambda p: p["dev_strict_f1"]) if clock.points else {}
     record = {
         "recipe": f"ours (profile {run_config.profile}, {run_config.method})",
@@ -244,16 +245,15 @@ DEFAULT_PIPELINE = "pipeline (batch_size 1, its default)"
 
 def inference(trained: finetune.Trained, run_config: config.RunConfig, sentences, repeats: int) -> dict:
     """Our predictor (LoRA merged) against the token-classification pipeline on the same model and sentences."""
-    model = finetune.inference_model(trained.model)
+    model = predictor.inference_model(trained.model)
     words = [list(s.tokens) for s in sentences]
     texts = [" ".join(w) for w in words]
-    tokens = sum(len(w.input_ids) for w in finetune.encoding.encode(words, trained.tokenizer,
-                                                                   max_length=run_config.max_length,
-                                                                   overlap=run_config.overlap))
+    tokens = sum(len(w.input_ids) for w in encoding.encode(words, trained.tokenizer, max_length=run_config.max_length,
+                                                          overlap=run_config.overlap))
 
     def ours():
-        return finetune.predict(model, trained.tokenizer, words, trained.labels, run_config.max_length,
-                                run_config.overlap, run_config.eval_batch_size)
+        return predictor.predict(model, trained.tokenizer, words, trained.labels, run_config.max_length,
+                                 run_config.overlap, run_config.eval_batch_size)
 
     classifier = pipeline("token-classification", model=model, tokenizer=trained.tokenizer,
                           aggregation_strategy="first", device=model.device)

@@ -205,6 +205,8 @@ def add_annotate(commands) -> None:
     parser.add_argument("--id-field", default="id")
     parser.add_argument("--text-field", default="text")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    parser.add_argument("--max-batch-tokens", type=int, default=None,
+                        help="padded sub-words per forward pass (default: the predictor's, sized for a CPU)")
     parser.add_argument("--chunk-documents", type=int, default=256, help="documents sorted by length together")
     parser.add_argument("--spark", action="store_true", help="run as a PySpark job (pip install .[spark])")
     parser.add_argument("--master", default="local[*]", help="Spark master URL (with --spark)")
@@ -217,6 +219,7 @@ def annotate_command(args: argparse.Namespace) -> None:
     from openmed_repro.annotation import annotate
 
     common = dict(fmt=args.format, on_error=args.on_error, batch_size=args.batch_size,
+                  max_batch_tokens=args.max_batch_tokens,
                   chunk_documents=args.chunk_documents, id_field=args.id_field, text_field=args.text_field)
     if args.spark:
         from openmed_repro.annotation import spark as spark_annotate

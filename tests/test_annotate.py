@@ -10,7 +10,8 @@ import pytest
 
 from openmed_repro.annotation import annotate
 from openmed_repro import cli
-from openmed_repro.infra import config
+from openmed_repro.data import iob, sentences
+from openmed_repro.infra import config, runs
 from openmed_repro.training import finetune
 from openmed_repro.errors import OpenMedError
 
@@ -57,19 +58,22 @@ def test_a_document_longer_than_one_window_is_annotated_to_its_end(annotator):
     assert all(text[e.start:e.end] == e.text for e in entities)
 
 
-def test_sentences_and_words_carry_character_offsets():
-    text = "Cells of IL-2 (n=3) were e.g. seen. Dr. Smith et al. reported 3.5 mg! Then J. Doe left?"
-    sentences = annotate.sentences(text)
-    assert [" ".join(text[s:e] for s, e in sentence) for sentence in sentences] == [
-        "Cells of IL - 2 ( n = 3 ) were e . g . seen .",
-        "Dr . Smith et al . reported 3 . 5 mg !",
-        "Then J . Doe left ?",
-    ]
+def test_annotation_finds_exactly_the_entities_of_the_tags_evaluation_predicted(run_dir):
+    """One predictor: annotating the run's test sentences as documents (merged LoRA, small token-budget
+    batches) gives the spans of the tags fine-tuning's evaluation wrote for them (unmerged, its own batches)."""
+    tokens, _, predicted = runs.read_predictions(run_dir / "predictions_test.tsv")
+    documents = [annotate.Document(str(i), " ".join(words), i) for i, words in enumerate(tokens)]
+    found = annotate.Annotator(run_dir, batch_size=3, max_batch_tokens=40).annotate(documents)
+    for document, entities, tags in zip(documents, found, predicted):
+        starts = [start for start, _ in sentences.words(document.text)]
+        ends = [end for _, end in sentences.words(document.text)]
+        assert [(starts.index(e.start), ends.index(e.end) + 1, e.type) for e in entities] == iob.spans_of(tags)
+    assert sum(map(len, found)) > len(documents) / 2
 
 
 def test_i_tags_continue_an_entity_and_a_stray_i_opens_one():
     document = annotate.Document("d", "lung cancer in the colon tumor", 1)
-    spans = annotate.words(document.text)
+    spans = sentences.words(document.text)
     tags = ["B-Disease", "I-Disease", "O", "O", "I-Disease", "I-Disease"]
     entities = annotate.entities_of(document, spans, tags, [0.9, 0.7, 1, 1, 0.5, 0.6])
     assert [(e.text, e.score) for e in entities] == [("lung cancer", 0.8), ("colon tumor", 0.55)]

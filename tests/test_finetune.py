@@ -6,9 +6,11 @@ import sys
 import textwrap
 
 import pytest
+from peft import PeftModel
 from transformers import Trainer
 
 from openmed_repro.infra import config
+from openmed_repro.models import predictor
 from openmed_repro.training import finetune
 from openmed_repro.infra import footprint
 from openmed_repro.evaluation import metrics
@@ -76,21 +78,34 @@ def test_the_saved_adapter_reproduces_the_predictions_exactly(finished, syntheti
     run_config = smoke(synthetic_corpus)
     model, tokenizer, labels = finetune.load_model(finished.run_dir / "model", run_config)
     tokens, _, predicted = runs.read_predictions(finished.run_dir / "predictions_test.tsv")
-    again = finetune.predict(model, tokenizer, tokens, labels, run_config.max_length, run_config.overlap)
+    again = predictor.predict(model, tokenizer, tokens, labels, run_config.max_length, run_config.overlap)
     assert again == predicted
 
 
 def test_prediction_batches_hold_a_token_budget_and_their_size_does_not_change_a_tag(finished, synthetic_corpus):
     lengths = [30, 5, 200, 12, 12, 64, 5000, 31]
-    batches = finetune.length_batches(lengths, batch_size=3, max_tokens=64)
+    batches = predictor.length_batches(lengths, batch_size=3, max_tokens=64)
     assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
     assert [[lengths[i] for i in batch] for batch in batches] == [[5, 12, 12], [30, 31], [64], [200], [5000]]
     run_config = smoke(synthetic_corpus)
     model, tokenizer, labels = finetune.load_model(finished.run_dir / "model", run_config)
     tokens, _, predicted = runs.read_predictions(finished.run_dir / "predictions_test.tsv")
     for batch_size, max_batch_tokens in ((1, 10**6), (64, 10**6), (64, 32)):
-        assert finetune.predict(model, tokenizer, tokens, labels, run_config.max_length, run_config.overlap,
+        assert predictor.predict(model, tokenizer, tokens, labels, run_config.max_length, run_config.overlap,
                                 batch_size, max_batch_tokens) == predicted
+
+
+def test_the_merged_inference_model_predicts_the_same_tags_and_leaves_the_lora_model_as_it_was(finished,
+                                                                                              synthetic_corpus):
+    run_config = smoke(synthetic_corpus)
+    model, tokenizer, labels = finetune.load_model(finished.run_dir / "model", run_config)
+    tokens, _, predicted = runs.read_predictions(finished.run_dir / "predictions_test.tsv")
+    merged = predictor.inference_model(model)
+    assert isinstance(model, PeftModel) and not isinstance(merged, PeftModel)
+    assert predictor.predict(merged, tokenizer, tokens, labels, run_config.max_length, run_config.overlap) == predicted
+    tags, scores = predictor.predict_with_scores(model, tokenizer, tokens, labels, run_config.max_length,
+                                                 run_config.overlap, progress=False)
+    assert tags == predicted and all(1 / len(labels) < p <= 1 for sentence in scores for p in sentence)
 
 
 def test_the_same_seed_gives_identical_metrics(finished, synthetic_corpus, tmp_path):
@@ -116,7 +131,7 @@ def test_full_fine_tuning_trains_every_parameter_and_reloads(synthetic_corpus, t
     assert result.metrics["trainable_parameters"] == result.metrics["total_parameters"]
     model, tokenizer, labels = finetune.load_model(tmp_path / "full" / "model", run_config)
     tokens, _, predicted = runs.read_predictions(tmp_path / "full" / "predictions_test.tsv")
-    assert finetune.predict(model, tokenizer, tokens, labels, 32, 8) == predicted
+    assert predictor.predict(model, tokenizer, tokens, labels, 32, 8) == predicted
 
 
 KILL_AFTER_FIRST_CHECKPOINT = textwrap.dedent("""

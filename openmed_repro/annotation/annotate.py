@@ -5,18 +5,16 @@ windows as evaluation (nothing is truncated), and written as JSONL entities
 
     openmed-repro annotate --run runs/finetune/ncbi_disease-minilm-l6-cpu-lora-seed42 abstracts.jsonl entities.jsonl
 
-Choices made here: words are runs of letters/digits or single punctuation characters (the corpora's
-tokenisation); a sentence ends at . ! or ? followed by white space and an upper-case letter or a digit,
-except after common abbreviations and initials; an I-X that does not continue an X entity opens one (the
-lenient reading, as seqeval's default mode); an entity's score is the mean softmax probability of its
-words' predicted tags (at each word's first sub-word); scores are rounded to 4 decimals. A malformed input
+Choices made here: sentences and words as data/sentences.py splits them; an I-X that does not continue an
+X entity opens one (iob.spans_of, the lenient reading of seqeval's default mode); an entity's score is the
+mean softmax probability of its words' predicted tags (at each word's first sub-word); scores are rounded to
+4 decimals. A malformed input
 line (empty, invalid JSON, no id or text field) is reported with its line number and skipped, or stops the
 run with `on_error="fail"`: it is never dropped silently."""
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,7 +24,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from openmed_repro.infra import config
-from openmed_repro.data import encoding, iob
+from openmed_repro.data import iob, sentences
 from openmed_repro.infra import runs
 from openmed_repro.infra.config import RunConfig
 from openmed_repro.errors import OpenMedError
@@ -34,9 +32,6 @@ from openmed_repro.errors import OpenMedError
 INPUT_FORMATS = ("auto", "text", "jsonl", "parquet")
 ON_ERROR = ("skip", "fail")
 MODEL_DIR = "model"                  # finetune.MODEL_DIR; torch and transformers load only with a model
-_WORD = re.compile(r"\w+|[^\w\s]")
-_ABBREVIATIONS = {"al", "e.g", "i.e", "eg", "ie", "fig", "figs", "vs", "dr", "mr", "mrs", "ms", "no", "nos", "approx",
-                  "ca", "cf", "etc", "resp", "ref", "refs", "vol", "sp", "spp", "st", "inc", "ltd", "co", "jr", "sr"}
 
 
 @dataclass(frozen=True)
@@ -160,48 +155,6 @@ def report(problems: Sequence[Problem], source: str | Path, stream=None) -> None
         print(f"{source}:{problem.line}: {problem.reason}; skipped", file=stream)
 
 
-def words(text: str) -> list[tuple[int, int]]:
-    """Character spans [start, end) of the words of `text`."""
-    return [match.span() for match in _WORD.finditer(text)]
-
-
-def sentences(text: str) -> list[list[tuple[int, int]]]:
-    """The words of `text` (character spans) grouped into sentences."""
-    spans = words(text)
-    grouped, current = [], []
-    for index, (start, end) in enumerate(spans):
-        current.append((start, end))
-        if index + 1 < len(spans) and _ends_sentence(text, spans, index):
-            grouped.append(current)
-            current = []
-    if current:
-        grouped.append(current)
-    return grouped
-
-
-def _ends_sentence(text: str, spans: list[tuple[int, int]], index: int) -> bool:
-    start, end = spans[index]
-    if text[start:end] not in {".", "!", "?"}:
-        return False
-    following = spans[index + 1]
-    if following[0] == end or not (text[following[0]].isupper() or text[following[0]].isdigit()):
-        return False
-    if text[start:end] != "." or index == 0:
-        return True
-    previous = text[spans[index - 1][0]:spans[index - 1][1]]
-    joined = text[_abbreviation_start(text, spans, index):start].lower()
-    single_initial = len(previous) == 1 and previous.isalpha() and previous.isupper()
-    return not (joined in _ABBREVIATIONS or previous.lower() in _ABBREVIATIONS or single_initial)
-
-
-def _abbreviation_start(text: str, spans: list[tuple[int, int]], index: int) -> int:
-    """Start of a dotted abbreviation ending before spans[index] ("e.g" of "e.g."), without spaces."""
-    position = index - 1
-    while position > 0 and spans[position - 1][1] == spans[position][0]:
-        position -= 1
-    return spans[position][0]
-
-
 def entities_of(document: Document, spans: Sequence[tuple[int, int]], tags: Sequence[str],
                 probabilities: Sequence[float]) -> list[Entity]:
     """Entities of one sentence from its words' tags (grouped by iob.spans_of), at the document's character
@@ -226,60 +179,34 @@ def run_config_of(run_dir: Path) -> RunConfig:
 
 
 class Annotator:
-    """A run's model, loaded once (LoRA merged into the backbone for speed), annotating batches of documents."""
+    """A run's model, loaded once (LoRA merged into the backbone for speed), annotating batches of documents
+    through the predictor evaluation uses. A forward pass holds at most `batch_size` windows and
+    `max_batch_tokens` padded sub-words (None: the predictor's default)."""
 
-    def __init__(self, run_dir: str | Path, batch_size: int = 32):
-        from peft import PeftModel
-        from transformers import DataCollatorForTokenClassification
-
+    def __init__(self, run_dir: str | Path, batch_size: int = 32, max_batch_tokens: int | None = None):
+        from openmed_repro.models import predictor
         from openmed_repro.training import finetune
 
         run_dir = Path(run_dir)
         self.run_config = run_config_of(run_dir)
         model, self.tokenizer, self.labels = finetune.load_model(run_dir / finetune.MODEL_DIR, self.run_config)
-        self.model = (model.merge_and_unload() if isinstance(model, PeftModel) else model).eval()
+        self.model = predictor.inference_model(model, keep_original=False)
         self.batch_size = batch_size
-        self.collator = DataCollatorForTokenClassification(self.tokenizer)
+        self.max_batch_tokens = predictor.MAX_BATCH_TOKENS if max_batch_tokens is None else max_batch_tokens
 
     def annotate(self, documents: Sequence[Document]) -> list[list[Entity]]:
         """The entities of each document, in document order."""
-        sentence_spans = [(d, spans) for d in documents for spans in sentences(d.text)]
+        from openmed_repro.models import predictor
+
+        sentence_spans = [(d, spans) for d in documents for spans in sentences.sentence_words(d.text)]
         tokens = [[d.text[s:e] for s, e in spans] for d, spans in sentence_spans]
-        tags, probabilities = self._predict(tokens)
+        tags, probabilities = predictor.predict_with_scores(
+            self.model, self.tokenizer, tokens, self.labels, self.run_config.max_length, self.run_config.overlap,
+            self.batch_size, self.max_batch_tokens, progress=False)
         by_document: dict[int, list[Entity]] = {id(d): [] for d in documents}
         for (document, spans), sentence_tags, sentence_probabilities in zip(sentence_spans, tags, probabilities):
             by_document[id(document)].extend(entities_of(document, spans, sentence_tags, sentence_probabilities))
         return [by_document[id(d)] for d in documents]
-
-    def _predict(self, tokens: list[list[str]]) -> tuple[list[list[str]], list[list[float]]]:
-        """Tags and their probabilities per word, through windows predicted in length-sorted batches and
-        merged as in evaluation: each window position gets a global index that the merge carries."""
-        import torch
-
-        windows = encoding.encode(tokens, self.tokenizer, max_length=self.run_config.max_length,
-                                  overlap=self.run_config.overlap)
-        order = sorted(range(len(windows)), key=lambda i: len(windows[i].input_ids))
-        bases, total = [], 0
-        for window in windows:
-            bases.append(total)
-            total += len(window.input_ids)
-        label_ids = [0] * total
-        scores = [0.0] * total
-        with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                chosen = order[start:start + self.batch_size]
-                batch = self.collator([{"input_ids": windows[i].input_ids,
-                                        "attention_mask": [1] * len(windows[i].input_ids)} for i in chosen])
-                probabilities = self.model(**batch).logits.softmax(dim=-1)
-                best, best_ids = probabilities.max(dim=-1)
-                for row, index in enumerate(chosen):
-                    length = len(windows[index].input_ids)
-                    label_ids[bases[index]:bases[index] + length] = best_ids[row, :length].tolist()
-                    scores[bases[index]:bases[index] + length] = best[row, :length].tolist()
-        rows = [list(range(base, base + len(w.input_ids))) for base, w in zip(bases, windows)]
-        merged = encoding.merge_predictions(windows, rows, [len(t) for t in tokens])
-        return ([[self.labels[label_ids[i]] for i in sentence] for sentence in merged],
-                [[scores[i] for i in sentence] for sentence in merged])
 
 
 def chunks(items: Iterable, size: int) -> Iterator[list]:
@@ -295,14 +222,15 @@ def chunks(items: Iterable, size: int) -> Iterator[list]:
 
 def annotate_file(run_dir: str | Path, input_path: str | Path, output_path: str | Path, fmt: str = "auto",
                   on_error: str = "skip", batch_size: int = 32, chunk_documents: int = 256,
-                  id_field: str = "id", text_field: str = "text", progress: bool = True) -> Summary:
+                  id_field: str = "id", text_field: str = "text", progress: bool = True,
+                  max_batch_tokens: int | None = None) -> Summary:
     """Annotate every document of `input_path` into the JSONL file `output_path` (written whole or not at
     all). Malformed lines are reported on stderr and skipped, or stop the run (on_error="fail") before
     the model is loaded."""
     documents, problems = read_documents(input_path, fmt, on_error, id_field, text_field)
     report(problems, input_path)
     started = time.perf_counter()
-    annotator = Annotator(run_dir, batch_size)
+    annotator = Annotator(run_dir, batch_size, max_batch_tokens)
     loaded = time.perf_counter()
     count = 0
     with runs.atomic_path(output_path) as temporary, temporary.open("w", encoding="utf-8") as out, \

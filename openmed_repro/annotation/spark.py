@@ -22,7 +22,7 @@ from openmed_repro.annotation import annotate as local
 from openmed_repro.errors import OpenMedError
 
 OUTPUT_FORMATS = ("auto", "jsonl", "parquet")
-_ANNOTATORS: dict[tuple[str, int, int], local.Annotator] = {}
+_ANNOTATORS: dict[tuple[str, int, int | None, int], local.Annotator] = {}
 
 
 def _pyspark():
@@ -52,24 +52,25 @@ def output_kind(path: str, requested: str = "auto") -> str:
     return "parquet" if str(path).rstrip("/").lower().endswith(".parquet") else "jsonl"
 
 
-def _annotator(run_dir: str, batch_size: int, threads: int) -> local.Annotator:
+def _annotator(run_dir: str, batch_size: int, max_batch_tokens: int | None, threads: int) -> local.Annotator:
     """The worker's model: loaded on first use, kept for every later partition this worker runs."""
-    key = (run_dir, batch_size, threads)
+    key = (run_dir, batch_size, max_batch_tokens, threads)
     if key not in _ANNOTATORS:
         import torch
 
         torch.set_num_threads(threads)
-        _ANNOTATORS[key] = local.Annotator(run_dir, batch_size)
+        _ANNOTATORS[key] = local.Annotator(run_dir, batch_size, max_batch_tokens)
     return _ANNOTATORS[key]
 
 
-def _annotate_partition(run_dir: str, batch_size: int, threads: int, chunk_documents: int, documents):
+def _annotate_partition(run_dir: str, batch_size: int, max_batch_tokens: int | None, threads: int,
+                        chunk_documents: int, documents):
     """Entities of one partition's documents, in input order."""
     documents = iter(documents)
     first = next(documents, None)
     if first is None:
         return
-    annotator = _annotator(run_dir, batch_size, threads)
+    annotator = _annotator(run_dir, batch_size, max_batch_tokens, threads)
     pending = [first]
     for document in documents:
         pending.append(document)
@@ -99,7 +100,8 @@ def _parse_row(id_field: str, text_field: str, numbered):
 def annotate(run_dir: str | Path, input_path: str, output_path: str, master: str = "local[*]", fmt: str = "auto",
              output_format: str = "auto", on_error: str = "skip", batch_size: int = 32,
              chunk_documents: int = 256, id_field: str = "id", text_field: str = "text",
-             partitions: int | None = None, threads_per_task: int = 1, spark=None) -> local.Summary:
+             partitions: int | None = None, threads_per_task: int = 1, spark=None,
+             max_batch_tokens: int | None = None) -> local.Summary:
     """Annotate `input_path` into `output_path` on Spark; malformed lines are reported (driver's stderr) and
     skipped, or stop the job (on_error="fail") before any model is loaded."""
     if on_error not in local.ON_ERROR:
@@ -137,8 +139,8 @@ def annotate(run_dir: str | Path, input_path: str, output_path: str, master: str
     documents = parsed.filter(lambda item: isinstance(item, local.Document))
     document_count = documents.count()
     counter = spark.sparkContext.accumulator(0)
-    entities = documents.mapPartitions(partial(_annotate_partition, run_dir, batch_size, threads_per_task,
-                                               chunk_documents)).map(partial(_counted, counter))
+    entities = documents.mapPartitions(partial(_annotate_partition, run_dir, batch_size, max_batch_tokens,
+                                               threads_per_task, chunk_documents)).map(partial(_counted, counter))
     if out_format == "parquet":
         schema = types.StructType([
             types.StructField("id", types.StringType(), False), types.StructField("start", types.IntegerType(), False),

@@ -1,10 +1,9 @@
 """Fine-tuning one backbone on one corpus with the transformers Trainer: LoRA (or full fine-tuning for
 the ablation), label smoothing, warm-up then cosine, dev strict F1 every epoch with early stopping,
-epoch checkpoints to resume from, and word-level predictions through the window merge."""
+epoch checkpoints to resume from, and word-level predictions through models/predictor.py."""
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import SequentialSampler
-from tqdm.auto import tqdm
 from peft import PeftModel, get_peft_model
 from transformers import (DataCollatorForTokenClassification, EarlyStoppingCallback, Trainer, TrainerCallback,
                           TrainingArguments, set_seed)
 from transformers.trainer_utils import get_last_checkpoint
 
-from openmed_repro.models import backbones
+from openmed_repro.models import backbones, predictor
 from openmed_repro.data import corpora
 from openmed_repro.data import encoding
 from openmed_repro.infra import footprint
@@ -116,50 +114,6 @@ def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
         total_parameters=sum(p.numel() for p in trainer.model.parameters()),
         train_tokens=sum(len(w.input_ids) for w in train_windows),
     )
-
-
-def predict(model, tokenizer, sentences: Sequence[Sequence[str]], labels: list[str], max_length: int,
-            overlap: int, batch_size: int = 64, max_batch_tokens: int = 1024) -> list[list[str]]:
-    """One tag per word, whatever the sentence length: windows are predicted in length-sorted batches and
-    merged back (see encoding.merge_predictions). A batch holds at most `batch_size` windows and at most
-    `max_batch_tokens` padded sub-words, so long windows come in smaller batches whose activations still
-    fit the CPU's caches (64 windows of 200 sub-words ran slower per token than 16)."""
-    windows = encoding.encode(sentences, tokenizer, max_length=max_length, overlap=overlap)
-    collator = DataCollatorForTokenClassification(tokenizer)
-    device = next(model.parameters()).device
-    rows: list[list[int] | None] = [None] * len(windows)
-    model.eval()
-    with torch.inference_mode():
-        for batch_ids in tqdm(length_batches([len(w.input_ids) for w in windows], batch_size, max_batch_tokens),
-                              desc="predicting", unit="batch", leave=False):
-            batch = collator([{k: v for k, v in windows[i].features().items() if k != "labels"} for i in batch_ids])
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-            predicted = logits.argmax(dim=-1).cpu().numpy()
-            for row, index in zip(predicted, batch_ids):
-                rows[index] = row[: len(windows[index].input_ids)].tolist()
-    merged = encoding.merge_predictions(windows, rows, [len(s) for s in sentences])
-    return [[labels[i] for i in sentence] for sentence in merged]
-
-
-def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> list[list[int]]:
-    """Indices sorted by length, cut into batches of at most `batch_size` items and at most `max_tokens`
-    once padded to the batch's longest item (an item longer than `max_tokens` forms a batch of its own)."""
-    batches: list[list[int]] = []
-    for index in sorted(range(len(lengths)), key=lambda i: lengths[i]):
-        current = batches[-1] if batches else None
-        if current and len(current) < batch_size and lengths[index] * (len(current) + 1) <= max_tokens:
-            current.append(index)
-        else:
-            batches.append([index])
-    return batches
-
-
-def inference_model(model) -> torch.nn.Module:
-    """A plain model for prediction: a LoRA model's adapter merged into a copy of its weights (one matrix
-    product per layer instead of three); any other model is returned as it is. The trained model is untouched."""
-    if not isinstance(model, PeftModel):
-        return model.eval()
-    return copy.deepcopy(model).merge_and_unload().eval()
 
 
 def save_model(trained: Trained, directory: Path) -> float:
@@ -265,8 +219,9 @@ def run(run_config: RunConfig, run_dir: str | Path | None = None) -> RunResult:
               "test": subset(corpus.test, run_config.max_eval_sentences)}
     scores = {}
     for split, sentences in splits.items():
-        predicted = predict(trained.model, trained.tokenizer, [s.tokens for s in sentences], trained.labels,
-                            run_config.max_length, run_config.overlap, run_config.eval_batch_size)
+        predicted = predictor.predict(trained.model, trained.tokenizer, [s.tokens for s in sentences],
+                                      trained.labels, run_config.max_length, run_config.overlap,
+                                      run_config.eval_batch_size)
         runs.write_predictions(run_dir / f"predictions_{split}.tsv", sentences, predicted)
         scores[split] = metrics.score([s.tags for s in sentences], predicted).to_dict()
     epochs = [entry for entry in trained.log_history if "eval_strict_f1" in entry]
