@@ -163,7 +163,7 @@ def strict_scores(gold, predicted) -> dict:
             "strict_recall": scores.strict.recall, "default_f1": scores.default.f1}
 
 
-def train_ours(run_config: config.RunConfig, corpus, work: Path) -> tuple[dict, finetune.Trained]:
+def train_ours(run_config: config.RunConfig, corpus, work: Path) -> tuple[dict, finetune.FineTuned]:
     clock = Clock()
     with PeakMemory() as memory:
         trained = finetune.train(run_config, corpus, work / "ours", callbacks=[clock])
@@ -243,7 +243,7 @@ def pipeline_entities(output: list[dict], words: list[str]) -> set[tuple[int, in
 DEFAULT_PIPELINE = "pipeline (batch_size 1, its default)"
 
 
-def inference(trained: finetune.Trained, run_config: config.RunConfig, sentences, repeats: int) -> dict:
+def inference(trained: finetune.FineTuned, run_config: config.RunConfig, sentences, repeats: int) -> dict:
     """Our predictor (LoRA merged) against the token-classification pipeline on the same model and sentences."""
     model = predictor.inference_model(trained.model)
     words = [list(s.tokens) for s in sentences]

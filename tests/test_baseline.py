@@ -47,8 +47,11 @@ def test_the_kept_weights_are_the_best_dev_epoch_and_reload_exactly(finished):
     assert baseline.predict(model, vocabulary, tokens, settings.max_word_chars) == predicted
 
 
-def test_a_complete_baseline_run_is_read_back_and_other_settings_are_refused(finished, synthetic_corpus):
-    assert baseline.run(smoke(synthetic_corpus), finished.run_dir).reused
+def test_a_complete_baseline_run_is_read_back_and_other_settings_are_refused(finished, synthetic_corpus,
+                                                                            monkeypatch):
+    monkeypatch.setattr(baseline, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    reread = baseline.run(smoke(synthetic_corpus), finished.run_dir)
+    assert reread.reused and reread.metrics == finished.metrics
     with pytest.raises(OpenMedError, match=r"other parameters \(hidden_size\)"):
         baseline.run(smoke(synthetic_corpus, hidden_size=8), finished.run_dir)
 

@@ -73,9 +73,33 @@ def test_a_directory_without_an_adapter_is_refused_naming_the_parameter(tmp_path
         backbones.merge_adapter(torch.nn.Linear(1, 1), tmp_path)
 
 
-def test_a_finished_dapt_run_is_read_back(finished, dapt_dir):
+def test_a_finished_dapt_run_is_read_back_not_retrained(finished, dapt_dir, monkeypatch):
+    monkeypatch.setattr(dapt, "build_corpus", lambda *a, **k: pytest.fail("a finished run was trained again"))
     again = dapt.run(config.load_dapt_config("smoke", {"dapt_dir": str(dapt_dir)}), finished.run_dir)
     assert again.reused and again.metrics == finished.metrics
+
+
+def test_a_dapt_directory_of_other_parameters_is_refused(finished, dapt_dir, monkeypatch):
+    monkeypatch.setattr(dapt, "build_corpus", lambda *a, **k: pytest.fail("trained in another run's directory"))
+    with pytest.raises(OpenMedError, match=r"holds a run with other parameters \(learning_rate\)"):
+        dapt.run(config.load_dapt_config("smoke", {"dapt_dir": str(dapt_dir), "learning_rate": 0.5}), finished.run_dir)
+
+
+def test_fine_tuning_and_dapt_trainers_share_precision_cpu_checkpointing_seeds_and_reporting(synthetic_corpus,
+                                                                                             tmp_path):
+    run_config = config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "gradient_checkpointing": True,
+                                                  "seed": 5})
+    dapt_config = config.load_dapt_config("smoke", {"gradient_checkpointing": True, "seed": 5})
+    tuning = finetune._training_arguments(run_config, tmp_path)
+    adapting = dapt._arguments(dapt_config, tmp_path, dapt_config.learning_rate)
+    shared = ("use_cpu", "report_to", "seed", "data_seed", "optim", "save_total_limit", "bf16", "fp16",
+              "activation_checkpointing", "activation_checkpointing_kwargs", "dataloader_num_workers",
+              "logging_strategy", "disable_tqdm")
+    assert {k: getattr(tuning, k) for k in shared} == {k: getattr(adapting, k) for k in shared}
+    assert tuning.seed == 5 and tuning.activation_checkpointing and tuning.report_to in ("none", [])
+    assert (tuning.eval_strategy, tuning.save_strategy, tuning.load_best_model_at_end) == ("epoch", "epoch", True)
+    assert (adapting.save_strategy, adapting.save_steps, adapting.per_device_eval_batch_size) == \
+        ("steps", dapt_config.save_steps, 8)   # DAPT never evaluates in the Trainer: the stock batch size stays
 
 
 def test_the_dapt_p_value_is_one_for_identical_predictions_and_small_for_a_clear_gain(tmp_path):

@@ -115,9 +115,10 @@ def test_the_same_seed_gives_identical_metrics(finished, synthetic_corpus, tmp_p
         (finished.run_dir / "predictions_test.tsv").read_text()
 
 
-def test_a_complete_run_directory_is_read_back_not_retrained(finished, synthetic_corpus):
+def test_a_complete_run_directory_is_read_back_not_retrained(finished, synthetic_corpus, monkeypatch):
+    monkeypatch.setattr(finetune, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
     reread = finetune.run(smoke(synthetic_corpus), finished.run_dir)
-    assert reread.reused and reread.metrics == finished.metrics
+    assert reread.reused and reread.metrics == finished.metrics and reread.log_history == finished.log_history
 
 
 def test_a_run_directory_of_other_parameters_is_refused(finished, synthetic_corpus):

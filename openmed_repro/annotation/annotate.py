@@ -31,7 +31,6 @@ from openmed_repro.errors import OpenMedError
 
 INPUT_FORMATS = ("auto", "text", "jsonl", "parquet")
 ON_ERROR = ("skip", "fail")
-MODEL_DIR = "model"                  # finetune.MODEL_DIR; torch and transformers load only with a model
 
 
 @dataclass(frozen=True)
@@ -170,7 +169,7 @@ def entities_of(document: Document, spans: Sequence[tuple[int, int]], tags: Sequ
 
 def run_config_of(run_dir: Path) -> RunConfig:
     """The validated configuration a finished fine-tuning run recorded."""
-    if not (run_dir / MODEL_DIR / "labels.json").is_file():
+    if not (run_dir / runs.MODEL_DIR / "labels.json").is_file():
         raise OpenMedError(f"parameter run: {run_dir} holds no model/ of a fine-tuning run "
                            "(give a run directory written by notebooks/finetune.ipynb)")
     if not runs.is_complete(run_dir):
@@ -189,7 +188,7 @@ class Annotator:
 
         run_dir = Path(run_dir)
         self.run_config = run_config_of(run_dir)
-        model, self.tokenizer, self.labels = finetune.load_model(run_dir / finetune.MODEL_DIR, self.run_config)
+        model, self.tokenizer, self.labels = finetune.load_model(run_dir / runs.MODEL_DIR, self.run_config)
         self.model = predictor.inference_model(model, keep_original=False)
         self.batch_size = batch_size
         self.max_batch_tokens = predictor.MAX_BATCH_TOKENS if max_batch_tokens is None else max_batch_tokens

@@ -19,13 +19,55 @@ from openmed_repro.errors import OpenMedError
 
 METRICS = "metrics.json"
 CONFIG = "config.json"
+LOG_HISTORY = "log_history.json"
+PROVENANCE = "provenance.json"
+MODEL_DIR = "model"                 # a trained tagger (fine-tuning, baseline) of a run directory
 PACKAGES = ("torch", "transformers", "tokenizers", "peft", "accelerate", "seqeval", "numpy", "openmed-repro")
+CHAPTERS = ("finetune", "dapt", "baseline", "hpo")
 
 
-def default_directory(run_config: config.RunConfig, chapter: str = "finetune") -> Path:
-    c = run_config
+def default_directory(settings: config.RunConfig | config.DaptConfig | config.BaselineConfig,
+                      chapter: str | None = None) -> Path:
+    """runs/<chapter>/<name>: the one place a default run directory is named (users have these names, so
+    they never change). The chapter follows from the configuration's type; a RunConfig names a fine-tuning
+    run, or with chapter="hpo" a search."""
+    chapter = chapter or _CHAPTER_OF[type(settings)]
+    kind, name = _NAMES.get(chapter, (None, None))
+    if kind is None or not isinstance(settings, kind):
+        valid = ", ".join(f"{c} ({k.__name__})" for c, (k, _) in _NAMES.items())
+        raise OpenMedError(f"chapter {chapter!r} of a {type(settings).__name__}: valid: {valid}")
+    return Path("runs") / chapter / name(settings)
+
+
+def _finetune_name(c: config.RunConfig) -> str:
     dapt = "-dapt" if c.dapt_adapter else ""
-    return Path("runs") / chapter / f"{Path(c.dataset).name}-{Path(c.backbone).name}-{c.profile}-{c.method}{dapt}-seed{c.seed}"
+    return f"{Path(c.dataset).name}-{Path(c.backbone).name}-{c.profile}-{c.method}{dapt}-seed{c.seed}"
+
+
+_NAMES = {
+    "finetune": (config.RunConfig, _finetune_name),
+    "dapt": (config.DaptConfig, lambda c: f"{Path(c.backbone).name}-{c.profile}-seed{c.seed}"),
+    "baseline": (config.BaselineConfig, lambda c: f"{Path(c.dataset).name}-{c.profile}-{c.output}-seed{c.seed}"),
+    "hpo": (config.RunConfig, lambda c: f"{Path(c.dataset).name}-{Path(c.backbone).name}-{c.profile}"),
+}
+_CHAPTER_OF = {config.RunConfig: "finetune", config.DaptConfig: "dapt", config.BaselineConfig: "baseline"}
+_LOADERS = {"finetune": config.load_run_config, "dapt": config.load_dapt_config,
+            "baseline": config.load_baseline_config, "hpo": config.load_run_config}
+
+
+def run_directory(chapter: str, parameters: dict) -> Path:
+    """Where the chapter's notebook writes with these parameters: their output_dir, else the default
+    directory of the configuration the notebook loads (a None value meaning the profile's, as there)."""
+    if chapter not in _LOADERS:
+        raise OpenMedError(f"chapter {chapter!r}: valid: {', '.join(CHAPTERS)}")
+    values = {key: value for key, value in parameters.items() if value is not None}
+    output_dir = values.pop("output_dir", None)
+    profile = values.pop("profile", None)
+    if chapter == "hpo":   # the study's own parameters (n_trials, pruner, ...) are checked, and name nothing
+        search_fields = set(config.SearchConfig.__dataclass_fields__) & set(values)
+        config.load_search_config({key: values.pop(key) for key in search_fields})
+    settings = _LOADERS[chapter](profile, values)
+    return Path(output_dir) if output_dir else default_directory(settings, chapter)
 
 
 def is_complete(run_dir: Path) -> bool:

@@ -52,10 +52,6 @@ class SurplusTrial(Exception):
     """Raised when a worker's new trial would take the study past its number of trials."""
 
 
-def default_directory(run_config: RunConfig) -> Path:
-    return Path("runs") / "hpo" / f"{Path(run_config.dataset).name}-{Path(run_config.backbone).name}-{run_config.profile}"
-
-
 def search_space(file: str | None = None) -> dict[str, dict]:
     """`space` of a YAML file (default parameters/search.yaml): RunConfig fields, each with a range
     (`low`, `high`, optional `log`) or a list of `choices`."""
@@ -226,7 +222,7 @@ def objective(run_config: RunConfig, corpus: corpora.Corpus, search: SearchConfi
     return evaluate
 
 
-def best_dev_f1(trained: finetune.Trained) -> float:
+def best_dev_f1(trained: finetune.FineTuned) -> float:
     """A trial's score: the best dev strict F1 of any of its epochs."""
     return max(entry["eval_strict_f1"] for entry in trained.log_history if "eval_strict_f1" in entry)
 
@@ -249,10 +245,11 @@ def counts(study: optuna.Study) -> dict[str, int]:
             "waiting": sum(t.state == TrialState.WAITING for t in trials)}
 
 
-def work(run_config: RunConfig, search: SearchConfig, run_dir: str | Path) -> SearchResult:
+def work(run_config: RunConfig, search: SearchConfig, run_dir: str | Path | None = None) -> SearchResult:
     """One worker: run trials until the study has `n_trials` finished ones (waiting while the last ones
-    run elsewhere, so a trial whose worker dies is still retried), then write the results."""
-    run_dir = Path(run_dir)
+    run elsewhere, so a trial whose worker dies is still retried), then write the results in `run_dir`
+    (default: runs.default_directory(run_config, "hpo"))."""
+    run_dir = Path(run_dir) if run_dir else runs.default_directory(run_config, "hpo")
     runs.claim(run_dir, run_config)   # one directory per base configuration; n_trials may grow between reruns
     corpus = corpora.load(run_config.dataset, run_config.data_dir, repair=run_config.repair, splits=SEARCH_SPLITS)
     space = search_space(search.space)

@@ -31,17 +31,17 @@ from openmed_repro.models import backbones
 from openmed_repro.infra import config
 from openmed_repro.data import corpora
 from openmed_repro.infra import footprint
+from openmed_repro.infra import lifecycle
 from openmed_repro.evaluation import metrics
 from openmed_repro.data import paper
 from openmed_repro.infra import runs
 from openmed_repro.infra.config import BaselineConfig
 from openmed_repro.infra.devices import device_name
 from openmed_repro.errors import OpenMedError
-from openmed_repro.training.finetune import RunResult, subset
+from openmed_repro.training.finetune import subset
 from openmed_repro.data.iob import OUTSIDE, Sentence
 
 SYSTEM = "bilstm-cnn-char"
-MODEL_DIR = "model"
 CHECKPOINT = "checkpoint.pt"
 PAD, UNK = "<pad>", "<unk>"
 CASINGS = ("pad", "lower", "upper", "title", "numeric", "mainly_numeric", "has_digit", "punctuation", "other")
@@ -298,7 +298,9 @@ def backbone_word_vectors(name: str, vocabulary: Vocabulary) -> tuple[torch.Tens
 
 
 @dataclass
-class Trained:
+class TrainedBaseline:
+    """A trained BiLSTM-CNN-Char tagger with its vocabulary and what its training took."""
+
     model: Tagger
     vocabulary: Vocabulary
     log_history: list[dict]
@@ -307,7 +309,7 @@ class Trained:
     words_from_backbone: int | None
 
 
-def train(settings: BaselineConfig, corpus: corpora.Corpus, run_dir: Path) -> Trained:
+def train(settings: BaselineConfig, corpus: corpora.Corpus, run_dir: Path) -> TrainedBaseline:
     """Adam with gradient clipping, dev strict F1 after every epoch, the best epoch's weights kept, early
     stopping after `early_stopping_patience` epochs without improvement. An interrupted run resumes from
     the checkpoint of its last finished epoch and ends with the same weights."""
@@ -360,7 +362,7 @@ def train(settings: BaselineConfig, corpus: corpora.Corpus, run_dir: Path) -> Tr
         _save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                       "rng": torch.get_rng_state(), "state": state})
     model.load_state_dict(state["best_weights"])
-    return Trained(model, vocabulary, state["log_history"], state["seconds"], state["best_epoch"], whole)
+    return TrainedBaseline(model, vocabulary, state["log_history"], state["seconds"], state["best_epoch"], whole)
 
 
 def _save_checkpoint(path: Path, content: dict) -> None:
@@ -368,7 +370,7 @@ def _save_checkpoint(path: Path, content: dict) -> None:
         torch.save(content, temporary)
 
 
-def save_model(trained: Trained, settings: BaselineConfig, directory: Path) -> float:
+def save_model(trained: TrainedBaseline, settings: BaselineConfig, directory: Path) -> float:
     """Weights, vocabulary and settings: everything load_model needs. Returns MB."""
     directory.mkdir(parents=True, exist_ok=True)
     torch.save(trained.model.state_dict(), directory / "tagger.pt")
@@ -392,22 +394,19 @@ def _word_dim(directory: Path) -> int:
     return torch.load(directory / "tagger.pt", weights_only=True)["words.weight"].size(1)
 
 
-def default_directory(settings: BaselineConfig) -> Path:
-    return Path("runs") / "baseline" / f"{Path(settings.dataset).name}-{settings.profile}-{settings.output}-seed{settings.seed}"
-
-
-def run(settings: BaselineConfig, run_dir: str | Path | None = None) -> RunResult:
+def run(settings: BaselineConfig, run_dir: str | Path | None = None) -> lifecycle.RunResult:
     """The whole chapter for one corpus: train (or resume), predict dev and test, write the run directory
     (metrics.json last). A complete directory of the same settings is read back, not retrained."""
-    run_dir = Path(run_dir) if run_dir else default_directory(settings)
-    runs.claim(run_dir, settings)
-    if runs.is_complete(run_dir):
-        return RunResult(run_dir, runs.read_json(run_dir / runs.METRICS),
-                         runs.read_json(run_dir / "log_history.json"), reused=True)
+    return lifecycle.run(settings, run_dir, lambda directory: train_and_score(settings, directory))
+
+
+def train_and_score(settings: BaselineConfig, run_dir: Path) -> lifecycle.Outcome:
+    """The chapter's own work inside the run lifecycle: train, save the tagger, predict and score dev and
+    test; the epoch checkpoint goes once the run is complete."""
     corpus = corpora.load(settings.dataset, settings.data_dir, repair=settings.repair)
     with footprint.track(run_dir, "baseline", Path(settings.dataset).name, settings.country):
         trained = train(settings, corpus, run_dir)
-    model_mb = save_model(trained, settings, run_dir / MODEL_DIR)
+    model_mb = save_model(trained, settings, run_dir / runs.MODEL_DIR)
     splits = {"devel": subset(corpus.devel, settings.max_eval_sentences),
               "test": subset(corpus.test, settings.max_eval_sentences)}
     scores = {}
@@ -418,8 +417,6 @@ def run(settings: BaselineConfig, run_dir: str | Path | None = None) -> RunResul
         scores[split] = metrics.score([s.tags for s in sentences], predicted).to_dict()
     train_sentences = subset(corpus.train, settings.max_train_sentences)
     majority = majority_tags([s.tokens for s in splits["test"]], train_sentences)
-    runs.write_json(run_dir / "log_history.json", trained.log_history)
-    runs.write_json(run_dir / "provenance.json", runs.provenance(settings, corpus.provenance(), device_name()))
     parameters = sum(p.numel() for p in trained.model.parameters())
     record = {
         "dataset": settings.dataset, "backbone": SYSTEM, "system": SYSTEM, "profile": settings.profile,
@@ -434,9 +431,7 @@ def run(settings: BaselineConfig, run_dir: str | Path | None = None) -> RunResul
         "sentences": {"train": len(train_sentences), **{split: len(s) for split, s in splits.items()}},
         "device": device_name(),
     }
-    runs.write_json(run_dir / runs.METRICS, record)
-    (run_dir / CHECKPOINT).unlink(missing_ok=True)
-    return RunResult(run_dir, record, trained.log_history, reused=False)
+    return lifecycle.Outcome(record, trained.log_history, corpus.provenance(), scratch=(CHECKPOINT,))
 
 
 def comparison(results: Sequence[dict]) -> pd.DataFrame:
@@ -464,7 +459,7 @@ def run_all(profile: str, overrides: dict, keys: Sequence[str], out: Path) -> li
     results = []
     for key in keys:
         settings = config.load_baseline_config(profile, {**overrides, "dataset": key})
-        results.append(run(settings, out / f"{Path(key).name}-{settings.profile}-{settings.output}-seed{settings.seed}").metrics)
+        results.append(run(settings, out / runs.default_directory(settings).name).metrics)
         table = comparison(results)
         print(table.to_string(), flush=True)
     runs.write_json(out / f"results-{profile}.json", results)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,22 +20,15 @@ from openmed_repro.infra import config
 from openmed_repro.data import corpora
 from openmed_repro.data import dapt_corpus
 from openmed_repro.infra import footprint
+from openmed_repro.infra import lifecycle
 from openmed_repro.models import masked_lm
-from openmed_repro.infra import runs
 from openmed_repro.infra.config import DaptConfig
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra.devices import device_name, resolve_precision
+from openmed_repro.infra.devices import device_name
+from openmed_repro.training.trainer_arguments import training_arguments
 
 ADAPTER_DIR = "adapter"
 CALIBRATED_HEAD = "calibrated_head.safetensors"
-
-
-@dataclass(frozen=True)
-class DaptResult:
-    run_dir: Path
-    metrics: dict
-    log_history: list[dict]
-    reused: bool
 
 
 def sources(dapt_config: DaptConfig) -> tuple[list[dapt_corpus.Source], dict[str, float], list[str]]:
@@ -147,33 +139,23 @@ def _mlm_collator(tokenizer, dapt_config: DaptConfig):
 
 
 def _arguments(dapt_config: DaptConfig, output_dir: Path, learning_rate: float, max_steps: int = -1) -> TrainingArguments:
-    precision = resolve_precision(dapt_config.precision)
-    return TrainingArguments(
-        output_dir=str(output_dir), num_train_epochs=dapt_config.epochs, max_steps=max_steps,
-        learning_rate=learning_rate, per_device_train_batch_size=dapt_config.batch_size,
-        gradient_accumulation_steps=dapt_config.gradient_accumulation_steps, weight_decay=dapt_config.weight_decay,
-        warmup_steps=dapt_config.warmup_steps, lr_scheduler_type=dapt_config.lr_scheduler, optim="adamw_torch",
-        save_strategy="steps", save_steps=dapt_config.save_steps, save_total_limit=2,
-        logging_strategy="steps", logging_steps=dapt_config.logging_steps,
-        seed=dapt_config.seed, data_seed=dapt_config.seed, train_sampling_strategy="group_by_length",
-        bf16=precision == "bf16", fp16=precision == "fp16",
-        activation_checkpointing=dapt_config.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if dapt_config.gradient_checkpointing else None,
-        use_cpu=not torch.cuda.is_available(), report_to="none", dataloader_num_workers=0, disable_tqdm=False,
+    """A checkpoint every `save_steps` optimizer steps; no evaluation during training (perplexity is measured
+    before and after)."""
+    return training_arguments(
+        dapt_config, output_dir, max_steps=max_steps, learning_rate=learning_rate,
+        warmup_steps=dapt_config.warmup_steps, save_strategy="steps", save_steps=dapt_config.save_steps,
+        train_sampling_strategy="group_by_length",
     )
 
 
-def default_directory(dapt_config: DaptConfig) -> Path:
-    return Path("runs") / "dapt" / f"{Path(dapt_config.backbone).name}-{dapt_config.profile}-seed{dapt_config.seed}"
+def run(dapt_config: DaptConfig, run_dir: str | Path | None = None) -> lifecycle.RunResult:
+    """Corpus, calibrated head, perplexity before, LoRA MLM training (resumable), perplexity after, adapter.
+    A complete run directory of the same configuration is read back instead of retrained."""
+    return lifecycle.run(dapt_config, run_dir, lambda directory: adapt(dapt_config, directory))
 
 
-def run(dapt_config: DaptConfig, run_dir: str | Path | None = None) -> DaptResult:
-    """Corpus, calibrated head, perplexity before, LoRA MLM training (resumable), perplexity after, adapter."""
-    run_dir = Path(run_dir) if run_dir else default_directory(dapt_config)
-    runs.claim(run_dir, dapt_config)
-    if runs.is_complete(run_dir):
-        return DaptResult(run_dir, runs.read_json(run_dir / runs.METRICS),
-                          runs.read_json(run_dir / "log_history.json"), reused=True)
+def adapt(dapt_config: DaptConfig, run_dir: Path) -> lifecycle.Outcome:
+    """The chapter's own work inside the run lifecycle: everything up to the saved adapter and its record."""
     set_seed(dapt_config.seed)
     backbone = backbones.resolve(dapt_config.backbone)
     tokenizer = backbones.load_tokenizer(backbone)
@@ -209,8 +191,6 @@ def run(dapt_config: DaptConfig, run_dir: str | Path | None = None) -> DaptResul
 
     model.save_pretrained(run_dir / ADAPTER_DIR)
     tokenizer.save_pretrained(run_dir / ADAPTER_DIR)
-    runs.write_json(run_dir / "log_history.json", trainer.state.log_history)
-    runs.write_json(run_dir / "provenance.json", runs.provenance(dapt_config, {}, device_name()))
     record = {
         "backbone": dapt_config.backbone, "profile": dapt_config.profile, "seed": dapt_config.seed,
         "perplexity_before": before, "perplexity_after": after,
@@ -223,5 +203,4 @@ def run(dapt_config: DaptConfig, run_dir: str | Path | None = None) -> DaptResul
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "composition": [vars(row) for row in corpus.composition], "device": device_name(),
     }
-    runs.write_json(run_dir / runs.METRICS, record)
-    return DaptResult(run_dir, record, trainer.state.log_history, reused=False)
+    return lifecycle.Outcome(record, trainer.state.log_history, {})

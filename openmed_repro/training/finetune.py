@@ -22,17 +22,20 @@ from openmed_repro.data import corpora
 from openmed_repro.data import encoding
 from openmed_repro.infra import footprint
 from openmed_repro.evaluation import metrics
+from openmed_repro.infra import lifecycle
 from openmed_repro.infra import runs
-from openmed_repro.infra.devices import device_name, resolve_precision
+from openmed_repro.infra.devices import device_name
 from openmed_repro.infra.config import RunConfig
+from openmed_repro.training.trainer_arguments import training_arguments
 from openmed_repro.data.iob import Sentence
 
-MODEL_DIR = "model"
 CHECKPOINTS_DIR = "checkpoints"
 
 
 @dataclass
-class Trained:
+class FineTuned:
+    """A fine-tuned token classifier (LoRA or full) with its tokenizer, labels and what its training took."""
+
     model: torch.nn.Module
     tokenizer: object
     labels: list[str]
@@ -74,7 +77,7 @@ def base_model(run_config: RunConfig, backbone: backbones.Backbone, labels: list
 
 def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
           callbacks: Sequence[TrainerCallback] = (), footprint_dir: Path | None = None,
-          chapter: str = "finetune") -> Trained:
+          chapter: str = "finetune") -> FineTuned:
     """Train on the corpus's train split, select on dev strict F1; resumes from the last epoch checkpoint
     in `run_dir` if an earlier attempt was interrupted. The training's energy and emissions go to
     `footprint_dir` (default `run_dir`); `callbacks` see every epoch's dev scores (the search's pruner)."""
@@ -108,7 +111,7 @@ def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
         trainer.train(resume_from_checkpoint=resume_from)
         seconds = time.perf_counter() - start
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    return Trained(
+    return FineTuned(
         model=trainer.model, tokenizer=tokenizer, labels=labels, log_history=trainer.state.log_history,
         train_seconds=seconds, trainable_parameters=trainable,
         total_parameters=sum(p.numel() for p in trainer.model.parameters()),
@@ -116,7 +119,7 @@ def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
     )
 
 
-def save_model(trained: Trained, directory: Path) -> float:
+def save_model(trained: FineTuned, directory: Path) -> float:
     """Save the adapter with its head (LoRA) or the whole model (full), plus the tokenizer; returns MB."""
     trained.model.save_pretrained(directory)
     trained.tokenizer.save_pretrained(directory)
@@ -160,61 +163,33 @@ def _dev_scorer(windows: list[encoding.Window], sentences: list[Sentence], label
 
 
 def _training_arguments(run_config: RunConfig, output_dir: Path) -> TrainingArguments:
-    cuda = torch.cuda.is_available()
-    precision = resolve_precision(run_config.precision)
-    return TrainingArguments(
-        output_dir=str(output_dir),
-        num_train_epochs=run_config.epochs,
+    """Every epoch: dev evaluation and a checkpoint; the best epoch on dev strict F1 is kept."""
+    return training_arguments(
+        run_config, output_dir,
         learning_rate=run_config.learning_rate,
-        per_device_train_batch_size=run_config.batch_size,
         per_device_eval_batch_size=run_config.eval_batch_size,
-        gradient_accumulation_steps=run_config.gradient_accumulation_steps,
-        weight_decay=run_config.weight_decay,
         warmup_steps=run_config.warmup_ratio,
-        lr_scheduler_type=run_config.lr_scheduler,
         label_smoothing_factor=run_config.label_smoothing,
-        optim="adamw_torch",
         eval_strategy="epoch",
         save_strategy="epoch",
-        logging_strategy="steps",
-        logging_steps=run_config.logging_steps,
         load_best_model_at_end=True,
         metric_for_best_model="strict_f1",
         greater_is_better=True,
-        save_total_limit=2,
-        seed=run_config.seed,
-        data_seed=run_config.seed,
         train_sampling_strategy="group_by_length" if run_config.group_by_length else "random",
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        activation_checkpointing=run_config.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if run_config.gradient_checkpointing else None,
-        use_cpu=not cuda,
-        report_to="none",
-        dataloader_num_workers=0,
-        disable_tqdm=False,
     )
 
 
-@dataclass(frozen=True)
-class RunResult:
-    run_dir: Path
-    metrics: dict
-    log_history: list[dict]
-    reused: bool
-
-
-def run(run_config: RunConfig, run_dir: str | Path | None = None) -> RunResult:
+def run(run_config: RunConfig, run_dir: str | Path | None = None) -> lifecycle.RunResult:
     """The whole chapter: train (or resume), predict dev and test, write the run directory. A complete run
     directory of the same configuration is read back instead of retrained."""
-    run_dir = Path(run_dir) if run_dir else runs.default_directory(run_config)
-    runs.claim(run_dir, run_config)
-    if runs.is_complete(run_dir):
-        return RunResult(run_dir, runs.read_json(run_dir / runs.METRICS),
-                         runs.read_json(run_dir / "log_history.json"), reused=True)
+    return lifecycle.run(run_config, run_dir, lambda directory: train_and_score(run_config, directory))
+
+
+def train_and_score(run_config: RunConfig, run_dir: Path) -> lifecycle.Outcome:
+    """The chapter's own work inside the run lifecycle: train, save the model, predict and score dev and test."""
     corpus = corpora.load(run_config.dataset, run_config.data_dir, repair=run_config.repair)
     trained = train(run_config, corpus, run_dir)
-    model_mb = save_model(trained, run_dir / MODEL_DIR)
+    model_mb = save_model(trained, run_dir / runs.MODEL_DIR)
     splits = {"devel": subset(corpus.devel, run_config.max_eval_sentences),
               "test": subset(corpus.test, run_config.max_eval_sentences)}
     scores = {}
@@ -226,8 +201,6 @@ def run(run_config: RunConfig, run_dir: str | Path | None = None) -> RunResult:
         scores[split] = metrics.score([s.tags for s in sentences], predicted).to_dict()
     epochs = [entry for entry in trained.log_history if "eval_strict_f1" in entry]
     best = max(epochs, key=lambda entry: entry["eval_strict_f1"]) if epochs else {}
-    runs.write_json(run_dir / "log_history.json", trained.log_history)
-    runs.write_json(run_dir / "provenance.json", runs.provenance(run_config, corpus.provenance(), device_name()))
     record = {
         "dataset": run_config.dataset, "backbone": run_config.backbone, "profile": run_config.profile,
         "method": run_config.method, "seed": run_config.seed,
@@ -242,5 +215,4 @@ def run(run_config: RunConfig, run_dir: str | Path | None = None) -> RunResult:
                       **{split: len(s) for split, s in splits.items()}},
         "device": device_name(),
     }
-    runs.write_json(run_dir / runs.METRICS, record)
-    return RunResult(run_dir, record, trained.log_history, reused=False)
+    return lifecycle.Outcome(record, trained.log_history, corpus.provenance())

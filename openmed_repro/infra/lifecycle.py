@@ -1,0 +1,59 @@
+"""The life of one training run, the same for fine-tuning, DAPT and the baseline: claim the directory (another
+configuration's is refused), read a finished run back, else train, then write the log history, the
+provenance and metrics.json last. Apart from runs.py because it needs torch (the device's name), and reading
+a run directory (annotation, the book) must not import torch."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from openmed_repro.infra import config, runs
+from openmed_repro.infra.devices import device_name
+
+Settings = config.RunConfig | config.DaptConfig | config.BaselineConfig
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A chapter's finished run: its directory, metrics.json, log history, and whether it was read back."""
+
+    run_dir: Path
+    metrics: dict
+    log_history: list[dict]
+    reused: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a chapter's training hands back: its metrics record, the Trainer's log history, the data's
+    checksums for the provenance, and scratch files of the run directory that go once the run is complete."""
+
+    metrics: dict
+    log_history: list[dict]
+    data: dict
+    scratch: tuple[str, ...] = ()
+
+
+def run(settings: Settings, run_dir: str | Path | None, train: Callable[[Path], Outcome]) -> RunResult:
+    """`train(run_dir)` in `run_dir` (default: runs.default_directory), which trains (or resumes), writes the
+    model and predictions and returns the Outcome; a complete directory of the same settings is read back
+    instead, and one of other settings is refused before anything runs."""
+    run_dir = Path(run_dir) if run_dir else runs.default_directory(settings)
+    runs.claim(run_dir, settings)
+    if runs.is_complete(run_dir):
+        return RunResult(run_dir, runs.read_json(run_dir / runs.METRICS),
+                         runs.read_json(run_dir / runs.LOG_HISTORY), reused=True)
+    outcome = train(run_dir)
+    runs.write_json(run_dir / runs.LOG_HISTORY, outcome.log_history)
+    runs.write_json(run_dir / runs.PROVENANCE, runs.provenance(settings, outcome.data, device_name()))
+    runs.write_json(run_dir / runs.METRICS, outcome.metrics)
+    for name in outcome.scratch:
+        scratch = run_dir / name
+        if scratch.is_dir():
+            shutil.rmtree(scratch)
+        else:
+            scratch.unlink(missing_ok=True)
+    return RunResult(run_dir, outcome.metrics, outcome.log_history, reused=False)
