@@ -5,20 +5,24 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 KERNEL := openmed-repro
-RUN_NAME := ncbi_disease-minilm-l6-cpu-lora-seed42
 SWEEP_FLAGS ?= --profile cpu --max-train-sentences 5000 --epochs 2
 
-DAPT_RUN := runs/dapt/minilm-l6-cpu-seed42
+# Run directories are named by the library (`openmed-repro run-dir CHAPTER KEY=VALUE ...`), expanded only in
+# recipes, once .venv exists; give a variable on the command line to use another directory.
+run_dir = $(or $(shell $(BIN)/openmed-repro run-dir $(1)),$(error openmed-repro run-dir $(1) failed))
+HPO_DATASET ?= ncbi_disease
+RUN_DIR ?= $(call run_dir,finetune dataset=ncbi_disease profile=cpu)
+DAPT_RUN ?= $(call run_dir,dapt profile=cpu)
+HPO_RUN ?= $(call run_dir,hpo dataset=$(HPO_DATASET) profile=cpu)
 
 BASELINE_CORPORA ?= ncbi_disease bc5cdr_chem s800
-ANNOTATE_RUN ?= runs/finetune/$(RUN_NAME)
+ANNOTATE_RUN ?= $(RUN_DIR)
 BENCH_FLAGS ?= --threads 2
 # Two finished searches of one study, one pruned (make hpo twice, -p pruner none for one): the bench's
 # search section compares them; without both it says it was skipped.
 SEARCH_PRUNED ?=
 SEARCH_UNPRUNED ?=
 
-HPO_DATASET ?= ncbi_disease
 HPO_FLAGS ?= -p n_trials 20 -p max_train_sentences 500 -p epochs 3
 
 .PHONY: venv reproduce tuned all-corpora dapt ablation hpo baseline book test bench bench-annotate clean
@@ -35,10 +39,10 @@ $(STAMP): pyproject.toml
 ## Main job: the fine-tuning chapter on the offline default (minilm-l6, profile cpu) for ncbi_disease.
 ## Rerunning resumes an interrupted run, or reads a finished one back.
 reproduce: venv
-	mkdir -p runs/finetune
-	$(BIN)/papermill notebooks/finetune.ipynb runs/finetune/$(RUN_NAME).ipynb -k $(KERNEL) --log-output \
-		-p dataset ncbi_disease -p profile cpu -p output_dir runs/finetune/$(RUN_NAME)
-	$(BIN)/openmed-repro summary runs/finetune/$(RUN_NAME) runs/finetune/$(RUN_NAME).ipynb
+	mkdir -p $(dir $(RUN_DIR))
+	$(BIN)/papermill notebooks/finetune.ipynb $(RUN_DIR).ipynb -k $(KERNEL) --log-output \
+		-p dataset ncbi_disease -p profile cpu -p output_dir $(RUN_DIR)
+	$(BIN)/openmed-repro summary $(RUN_DIR) $(RUN_DIR).ipynb
 
 ## Every corpus found locally, training split capped (see README "Results"); resumable.
 all-corpora: venv
@@ -46,7 +50,7 @@ all-corpora: venv
 
 ## The DAPT chapter on the offline default (profile cpu); resumable.
 dapt: venv
-	mkdir -p runs/dapt
+	mkdir -p $(dir $(DAPT_RUN))
 	$(BIN)/papermill notebooks/dapt.ipynb $(DAPT_RUN).ipynb -k $(KERNEL) --log-output -p profile cpu -p output_dir $(DAPT_RUN)
 
 ## The ablation {LoRA, full} x {with, without DAPT} on ncbi_disease and s800 (needs `make dapt`); resumable.
@@ -57,15 +61,15 @@ ablation: venv
 ## The search chapter: a TPE study on one corpus (resumable; start it again elsewhere with -p storage
 ## postgresql://... to add workers).
 hpo: venv
-	mkdir -p runs/hpo
-	$(BIN)/papermill notebooks/hpo.ipynb runs/hpo/$(HPO_DATASET)-cpu.ipynb -k $(KERNEL) --log-output \
-		-p dataset $(HPO_DATASET) -p profile cpu $(HPO_FLAGS) -p output_dir runs/hpo/$(HPO_DATASET)-cpu
+	mkdir -p $(dir $(HPO_RUN))
+	$(BIN)/papermill notebooks/hpo.ipynb $(HPO_RUN).ipynb -k $(KERNEL) --log-output \
+		-p dataset $(HPO_DATASET) -p profile cpu $(HPO_FLAGS) -p output_dir $(HPO_RUN)
 
 ## The search's best configuration (make hpo) trained like make reproduce, for the tuned-vs-default comparison.
 tuned: venv
-	$(BIN)/papermill notebooks/finetune.ipynb runs/finetune/$(RUN_NAME)-tuned.ipynb -k $(KERNEL) --log-output \
-		-f runs/hpo/$(HPO_DATASET)-cpu/best.yaml -p dataset ncbi_disease -p profile cpu -p output_dir runs/finetune/$(RUN_NAME)-tuned
-	$(BIN)/openmed-repro summary runs/finetune/$(RUN_NAME)-tuned runs/finetune/$(RUN_NAME)-tuned.ipynb
+	$(BIN)/papermill notebooks/finetune.ipynb $(RUN_DIR)-tuned.ipynb -k $(KERNEL) --log-output \
+		-f $(HPO_RUN)/best.yaml -p dataset ncbi_disease -p profile cpu -p output_dir $(RUN_DIR)-tuned
+	$(BIN)/openmed-repro summary $(RUN_DIR)-tuned $(RUN_DIR)-tuned.ipynb
 
 ## The Jupyter Book: execute every chapter on PROFILE (smoke|cpu|paper) into runs/book/PROFILE, then build
 ## HTML from those executed notebooks (runs/book/PROFILE/_build/html). NO_EXECUTE=1 rebuilds without rerunning.
@@ -74,7 +78,7 @@ book: venv
 	$(BIN)/openmed-repro book --profile $(PROFILE) $(if $(NO_EXECUTE),--no-execute,)
 ## The BiLSTM-CNN-Char baseline (profile cpu) on the corpora the README reports; resumable.
 baseline: venv
-	$(BIN)/openmed-repro baseline --profile cpu --corpora $(BASELINE_CORPORA) --out runs/baseline
+	$(BIN)/openmed-repro baseline --profile cpu --corpora $(BASELINE_CORPORA) --out $(dir $(call run_dir,baseline profile=cpu))
 
 ## The architecture's contracts (import-linter, pyproject.toml), then the unit tests (tiny models and
 ## synthetic corpora; no network).

@@ -8,6 +8,7 @@
     openmed-repro annotate --run RUN_DIR INPUT OUTPUT [--on-error skip|fail] [--spark [--master URL]]
     openmed-repro corpus-stats
     openmed-repro summary RUN_DIR [EXECUTED_NOTEBOOK]
+    openmed-repro run-dir finetune|dapt|baseline|hpo [KEY=VALUE ...]
 
 Each sub-command is a pair here: `add_<name>(commands)` declares its arguments and `<name>_command(args)` calls
 the library. Job modules are imported inside the handlers, so `--help` answers without loading torch, and
@@ -279,8 +280,35 @@ def summary_command(args: argparse.Namespace) -> None:
     print(run_summary.summary(args.run_dir, args.notebook))
 
 
+# run-dir: the directory a chapter's run writes to
+
+
+RUN_DIR_DEFAULTS = {"profile": "cpu", "dataset": "ncbi_disease"}   # the chapter notebooks' parameters cells
+
+
+def add_run_dir(commands) -> None:
+    parser = _add(commands, "run-dir", "print the directory a chapter's notebook writes to with these parameters",
+                  "Print the directory a chapter's notebook writes to with these parameters (its -p KEY VALUE pairs):
+"
+                  "output_dir if given, else the default run directory of the configuration it loads. Defaults as in "
+                  "the
+notebooks: profile=cpu dataset=ncbi_disease.")
+    parser.add_argument("chapter", choices=("finetune", "dapt", "baseline", "hpo"))
+    parser.add_argument("parameters", nargs="*", metavar="KEY=VALUE", help="the notebook's parameters, YAML values")
+    parser.set_defaults(handler=run_dir_command)
+
+
+def run_dir_command(args: argparse.Namespace) -> None:
+    from openmed_repro.infra import config, runs
+
+    defaults = {key: value for key, value in RUN_DIR_DEFAULTS.items()
+                if not (key == "dataset" and args.chapter == "dapt")}
+    print(runs.run_directory(args.chapter, {**defaults, **config.key_values(args.parameters, "run-dir")}))
+
+
 # The sub-commands in the order `openmed-repro --help` lists them; `record` and `verify` join here.
-COMMANDS = (add_search, add_baseline, add_sweep, add_ablation, add_book, add_annotate, add_corpus_stats, add_summary)
+COMMANDS = (add_search, add_baseline, add_sweep, add_ablation, add_book, add_annotate, add_corpus_stats, add_summary,
+            add_run_dir)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ import nbformat
 import papermill
 import yaml
 
-from openmed_repro.infra import config
+from openmed_repro.infra import config, runs
 from openmed_repro.errors import OpenMedError
 
 BOOK_SOURCES = config.PROJECT_ROOT / "book"
@@ -28,7 +28,8 @@ RERUN_BOX = re.compile(r"```\{admonition\} Rerun this chapter\n.*?```", re.DOTAL
 def plan(profile: str, out_dir: Path, overrides: dict | None = None
          ) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
     """(supporting runs, chapters) as (notebook, parameters) for a profile, `{out}` in a value standing for
-    `out_dir`; each override applies to every notebook that has a parameter of that name."""
+    `out_dir` and a `{chapter: ..., suffix: ...}` mapping for a default run directory (run_reference); each
+    override applies to every notebook that has a parameter of that name."""
     book = config.read_parameters("book.yaml")
     if profile not in book["profiles"]:
         raise OpenMedError(f"parameter PROFILE: unknown book profile {profile!r}; known: {', '.join(book['profiles'])}")
@@ -41,11 +42,21 @@ def plan(profile: str, out_dir: Path, overrides: dict | None = None
 
 
 def _placed(values, out_dir: Path):
+    if isinstance(values, dict) and "chapter" in values:
+        return run_reference(values)
     if isinstance(values, dict):
         return {key: _placed(value, out_dir) for key, value in values.items()}
     if isinstance(values, list):
         return [_placed(value, out_dir) for value in values]
     return values.replace("{out}", str(out_dir)) if isinstance(values, str) else values
+
+
+def run_reference(reference: dict) -> str:
+    """`{chapter: CHAPTER, suffix: SUFFIX, KEY: VALUE, ...}`: the default run directory of the chapter's
+    parameters (what `openmed-repro run-dir CHAPTER KEY=VALUE ...` prints) with the suffix appended."""
+    parameters = dict(reference)
+    chapter, suffix = parameters.pop("chapter"), parameters.pop("suffix", "")
+    return f"{runs.run_directory(chapter, parameters)}{suffix}"
 
 
 def _overridden(notebook: str, values: dict, overrides: dict) -> dict:

@@ -1,0 +1,134 @@
+"""One run lifecycle and one name for every run directory, shared by fine-tuning, DAPT, the baseline and the
+search: tested through each chapter's own entry point, its training replaced by a stand-in that takes no time."""
+
+import ast
+import json
+from pathlib import Path
+
+import papermill
+import pytest
+
+from openmed_repro import cli
+from openmed_repro.errors import OpenMedError
+from openmed_repro.infra import config, lifecycle, runs
+from openmed_repro.search import hpo
+from openmed_repro.training import baseline, dapt, finetune
+
+CHAPTERS = {   # chapter: (module, its training inside the lifecycle, configuration loader, has a dataset)
+    "finetune": (finetune, "train_and_score", config.load_run_config, True),
+    "dapt": (dapt, "adapt", config.load_dapt_config, False),
+    "baseline": (baseline, "train_and_score", config.load_baseline_config, True),
+}
+
+
+def printed_run_dir(capsys, *arguments: str) -> Path:
+    assert cli.main(["run-dir", *arguments]) == 0
+    return Path(capsys.readouterr().out.strip())
+
+
+def stand_in(calls: list):
+    """A chapter's training that writes a scratch file and hands back a small record."""
+    def train(settings, run_dir: Path) -> lifecycle.Outcome:
+        calls.append(run_dir)
+        (run_dir / "checkpoint.pt").write_text("scratch")
+        return lifecycle.Outcome({"f1": 0.5}, [{"epoch": 1.0}], {"corpus": "sha256"}, scratch=("checkpoint.pt",))
+    return train
+
+
+def never_trains(settings, run_dir):
+    raise AssertionError("a finished run was trained again")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_chapter_names_its_run_directory_through_one_function(chapter, synthetic_corpus, tmp_path, capsys,
+                                                                    monkeypatch):
+    module, training, load, has_dataset = CHAPTERS[chapter]
+    values = {"seed": 7, **({"dataset": str(synthetic_corpus)} if has_dataset else {})}
+    monkeypatch.chdir(tmp_path)
+    printed = printed_run_dir(capsys, chapter, "profile=smoke", *(f"{k}={v}" for k, v in values.items()))
+    monkeypatch.setattr(module, training, stand_in([]))
+    result = module.run(load("smoke", values))
+    assert result.run_dir == printed and runs.is_complete(tmp_path / printed)
+
+
+def test_the_search_claims_the_directory_run_dir_names(synthetic_corpus, tmp_path, capsys, monkeypatch):
+    class Claimed(Exception):
+        pass
+
+    monkeypatch.chdir(tmp_path)
+    printed = printed_run_dir(capsys, "hpo", "profile=smoke", f"dataset={synthetic_corpus}", "n_trials=3")
+    monkeypatch.setattr(hpo, "open_study", lambda *args: (_ for _ in ()).throw(Claimed()))
+    run_config = config.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
+    with pytest.raises(Claimed):
+        hpo.work(run_config, config.load_search_config({"n_trials": 3}))
+    assert json.loads((tmp_path / printed / runs.CONFIG).read_text()) == run_config.to_dict()
+
+
+@pytest.mark.parametrize("arguments, expected", [
+    (["finetune"], "runs/finetune/ncbi_disease-minilm-l6-cpu-lora-seed42"),
+    (["finetune", "dapt_adapter=runs/dapt/minilm-l6-cpu-seed42/adapter", "dataset=s800"],
+     "runs/finetune/s800-minilm-l6-cpu-lora-dapt-seed42"),
+    (["finetune", "profile=paper", "backbone=pubmedbert-large"],
+     "runs/finetune/ncbi_disease-pubmedbert-large-paper-lora-seed42"),
+    (["dapt"], "runs/dapt/minilm-l6-cpu-seed42"),
+    (["baseline"], "runs/baseline/ncbi_disease-cpu-crf-seed42"),
+    (["baseline", "output=softmax", "seed=1"], "runs/baseline/ncbi_disease-cpu-softmax-seed1"),
+    (["hpo", "n_trials=20", "max_train_sentences=500", "epochs=3"], "runs/hpo/ncbi_disease-minilm-l6-cpu"),
+    (["finetune", "output_dir=runs/mine"], "runs/mine"),
+])
+def test_default_run_directories_keep_the_names_users_have(arguments, expected, capsys):
+    assert printed_run_dir(capsys, *arguments) == Path(expected)
+
+
+@pytest.mark.parametrize("chapter", ["finetune", "dapt", "baseline", "hpo"])
+def test_run_dir_without_parameters_names_what_the_notebook_writes_by_default(chapter):
+    declared = papermill.inspect_notebook(str(config.PROJECT_ROOT / "notebooks" / f"{chapter}.ipynb"))
+    defaults = {key: ast.literal_eval(declared[key]["default"]) for key in cli.RUN_DIR_DEFAULTS if key in declared}
+    assert defaults == {key: value for key, value in cli.RUN_DIR_DEFAULTS.items()
+                        if key != "dataset" or chapter != "dapt"}
+
+
+def test_run_dir_refuses_a_parameter_the_chapter_does_not_have(capsys):
+    assert cli.main(["run-dir", "dapt", "learning_rat=0.1"]) == 2
+    assert "unknown parameter 'learning_rat'" in capsys.readouterr().err
+
+
+def test_a_configuration_names_no_directory_of_another_chapter():
+    with pytest.raises(OpenMedError, match="chapter 'hpo' of a DaptConfig"):
+        runs.default_directory(config.load_dapt_config("smoke"), "hpo")
+
+
+def test_metrics_json_is_written_last_and_the_scratch_goes_once_the_run_is_complete(synthetic_corpus, tmp_path):
+    settings = config.load_baseline_config("smoke", {"dataset": str(synthetic_corpus)})
+
+    def interrupted(settings, run_dir):
+        (run_dir / "checkpoint.pt").write_text("scratch")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        lifecycle.run(settings, tmp_path / "run", lambda run_dir: interrupted(settings, run_dir))
+    assert not runs.is_complete(tmp_path / "run") and (tmp_path / "run" / "checkpoint.pt").is_file()
+
+    result = lifecycle.run(settings, tmp_path / "run", lambda run_dir: stand_in([])(settings, run_dir))
+    names = {p.name for p in result.run_dir.iterdir()}
+    assert names == {runs.CONFIG, runs.LOG_HISTORY, runs.PROVENANCE, runs.METRICS}
+    provenance = runs.read_json(result.run_dir / runs.PROVENANCE)
+    assert provenance["config"] == settings.to_dict() and provenance["data"] == {"corpus": "sha256"}
+    assert result == lifecycle.RunResult(tmp_path / "run", {"f1": 0.5}, [{"epoch": 1.0}], reused=False)
+
+
+def test_a_finished_run_is_read_back_not_retrained(synthetic_corpus, tmp_path):
+    settings = config.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
+    calls = []
+    first = lifecycle.run(settings, tmp_path / "run", lambda run_dir: stand_in(calls)(settings, run_dir))
+    again = lifecycle.run(settings, tmp_path / "run", lambda run_dir: never_trains(settings, run_dir))
+    assert len(calls) == 1 and again.reused
+    assert (again.metrics, again.log_history) == (first.metrics, first.log_history)
+
+
+def test_a_directory_of_other_parameters_is_refused(synthetic_corpus, tmp_path):
+    settings = config.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
+    lifecycle.run(settings, tmp_path / "run", lambda run_dir: stand_in([])(settings, run_dir))
+    other = config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "seed": 1, "lora_r": 3})
+    with pytest.raises(OpenMedError, match=r"holds a run with other parameters \(lora_r, seed\)"):
+        lifecycle.run(other, tmp_path / "run", lambda run_dir: never_trains(other, run_dir))
