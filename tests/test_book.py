@@ -83,3 +83,12 @@ def test_a_rerun_command_with_a_long_list_stays_on_one_pasteable_line():
     command = book.rerun_command("evaluate", {"runs": runs, "trials": 1000})
     assert "\n" not in command
     assert command.endswith(f"-y 'runs: [{', '.join(runs)}]' -p trials 1000")
+
+
+def test_the_book_names_default_runs_by_their_parameters_through_the_run_directory_function(tmp_path):
+    evaluate = dict(book.plan("cpu", tmp_path)[1])["evaluate"]
+    assert evaluate["runs"] == ["runs/finetune/ncbi_disease-minilm-l6-cpu-lora-seed42",
+                                "runs/finetune/ncbi_disease-minilm-l6-cpu-lora-seed42-tuned",
+                                "runs/baseline/ncbi_disease-cpu-crf-seed42"]
+    assert book.run_reference({"chapter": "hpo", "dataset": "s800", "profile": "cpu", "n_trials": 20}) == \
+        "runs/hpo/s800-minilm-l6-cpu"
