@@ -288,11 +288,9 @@ RUN_DIR_DEFAULTS = {"profile": "cpu", "dataset": "ncbi_disease"}   # the chapter
 
 def add_run_dir(commands) -> None:
     parser = _add(commands, "run-dir", "print the directory a chapter's notebook writes to with these parameters",
-                  "Print the directory a chapter's notebook writes to with these parameters (its -p KEY VALUE pairs):
-"
+                  "Print the directory a chapter's notebook writes to with these parameters (its -p KEY VALUE pairs):\n"
                   "output_dir if given, else the default run directory of the configuration it loads. Defaults as in "
-                  "the
-notebooks: profile=cpu dataset=ncbi_disease.")
+                  "the\nnotebooks: profile=cpu dataset=ncbi_disease.")
     parser.add_argument("chapter", choices=("finetune", "dapt", "baseline", "hpo"))
     parser.add_argument("parameters", nargs="*", metavar="KEY=VALUE", help="the notebook's parameters, YAML values")
     parser.set_defaults(handler=run_dir_command)
