@@ -11,6 +11,7 @@ from openmed_repro.infra import config
 from openmed_repro.training import dapt
 from openmed_repro.models import predictor
 from openmed_repro.training import finetune
+from openmed_repro.models import token_classifier
 from openmed_repro.infra import runs
 from openmed_repro.errors import OpenMedError
 
@@ -62,7 +63,7 @@ def test_fine_tuning_from_the_dapt_adapter_trains_and_reloads_exactly(finished, 
     run_config = config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "epochs": 1,
                                                   "dapt_adapter": str(finished.run_dir / "adapter")})
     result = finetune.run(run_config, tmp_path / "from-dapt")
-    model, tokenizer, labels = finetune.load_model(tmp_path / "from-dapt" / "model", run_config)
+    model, tokenizer, labels = token_classifier.load(tmp_path / "from-dapt" / "model", run_config)
     tokens, _, predicted = runs.read_predictions(tmp_path / "from-dapt" / "predictions_test.tsv")
     assert predictor.predict(model, tokenizer, tokens, labels, 32, 8) == predicted
     assert result.metrics["trainable_parameters"] < result.metrics["total_parameters"]

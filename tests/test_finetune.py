@@ -12,6 +12,7 @@ from transformers import Trainer
 from openmed_repro.infra import config
 from openmed_repro.models import predictor
 from openmed_repro.training import finetune
+from openmed_repro.models import token_classifier
 from openmed_repro.infra import footprint
 from openmed_repro.evaluation import metrics
 from openmed_repro.infra import runs
@@ -76,7 +77,7 @@ def test_predictions_are_one_tag_per_word_beside_the_gold_tags(finished, synthet
 
 def test_the_saved_adapter_reproduces_the_predictions_exactly(finished, synthetic_corpus):
     run_config = smoke(synthetic_corpus)
-    model, tokenizer, labels = finetune.load_model(finished.run_dir / "model", run_config)
+    model, tokenizer, labels = token_classifier.load(finished.run_dir / "model", run_config)
     tokens, _, predicted = runs.read_predictions(finished.run_dir / "predictions_test.tsv")
     again = predictor.predict(model, tokenizer, tokens, labels, run_config.max_length, run_config.overlap)
     assert again == predicted
@@ -88,7 +89,7 @@ def test_prediction_batches_hold_a_token_budget_and_their_size_does_not_change_a
     assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
     assert [[lengths[i] for i in batch] for batch in batches] == [[5, 12, 12], [30, 31], [64], [200], [5000]]
     run_config = smoke(synthetic_corpus)
-    model, tokenizer, labels = finetune.load_model(finished.run_dir / "model", run_config)
+    model, tokenizer, labels = token_classifier.load(finished.run_dir / "model", run_config)
     tokens, _, predicted = runs.read_predictions(finished.run_dir / "predictions_test.tsv")
     for batch_size, max_batch_tokens in ((1, 10**6), (64, 10**6), (64, 32)):
         assert predictor.predict(model, tokenizer, tokens, labels, run_config.max_length, run_config.overlap,
@@ -98,7 +99,7 @@ def test_prediction_batches_hold_a_token_budget_and_their_size_does_not_change_a
 def test_the_merged_inference_model_predicts_the_same_tags_and_leaves_the_lora_model_as_it_was(finished,
                                                                                               synthetic_corpus):
     run_config = smoke(synthetic_corpus)
-    model, tokenizer, labels = finetune.load_model(finished.run_dir / "model", run_config)
+    model, tokenizer, labels = token_classifier.load(finished.run_dir / "model", run_config)
     tokens, _, predicted = runs.read_predictions(finished.run_dir / "predictions_test.tsv")
     merged = predictor.inference_model(model)
     assert isinstance(model, PeftModel) and not isinstance(merged, PeftModel)
@@ -130,7 +131,7 @@ def test_full_fine_tuning_trains_every_parameter_and_reloads(synthetic_corpus, t
     run_config = smoke(synthetic_corpus, method="full", epochs=1)
     result = finetune.run(run_config, tmp_path / "full")
     assert result.metrics["trainable_parameters"] == result.metrics["total_parameters"]
-    model, tokenizer, labels = finetune.load_model(tmp_path / "full" / "model", run_config)
+    model, tokenizer, labels = token_classifier.load(tmp_path / "full" / "model", run_config)
     tokens, _, predicted = runs.read_predictions(tmp_path / "full" / "predictions_test.tsv")
     assert predictor.predict(model, tokenizer, tokens, labels, 32, 8) == predicted
 

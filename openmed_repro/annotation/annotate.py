@@ -184,11 +184,11 @@ class Annotator:
 
     def __init__(self, run_dir: str | Path, batch_size: int = 32, max_batch_tokens: int | None = None):
         from openmed_repro.models import predictor
-        from openmed_repro.training import finetune
+        from openmed_repro.models import token_classifier
 
         run_dir = Path(run_dir)
         self.run_config = run_config_of(run_dir)
-        model, self.tokenizer, self.labels = finetune.load_model(run_dir / runs.MODEL_DIR, self.run_config)
+        model, self.tokenizer, self.labels = token_classifier.load(run_dir / runs.MODEL_DIR, self.run_config)
         self.model = predictor.inference_model(model, keep_original=False)
         self.batch_size = batch_size
         self.max_batch_tokens = predictor.MAX_BATCH_TOKENS if max_batch_tokens is None else max_batch_tokens

@@ -125,9 +125,10 @@ def build(profile: str, out_dir: Path) -> Path:
         shutil.copy2(chapters / f"{name}.ipynb", source / f"{name}.ipynb")
     (source / "_toc.yml").write_text(yaml.safe_dump({"format": "jb-book", "root": "intro",
                                                      "chapters": [{"file": name} for name in names]}, sort_keys=False))
-    command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(source), "--path-output", str(out_dir)]
+    command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(source), "--path-output", str(out_dir),
+               "--warningiserror", "--keep-going"]
     finished = subprocess.run(command, capture_output=True, text=True)
-    if finished.returncode != 0 or "ERROR" in finished.stdout + finished.stderr:
+    if finished.returncode != 0:
         raise OpenMedError(f"jupyter-book build failed ({' '.join(command)}):\n{(finished.stdout + finished.stderr)[-4000:]}")
     return out_dir / "_build" / "html" / "index.html"
 
@@ -182,7 +183,8 @@ def check_in_browser(html_dir: Path, screenshots: Path, chromium: str | None = N
             browser.close()
     finally:
         server.shutdown()
-    for name in ("finetune", "dapt", "hpo", "baseline", "evaluate", "results", "footprint", "performance"):
+    book = config.read_parameters("book.yaml")
+    for name in set(book["chapters"]) - set(book.get("without_figures", [])):
         if name in seen and not seen[name]["images"]:
             failures.append(f"{name}: no figure on the page")
     if "results" in seen and not seen["results"]["tables"]:

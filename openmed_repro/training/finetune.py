@@ -12,12 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import SequentialSampler
-from peft import PeftModel, get_peft_model
 from transformers import (DataCollatorForTokenClassification, EarlyStoppingCallback, Trainer, TrainerCallback,
                           TrainingArguments, set_seed)
 from transformers.trainer_utils import get_last_checkpoint
 
-from openmed_repro.models import backbones, predictor
+from openmed_repro.models import backbones, predictor, token_classifier
 from openmed_repro.data import corpora
 from openmed_repro.data import encoding
 from openmed_repro.infra import footprint
@@ -60,21 +59,6 @@ def subset(sentences: list[Sentence], cap: int | None) -> list[Sentence]:
     return sentences if cap is None else sentences[:cap]
 
 
-def build_model(run_config: RunConfig, backbone: backbones.Backbone, labels: list[str], tokenizer):
-    """The backbone (with a DAPT adapter merged in, when given) and a fresh head, under a new task adapter."""
-    model = base_model(run_config, backbone, labels, len(tokenizer))
-    if run_config.method == "full":
-        return model
-    lora = backbones.lora_config(backbone, model, run_config.lora_r, run_config.lora_alpha,
-                                 run_config.lora_dropout, run_config.lora_target_modules)
-    return get_peft_model(model, lora)
-
-
-def base_model(run_config: RunConfig, backbone: backbones.Backbone, labels: list[str], vocab_size: int):
-    model = backbones.load_token_classifier(backbone, labels, vocab_size=vocab_size)
-    return backbones.merge_adapter(model, run_config.dapt_adapter) if run_config.dapt_adapter else model
-
-
 def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
           callbacks: Sequence[TrainerCallback] = (), footprint_dir: Path | None = None,
           chapter: str = "finetune") -> FineTuned:
@@ -91,7 +75,7 @@ def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
     train_windows = _encode(train_sentences, tokenizer, label2id, run_config)
     # Sorted by length for tight dynamic padding; the merge back to words does not depend on the order.
     dev_windows = sorted(_encode(dev_sentences, tokenizer, label2id, run_config), key=lambda w: len(w.input_ids))
-    model = build_model(run_config, backbone, labels, tokenizer)
+    model = token_classifier.build(run_config, backbone, labels, tokenizer)
 
     checkpoints = run_dir / CHECKPOINTS_DIR
     trainer = InOrderEvaluationTrainer(
@@ -117,28 +101,6 @@ def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
         total_parameters=sum(p.numel() for p in trainer.model.parameters()),
         train_tokens=sum(len(w.input_ids) for w in train_windows),
     )
-
-
-def save_model(trained: FineTuned, directory: Path) -> float:
-    """Save the adapter with its head (LoRA) or the whole model (full), plus the tokenizer; returns MB."""
-    trained.model.save_pretrained(directory)
-    trained.tokenizer.save_pretrained(directory)
-    runs.write_json(directory / "labels.json", trained.labels)
-    weights = [p for p in directory.iterdir() if p.suffix in {".safetensors", ".bin"}]
-    return sum(p.stat().st_size for p in weights) / 1e6
-
-
-def load_model(directory: Path, run_config: RunConfig):
-    """The trained model of a run: the backbone with the saved adapter and head, or the saved full model."""
-    labels = runs.read_json(directory / "labels.json")
-    tokenizer = backbones.load_tokenizer(backbones.Backbone("saved", str(directory), "local", str(directory)))
-    if (directory / "adapter_config.json").is_file():
-        base = base_model(run_config, backbones.resolve(run_config.backbone), labels, len(tokenizer))
-        model = PeftModel.from_pretrained(base, directory)
-    else:
-        model = backbones.load_token_classifier(
-            backbones.Backbone("saved", str(directory), "local", str(directory)), labels, len(tokenizer))
-    return model.eval(), tokenizer, labels
 
 
 def _encode(sentences: list[Sentence], tokenizer, label2id: dict[str, int], run_config: RunConfig):
@@ -189,7 +151,7 @@ def train_and_score(run_config: RunConfig, run_dir: Path) -> lifecycle.Outcome:
     """The chapter's own work inside the run lifecycle: train, save the model, predict and score dev and test."""
     corpus = corpora.load(run_config.dataset, run_config.data_dir, repair=run_config.repair)
     trained = train(run_config, corpus, run_dir)
-    model_mb = save_model(trained, run_dir / runs.MODEL_DIR)
+    model_mb = token_classifier.save(trained.model, trained.tokenizer, trained.labels, run_dir / runs.MODEL_DIR)
     splits = {"devel": subset(corpus.devel, run_config.max_eval_sentences),
               "test": subset(corpus.test, run_config.max_eval_sentences)}
     scores = {}

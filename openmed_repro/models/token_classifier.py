@@ -1,0 +1,54 @@
+"""The fine-tuned token classifier: built on a backbone (a DAPT adapter merged in first, when given) under a
+LoRA task adapter or fully trainable, saved with its head, tokenizer and labels, and loaded back. Training,
+evaluation and annotation all reach a trained model through here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from peft import PeftModel, get_peft_model
+
+from openmed_repro.infra import runs
+from openmed_repro.infra.config import RunConfig
+from openmed_repro.models import backbones
+
+LABELS_FILE = "labels.json"
+
+
+def build(run_config: RunConfig, backbone: backbones.Backbone, labels: list[str], tokenizer):
+    """A fresh head on the backbone, under a new LoRA task adapter (or bare, for full fine-tuning)."""
+    model = _base(run_config, backbone, labels, len(tokenizer))
+    if run_config.method == "full":
+        return model
+    lora = backbones.lora_config(backbone, model, run_config.lora_r, run_config.lora_alpha,
+                                 run_config.lora_dropout, run_config.lora_target_modules)
+    return get_peft_model(model, lora)
+
+
+def _base(run_config: RunConfig, backbone: backbones.Backbone, labels: list[str], vocab_size: int):
+    model = backbones.load_token_classifier(backbone, labels, vocab_size=vocab_size)
+    return backbones.merge_adapter(model, run_config.dapt_adapter) if run_config.dapt_adapter else model
+
+
+def save(model, tokenizer, labels: list[str], directory: Path) -> float:
+    """The adapter with its head (LoRA) or the whole model (full), the tokenizer and the labels; returns
+    the weights' size in MB."""
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    runs.write_json(directory / LABELS_FILE, labels)
+    weights = [p for p in directory.iterdir() if p.suffix in {".safetensors", ".bin"}]
+    return sum(p.stat().st_size for p in weights) / 1e6
+
+
+def load(directory: Path, run_config: RunConfig):
+    """(model, tokenizer, labels) of a saved run: the backbone with the saved adapter and head, or the
+    saved full model."""
+    labels = runs.read_json(directory / LABELS_FILE)
+    saved = backbones.Backbone("saved", str(directory), "local", str(directory))
+    tokenizer = backbones.load_tokenizer(saved)
+    if (directory / "adapter_config.json").is_file():
+        base = _base(run_config, backbones.resolve(run_config.backbone), labels, len(tokenizer))
+        model = PeftModel.from_pretrained(base, directory)
+    else:
+        model = backbones.load_token_classifier(saved, labels, len(tokenizer))
+    return model.eval(), tokenizer, labels
