@@ -44,7 +44,7 @@ reproduce: venv
 		-p dataset ncbi_disease -p profile cpu -p output_dir $(RUN_DIR)
 	$(BIN)/openmed-repro summary $(RUN_DIR) $(RUN_DIR).ipynb
 
-## Every corpus found locally, training split capped (see README "Results"); resumable.
+## Every corpus found locally, training split capped (SWEEP_FLAGS); resumable.
 all-corpora: venv
 	$(BIN)/openmed-repro sweep $(SWEEP_FLAGS) --out runs/all-corpora
 
@@ -76,7 +76,7 @@ tuned: venv
 PROFILE ?= cpu
 book: venv
 	$(BIN)/openmed-repro book --profile $(PROFILE) $(if $(NO_EXECUTE),--no-execute,)
-## The BiLSTM-CNN-Char baseline (profile cpu) on the corpora the README reports; resumable.
+## The BiLSTM-CNN-Char baseline (profile cpu) on BASELINE_CORPORA; resumable.
 baseline: venv
 	$(BIN)/openmed-repro baseline --profile cpu --corpora $(BASELINE_CORPORA) --out $(dir $(call run_dir,baseline profile=cpu))
 
@@ -86,8 +86,8 @@ test: venv
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
-## Speed measurements, each against a peer in the same run; JSON and figures into runs/bench/ (about an hour
-## on 2 cores: two 3-epoch trainings of ncbi_disease). The search section needs SEARCH_PRUNED and SEARCH_UNPRUNED.
+## Speed measurements, each against a peer in the same run; JSON and figures into runs/bench/ (two 3-epoch
+## trainings of ncbi_disease). The search section needs SEARCH_PRUNED and SEARCH_UNPRUNED.
 bench: venv
 	$(BIN)/python benchmarks/significance_speed.py --out runs/bench
 	$(BIN)/python benchmarks/performance.py --out runs/bench $(BENCH_FLAGS) \

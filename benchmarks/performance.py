@@ -48,7 +48,7 @@ from openmed_repro.infra import plots
 from openmed_repro.infra import runs
 from openmed_repro.errors import OpenMedError
 
-GPU_SETTINGS = {"precision": "bf16", "batch_size": 32}   # the GPU comparison, for both recipes
+GPU_SETTINGS = {"precision": "bf16", "batch_size": 32}   # the GPU comparison's settings, for both recipes
 
 EMBEDDING_SUFFIXES = ("word_embeddings.weight", "position_embeddings.weight", "token_type_embeddings.weight")
 
@@ -319,7 +319,7 @@ def targets(training: dict, inference_record: dict) -> dict:
         "test_f1_difference_points": round(100 * (ours["test"]["strict_f1"] - standard["test"]["strict_f1"]), 2),
         "test_f1_met": ours["test"]["strict_f1"] >= standard["test"]["strict_f1"] - 0.005,
         "inference_speedup_vs_each_pipeline": {n: r["speedup_of_ours"] for n, r in runners.items() if n != "ours"},
-        "inference_met": runners[DEFAULT_PIPELINE]["speedup_of_ours"] >= 3 and identical,   # the peer
+        "inference_met": runners[DEFAULT_PIPELINE]["speedup_of_ours"] >= 3 and identical,   # the target's peer
         "inference_met_against_every_pipeline": slowest_pipeline["speedup_of_ours"] >= 3 and identical,
     }
 

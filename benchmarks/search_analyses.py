@@ -1,5 +1,5 @@
-"""Analyses of finished searches (the search chapter's run directories), for the Performance chapter and the
-README's search notes; the search itself, its pruners and pruning signals live in openmed_repro/search/hpo.py.
+"""Analyses of finished searches (the search chapter's run directories), for the Performance and search
+chapters; the search itself, its pruners and pruning signals live in openmed_repro/search/hpo.py.
 
 compare: what pruning saved, a pruned and an unpruned search of the same study compared from their run
 directories (summary.json, trials.csv and the SQLite study). Epochs trained is the measure a loaded machine

@@ -60,8 +60,8 @@ Scheduler = typing.Literal["cosine", "linear", "constant_with_warmup"]
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """Everything one fine-tuning run depends on: a profile's values with the user's overrides on top.
-    The defaults are the paper's recipe (PAPER.md, "Fine-tuning"); profiles state only what differs."""
+    """Everything one fine-tuning run depends on: a profile's values with the user's overrides on top. The
+    defaults are the paper's fine-tuning recipe (arXiv 2508.01630); profiles state only what differs."""
 
     dataset: str
     backbone: str
@@ -102,7 +102,7 @@ class RunConfig:
 @dataclasses.dataclass(frozen=True)
 class DaptConfig:
     """One LoRA DAPT run: a DAPT profile's values with the user's overrides on top. The defaults are the
-    paper's recipe (PAPER.md, "DAPT"); profiles state only what differs."""
+    paper's DAPT recipe (arXiv 2508.01630); profiles state only what differs."""
 
     backbone: str
     profile: str

@@ -1,6 +1,6 @@
 """Masked-LM loss computed on the masked positions only. The transformers *ForMaskedLM models project every
-position onto the vocabulary although only the ~15% masked ones enter the loss; on a small backbone that
-projection costs as much as the encoder itself. Same loss, same gradients, a fraction of the work."""
+position onto the vocabulary although only the ~15% masked ones enter the loss; beside a small backbone's
+encoder that projection is much of the work. Same loss, same gradients, without the unused projections."""
 
 from __future__ import annotations
 

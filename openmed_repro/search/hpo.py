@@ -81,13 +81,10 @@ def suggest(trial: optuna.Trial, space: dict[str, dict]) -> dict:
 
 
 def pruner(name: str, epochs: float, startup_trials: int = SearchConfig.pruner_startup_trials) -> optuna.pruners.BasePruner:
-    """The study's pruner. The median pruner waits for `startup_trials` completed trials (Optuna's five by
-    default) and compares a trial with the completed ones only, so once the weak trials are pruned its bar
-    rises to the survivors' and slow starters are cut (with one start-up trial, four pairs of 20-trial
-    studies on ncbi_disease saved 46-48% of the trial time but lost 0.4 and 1.3 points of best dev F1; with
-    two or five, 20-21% saved). Successive halving keeps the better half of every trial that reached an
-    epoch (1, 2, 4, ...), pruned ones included, so its bar does not ratchet: on dev_f1_then_loss it saved
-    44% and 32% of the trial time in two more pairs and their best trials were the better ones."""
+    """The study's pruner. The median pruner (after `startup_trials` completed trials) compares a trial with
+    the completed ones only, so once weak trials are pruned its bar rises to the survivors' and slow starters
+    are cut; successive halving ranks every trial that reached an epoch, pruned ones included, so its bar
+    does not ratchet."""
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=1)
     if name == "successive_halving":

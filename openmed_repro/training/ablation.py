@@ -21,7 +21,7 @@ from openmed_repro.evaluation import significance
 from openmed_repro.errors import OpenMedError
 
 METHODS = ("lora", "full")
-FULL_FINE_TUNING_LEARNING_RATE = 5e-5   # the standard Hugging Face recipe's (../shared/REFERENCE_RUNS.md)
+FULL_FINE_TUNING_LEARNING_RATE = 5e-5   # the standard Hugging Face recipe's (run_ner.py)
 
 
 def cells(corpora: list[str], dapt_adapter: str) -> list[tuple[str, str, str | None]]:
