@@ -84,7 +84,7 @@ baseline: venv
 ## synthetic corpora; no network).
 test: venv
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 ## Speed measurements, each against a peer in the same run; JSON and figures into runs/bench/ (two 3-epoch
 ## trainings of ncbi_disease). The search section needs SEARCH_PRUNED and SEARCH_UNPRUNED.
