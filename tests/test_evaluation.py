@@ -121,3 +121,13 @@ def test_the_results_table_can_keep_to_the_runs_of_chosen_profiles(tmp_path):
     kept = results.table(tmp_path, samples=100, profiles=["cpu", "cpu-fast"]).loc["ncbi_disease"]
     assert "(cpu-run)" in kept["run"] and kept["runs"] == 1
     assert list(results.finished_runs(tmp_path, ["cpu"])["profile"]) == ["cpu"]
+
+
+def test_without_runs_the_evaluation_chapter_compares_the_default_directories_of_the_make_targets():
+    from openmed_repro.infra import runs
+    from openmed_repro.report import notebook_parameters
+
+    settings = notebook_parameters.evaluation_settings({"runs": None})
+    main_job = runs.run_directory("finetune", {"dataset": "ncbi_disease", "profile": "cpu"})
+    baseline = runs.run_directory("baseline", {"dataset": "ncbi_disease", "profile": "cpu"})
+    assert settings.runs == [str(main_job), f"{main_job}-tuned", str(baseline)]

@@ -10,7 +10,7 @@ import typing
 from pathlib import Path
 
 from openmed_repro.models import backbones
-from openmed_repro.infra import config
+from openmed_repro.infra import config, runs
 from openmed_repro.infra.config import Positive
 from openmed_repro.data import corpora
 from openmed_repro.errors import OpenMedError
@@ -20,7 +20,7 @@ NOTEBOOK_KEYS = {"output_dir"}
 
 @dataclasses.dataclass(frozen=True)
 class EvaluationSettings:
-    runs: list[str]
+    runs: list[str] | None = None         # None: the main job, its tuned twin and the baseline (DEFAULT_COMPARISON)
     names: list[str] | None = None
     split: typing.Literal["test", "devel"] = "test"
     trials: Positive[int] = 10_000
@@ -88,8 +88,19 @@ def dapt_config(namespace: dict) -> tuple[config.DaptConfig, Path | None]:
     return settings, Path(output_dir) if output_dir else None
 
 
+DEFAULT_COMPARISON = (("finetune", {"dataset": "ncbi_disease", "profile": "cpu"}, ""),
+                      ("finetune", {"dataset": "ncbi_disease", "profile": "cpu"}, "-tuned"),
+                      ("baseline", {"dataset": "ncbi_disease", "profile": "cpu"}, ""))
+
+
 def evaluation_settings(namespace: dict) -> EvaluationSettings:
+    """The evaluation chapter's parameters; without `runs`, the default directories of `make reproduce`,
+    `make tuned` and `make baseline`."""
     settings = _chapter_settings(EvaluationSettings, namespace, "evaluate.ipynb")
+    if settings.runs is None:
+        defaults = [f"{runs.run_directory(chapter, parameters)}{suffix}"
+                    for chapter, parameters, suffix in DEFAULT_COMPARISON]
+        settings = dataclasses.replace(settings, runs=defaults)
     if settings.names is not None and len(settings.names) != len(settings.runs):
         raise OpenMedError(f"parameter names: {len(settings.names)} names for {len(settings.runs)} runs")
     return settings
