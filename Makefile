@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 KERNEL := openmed-repro
+# The command a run's provenance names (a notebook's kernel cannot see it): the goals and the variables given.
+export OPENMED_REPRO_COMMAND ?= make $(strip $(MAKECMDGOALS) $(MAKEOVERRIDES))
 SWEEP_FLAGS ?= --profile cpu --max-train-sentences 5000 --epochs 2
 
 # Run directories are named by the library (`openmed-repro run-dir CHAPTER KEY=VALUE ...`), expanded only in
