@@ -178,7 +178,12 @@ def command(argv: list[str] | None = None) -> str | None:
     if not argv or "ipykernel" in argv[0] or not argv[0]:
         return None
     program = Path(argv[0])
-    name = "openmed-repro" if program.name == "cli.py" and program.parent.name == "openmed_repro" else program.name
+    if program.name == "__main__.py":        # python -m PACKAGE
+        name = f"python -m {program.parent.name}"
+    elif program.name == "cli.py" and program.parent.name == "openmed_repro":
+        name = "openmed-repro"
+    else:
+        name = program.name
     return portable_text(" ".join([name, *argv[1:]]))
 
 

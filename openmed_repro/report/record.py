@@ -83,8 +83,8 @@ def record(sources: list[Path], results: Path = RESULTS, replace: bool = False,
     write_index(results)
     total = sum(path.stat().st_size for path in results.rglob("*") if path.is_file())
     if total > TOTAL_LIMIT:
-        outcome.warnings.append(f"{results}: the record holds {total / 2**20:.1f} MB, over the {TOTAL_LIMIT // 2**20} MB "
-                                "budget; record fewer runs or leave a heavy kind out")
+        outcome.warnings.append(f"{results}: the record holds {total:,} bytes, over its budget of {TOTAL_LIMIT:,} "
+                                "bytes; record fewer runs or leave a heavy kind out")
     return outcome
 
 
@@ -94,8 +94,8 @@ def record_one(source: Path, results: Path = RESULTS, replace: bool = False, com
     files = contents(source, name, command)
     for file_name, data in files.items():
         if len(data) > FILE_LIMIT:
-            raise OpenMedError(f"{source}: {file_name} of its record would be {len(data) / 2**20:.1f} MB, over the "
-                               f"{FILE_LIMIT // 2**20} MB a record file may hold; it is not recorded")
+            raise OpenMedError(f"{source}: {file_name} of its record would be {len(data):,} bytes, over the "
+                               f"{FILE_LIMIT:,} bytes a record file may hold; it is not recorded")
     target = results / name
     size = sum(len(data) for data in files.values())
     existing = _read_existing(target, single=source.is_file())
