@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 KERNEL := openmed-repro
+# The command a run's provenance names (a notebook's kernel cannot see it): the goals and the variables given.
+export OPENMED_REPRO_COMMAND ?= make $(strip $(MAKECMDGOALS) $(MAKEOVERRIDES))
 SWEEP_FLAGS ?= --profile cpu --max-train-sentences 5000 --epochs 2
 
 # Run directories are named by the library (`openmed-repro run-dir CHAPTER KEY=VALUE ...`), expanded only in
@@ -25,7 +27,7 @@ SEARCH_UNPRUNED ?=
 
 HPO_FLAGS ?= -p n_trials 20 -p max_train_sentences 500 -p epochs 3
 
-.PHONY: venv reproduce tuned all-corpora dapt ablation hpo baseline book test bench bench-annotate clean
+.PHONY: venv reproduce tuned all-corpora dapt ablation hpo baseline record book test bench bench-annotate clean
 
 venv: $(STAMP)
 
@@ -70,6 +72,12 @@ tuned: venv
 	$(BIN)/papermill notebooks/finetune.ipynb $(RUN_DIR)-tuned.ipynb -k $(KERNEL) --log-output \
 		-f $(HPO_RUN)/best.yaml -p dataset ncbi_disease -p profile cpu -p output_dir $(RUN_DIR)-tuned
 	$(BIN)/openmed-repro summary $(RUN_DIR)-tuned $(RUN_DIR)-tuned.ipynb
+
+## The record: every finished run under runs/finetune, dapt, baseline, hpo and bench copied into results/ (small
+## files, no weights; commit it) with its index results/README.md. Unchanged runs are skipped; REPLACE=1 overwrites
+## records of runs that changed.
+record: venv
+	$(BIN)/openmed-repro record --all $(if $(REPLACE),--replace,)
 
 ## The Jupyter Book: execute every chapter on PROFILE (smoke|cpu|paper) into runs/book/PROFILE, then build
 ## HTML from those executed notebooks (runs/book/PROFILE/_build/html). NO_EXECUTE=1 rebuilds without rerunning.

@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> dict:
               "threads": args.threads, "cpu": platform.processor() or platform.machine(),
               "device": device_name, "cpu_count": psutil.cpu_count(),
               "load_average_at_start": list(psutil.getloadavg()),
-              "provenance": runs.provenance(run_config, corpus.provenance(), device_name)}
+              "provenance": runs.provenance(run_config, corpus.provenance(), device_name, devices.machine())}
     size = 256 if args.smoke else 8192 if device == "cuda" else 2048
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
 

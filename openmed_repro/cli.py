@@ -9,6 +9,7 @@
     openmed-repro corpus-stats
     openmed-repro summary RUN_DIR [EXECUTED_NOTEBOOK]
     openmed-repro run-dir finetune|dapt|baseline|hpo [KEY=VALUE ...]
+    openmed-repro record RUN_DIR... | --all [--results results] [--replace] [--command TEXT]
 
 Each sub-command is a pair here: `add_<name>(commands)` declares its arguments and `<name>_command(args)` calls
 the library. Job modules are imported inside the handlers, so `--help` answers without loading torch, and
@@ -304,9 +305,46 @@ def run_dir_command(args: argparse.Namespace) -> None:
     print(runs.run_directory(args.chapter, {**defaults, **config.key_values(args.parameters, "run-dir")}))
 
 
-# The sub-commands in the order `openmed-repro --help` lists them; `record` and `verify` join here.
+# record: finished runs into the record (results/)
+
+
+def add_record(commands) -> None:
+    parser = _add(commands, "record", "copy finished runs into the record (results/) and rewrite its index",
+                  "Copy finished runs into the record: results/<chapter>/<name> for runs/<chapter>/<name>, small files\n"
+                  "only (metrics, configuration, provenance, log history, footprint, compressed predicted tags; no\n"
+                  "weights), no absolute path of this machine; then rewrite results/README.md. Recording an unchanged\n"
+                  "run again does nothing; a different record of the same name is kept unless --replace.")
+    parser.add_argument("run_dirs", type=Path, nargs="*", metavar="RUN_DIR",
+                        help="finished run directories (or runs/bench/*.json benchmark files)")
+    parser.add_argument("--all", action="store_true",
+                        help="every finished run under --runs: finetune, dapt, baseline, hpo, bench")
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="where --all looks (default runs)")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="the record (default results)")
+    parser.add_argument("--replace", action="store_true", help="overwrite a different record of the same name")
+    parser.add_argument("--command", default=None,
+                        help="the command that produced runs whose provenance names none (runs made before it did)")
+    parser.set_defaults(handler=record_command)
+
+
+def record_command(args: argparse.Namespace) -> None:
+    from openmed_repro.report import record
+
+    sources = list(args.run_dirs) + (record.finished(args.runs) if args.all else [])
+    if not sources and not args.all:
+        raise OpenMedError("record: name finished run directories (RUN_DIR ...) or give --all")
+    outcome = record.record(sources, args.results, args.replace, args.command)
+    for recorded in outcome.recorded:
+        print(f"{recorded.path}: {recorded.outcome} ({recorded.size:,} bytes)")
+    for warning in outcome.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"index: {args.results / record.INDEX} ({len(record.listing(args.results))} records)")
+    if outcome.refused:
+        raise OpenMedError(f"{len(outcome.refused)} of {len(sources)} not recorded:\n  " + "\n  ".join(outcome.refused))
+
+
+# The sub-commands in the order `openmed-repro --help` lists them; `verify` joins here.
 COMMANDS = (add_search, add_baseline, add_sweep, add_ablation, add_book, add_annotate, add_corpus_stats, add_summary,
-            add_run_dir)
+            add_run_dir, add_record)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -88,13 +88,13 @@ class Corpus:
         return [OUTSIDE] + [f"{prefix}-{kind}" for kind in self.entity_types for prefix in "BI"]
 
     def provenance(self) -> dict:
-        """What a run records about the data it read."""
+        """What a run records about the data it read: the corpus by key and each split file by name and
+        checksum, never where it lay on this machine (a record must read the same anywhere)."""
         return {
             "corpus": self.key,
-            "directory": str(self.directory),
             "files": {
-                split: {"path": str(f.path), "sha256": f.sha256, "git_blob": f.git_blob,
-                        "verified_as": f.verified_as, "repaired_I_starts": f.repaired}
+                split: {"file": f.path.name, "sha256": f.sha256, "git_blob": f.git_blob, "verified_as": f.verified_as,
+                        "repaired_I_starts": f.repaired, "sentences": len(self.splits[split])}
                 for split, f in self.files.items()
             },
         }

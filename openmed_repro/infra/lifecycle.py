@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from openmed_repro.infra import config, runs
-from openmed_repro.infra.devices import device_name
+from openmed_repro.infra.devices import device_name, machine
 
 Settings = config.RunConfig | config.DaptConfig | config.BaselineConfig
 
@@ -48,7 +48,8 @@ def run(settings: Settings, run_dir: str | Path | None, train: Callable[[Path], 
                          runs.read_json(run_dir / runs.LOG_HISTORY), reused=True)
     outcome = train(run_dir)
     runs.write_json(run_dir / runs.LOG_HISTORY, outcome.log_history)
-    runs.write_json(run_dir / runs.PROVENANCE, runs.provenance(settings, outcome.data, device_name()))
+    runs.write_json(run_dir / runs.PROVENANCE, runs.provenance(settings, outcome.data, device_name(), machine(),
+                                                                   run_dir))
     runs.write_json(run_dir / runs.METRICS, outcome.metrics)
     for name in outcome.scratch:
         scratch = run_dir / name

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import secrets
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -22,6 +24,7 @@ CONFIG = "config.json"
 LOG_HISTORY = "log_history.json"
 PROVENANCE = "provenance.json"
 MODEL_DIR = "model"                 # a trained tagger (fine-tuning, baseline) of a run directory
+COMMAND_ENV = "OPENMED_REPRO_COMMAND"   # the command a notebook's kernel cannot see (the Makefile sets it)
 PACKAGES = ("torch", "transformers", "tokenizers", "peft", "accelerate", "seqeval", "numpy", "openmed-repro")
 CHAPTERS = ("finetune", "dapt", "baseline", "hpo")
 
@@ -134,8 +137,10 @@ def read_json(path: Path):
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def provenance(run_config: config.RunConfig, data: dict, device: str) -> dict:
-    """Git commit, package versions, data checksums, configuration, seed and device of a run."""
+def provenance(run_config: config.RunConfig, data: dict, device: str, machine: dict,
+               run_dir: str | Path | None = None) -> dict:
+    """Git commit, package versions, data checksums, configuration, seed, device, machine and command of a run:
+    portable (the corpus named by key and sha256, the run directory relative to the repository)."""
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git": _git_state(),
@@ -143,10 +148,77 @@ def provenance(run_config: config.RunConfig, data: dict, device: str) -> dict:
         "platform": platform.platform(),
         "packages": {name: _version(name) for name in PACKAGES},
         "device": device,
+        "machine": machine,
+        "command": command(),
+        "run_dir": portable_path(run_dir) if run_dir is not None else None,
         "seed": run_config.seed,
         "config": run_config.to_dict(),
         "data": data,
     }
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else what the platform says)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def command(argv: list[str] | None = None) -> str | None:
+    """The command that started this process, its absolute paths made portable: $OPENMED_REPRO_COMMAND when
+    set (a notebook's kernel only sees its own launcher), None inside a kernel without it."""
+    if os.environ.get(COMMAND_ENV):
+        return portable_text(os.environ[COMMAND_ENV])
+    argv = sys.argv if argv is None else argv
+    if not argv or "ipykernel" in argv[0] or not argv[0]:
+        return None
+    program = Path(argv[0])
+    if program.name == "__main__.py":        # python -m PACKAGE
+        name = f"python -m {program.parent.name}"
+    elif program.name == "cli.py" and program.parent.name == "openmed_repro":
+        name = "openmed-repro"
+    else:
+        name = program.name
+    return portable_text(" ".join([name, *argv[1:]]))
+
+
+# An absolute path inside text: a "/" not preceded by a word, a dot, a colon or a slash (so no URL, ratio or
+# relative path), up to a space, a quote or a separator.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/[^\s'\",;=()\[\]{}]+")
+
+
+def portable_path(path: str | Path, roots: tuple[Path, ...] = ()) -> str:
+    """A place on this machine as a record may name it: relative to the first of `roots`, the repository or the
+    working directory that holds it, else its last component alone."""
+    path = Path(path)
+    if not path.is_absolute():
+        return path.as_posix()
+    for root in (*roots, config.PROJECT_ROOT, Path.cwd()):
+        for base in (root, root.resolve()):
+            if base != Path(base.anchor) and path.is_relative_to(base):
+                return path.relative_to(base).as_posix()
+    return path.name
+
+
+def portable_text(text: str, roots: tuple[Path, ...] = ()) -> str:
+    """`text` with every absolute path in it made portable (portable_path)."""
+    return _ABSOLUTE_PATH.sub(lambda match: portable_path(match.group(0), roots), text)
+
+
+def portable(value, roots: tuple[Path, ...] = ()):
+    """A JSON value with every absolute path in its strings made portable (portable_text)."""
+    if isinstance(value, str):
+        return portable_text(value, roots)
+    if isinstance(value, dict):
+        return {key: portable(item, roots) for key, item in value.items()}
+    if isinstance(value, list):
+        return [portable(item, roots) for item in value]
+    return value
 
 
 def _git_state() -> dict:

@@ -29,7 +29,7 @@ from transformers import TrainerCallback
 from openmed_repro.infra import config
 from openmed_repro.data import corpora
 from openmed_repro.training import finetune
-from openmed_repro.infra import runs
+from openmed_repro.infra import devices, runs
 from openmed_repro.infra.config import RunConfig, SearchConfig
 from openmed_repro.errors import OpenMedError
 
@@ -263,11 +263,14 @@ def work(run_config: RunConfig, search: SearchConfig, run_dir: str | Path | None
             time.sleep(min(search.heartbeat_interval, 5))
             continue
         study.optimize(evaluate, n_trials=1, catch=(SurplusTrial,))
+    runs.write_json(run_dir / runs.PROVENANCE, runs.provenance(run_config, corpus.provenance(), devices.device_name(),
+                                                               devices.machine(), run_dir))
     return write_results(study, run_dir, search)
 
 
 def write_results(study: optuna.Study, run_dir: Path, search: SearchConfig | None = None) -> SearchResult:
-    """best.yaml (for `finetune.ipynb -f`), trials.csv and summary.json in the run directory."""
+    """best.yaml (for `finetune.ipynb -f`), trials.csv and summary.json (last: the search is finished when it
+    exists) in the run directory."""
     best = study.best_trial
     default = [t for t in study.get_trials(states=FINISHED) if t.user_attrs.get("origin") == DEFAULT_TRIAL]
     default_f1 = default[0].value if default and default[0].state == TrialState.COMPLETE else None

@@ -1,0 +1,391 @@
+"""The record: finished runs copied into results/ as small, portable files that the book and the tests of
+significance read, with an index (results/README.md) naming the command, commit and machine of each. Weights,
+checkpoints and model/ stay in runs/, which is scratch.
+
+results/<chapter>/<name>/ is named like runs/<chapter>/<name>/ and holds, by kind of run:
+  a training run (metrics.json: finetune, baseline, dapt, ablation, all-corpora):
+      config.json, metrics.json, provenance.json, log_history.json, footprint.json (when the run has one) and,
+      when the run predicted tags, predictions.json.gz
+  a search (summary.json: hpo): config.json, summary.json, trials.csv, best.yaml, provenance.json (when the
+      search wrote one), footprint.json (every trial's records)
+  a benchmark (runs/bench/NAME.json): results/bench/NAME.json, the JSON itself
+
+predictions.json.gz, gzip of one JSON object (written with mtime 0, so an unchanged run gives the same bytes):
+  {"format": 1, "corpus": KEY, "repair": false,
+   "splits": {"devel": {"file": "devel.tsv", "sha256": "...", "sentences": N, "tags": [["O", "B-Disease"], ...]},
+              "test": {...}}}
+  the predicted tags of the first N sentences of the corpus's split file, one per word; the tokens and gold tags
+  are read from the corpus, whose split file must have the recorded sha256.
+
+Every absolute path of the machine that made a run is made portable on the way in (runs.portable): relative to
+the directory holding runs/ or to the repository, else the last component alone."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from openmed_repro.data import corpora
+from openmed_repro.errors import OpenMedError
+from openmed_repro.infra import footprint, runs
+
+RESULTS = Path("results")
+INDEX = "README.md"
+PREDICTIONS = "predictions.json.gz"
+PREDICTION_SPLITS = ("devel", "test")
+FORMAT = 1
+FILE_LIMIT = 5 * 2**20      # a record file over this is refused: something heavy came in
+TOTAL_LIMIT = 25 * 2**20    # the whole record over this is reported: the repository would grow too fast
+RUN_FILES = (runs.CONFIG, runs.METRICS, runs.PROVENANCE, runs.LOG_HISTORY, footprint.RECORD)
+SEARCH_SUMMARY = "summary.json"
+SEARCH_FILES = (runs.CONFIG, SEARCH_SUMMARY, "trials.csv", "best.yaml", runs.PROVENANCE)
+FINISHED_ROOTS = ("finetune", "dapt", "baseline", "hpo", "bench")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One run's outcome: its record's name and path, and what happened (recorded, identical, replaced)."""
+
+    name: str
+    path: Path
+    outcome: str
+    size: int
+
+
+@dataclass
+class Outcome:
+    """What `record` did: the records written or found identical, the runs refused (why), budget warnings."""
+
+    recorded: list[Recorded] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def record(sources: list[Path], results: Path = RESULTS, replace: bool = False,
+           command: str | None = None) -> Outcome:
+    """Copy each finished run into `results` (a different record of the same name only with `replace`; an
+    identical one is left as it is), then rewrite the index. A refused run does not stop the others.
+    `command` names the command of runs whose provenance has none (runs made before provenance named it)."""
+    outcome = Outcome()
+    for source in sources:
+        try:
+            outcome.recorded.append(record_one(Path(source), results, replace, command))
+        except OpenMedError as error:
+            outcome.refused.append(str(error))
+    write_index(results)
+    total = sum(path.stat().st_size for path in results.rglob("*") if path.is_file())
+    if total > TOTAL_LIMIT:
+        outcome.warnings.append(f"{results}: the record holds {total:,} bytes, over its budget of {TOTAL_LIMIT:,} "
+                                "bytes; record fewer runs or leave a heavy kind out")
+    return outcome
+
+
+def record_one(source: Path, results: Path = RESULTS, replace: bool = False, command: str | None = None) -> Recorded:
+    """One run into the record (see the module's docstring for what it holds)."""
+    name = record_name(source)
+    files = contents(source, name, command)
+    for file_name, data in files.items():
+        if len(data) > FILE_LIMIT:
+            raise OpenMedError(f"{source}: {file_name} of its record would be {len(data):,} bytes, over the "
+                               f"{FILE_LIMIT:,} bytes a record file may hold; it is not recorded")
+    target = results / name
+    size = sum(len(data) for data in files.values())
+    existing = _read_existing(target, single=source.is_file())
+    if existing == files:
+        return Recorded(name, target, "identical: already recorded, nothing to do", size)
+    if existing is not None and not replace:
+        changed = sorted(k for k in files.keys() | existing.keys() if files.get(k) != existing.get(k))
+        raise OpenMedError(f"{target}: a different record of {source} is already there ({', '.join(changed)} "
+                           "differ); record with --replace to overwrite it")
+    _write(target, files, single=source.is_file())
+    return Recorded(name, target, "replaced" if existing is not None else "recorded", size)
+
+
+def record_name(source: Path) -> str:
+    """The record's name: the run's path after its last runs/ component (runs/finetune/x -> finetune/x)."""
+    parts = source.resolve().parts
+    if "runs" not in parts or parts[-1] == "runs":
+        raise OpenMedError(f"{source}: not inside a runs/ directory; a record is named like its run directory "
+                           "relative to runs/ (runs/<chapter>/<name>)")
+    at = len(parts) - 1 - parts[::-1].index("runs")
+    return "/".join(parts[at + 1:])
+
+
+def finished(runs_root: Path = Path("runs")) -> list[Path]:
+    """Every finished run under runs/finetune, dapt, baseline (metrics.json), hpo (summary.json) and every
+    benchmark JSON of runs/bench (not the .partial.json of a sitting cut short)."""
+    found = []
+    for chapter in FINISHED_ROOTS:
+        root = runs_root / chapter
+        if not root.is_dir():
+            continue
+        if chapter == "bench":
+            found += [p for p in sorted(root.glob("*.json")) if not p.name.endswith(".partial.json")]
+        elif chapter == "hpo":
+            found += [p.parent for p in sorted(root.rglob(SEARCH_SUMMARY))]
+        else:
+            found += [p.parent for p in sorted(root.rglob(runs.METRICS))]
+    return found
+
+
+def contents(source: Path, name: str, command: str | None = None) -> dict[str, bytes]:
+    """The record of `source` as file name -> bytes, every absolute path made portable."""
+    roots = _roots(source)
+    if source.is_file():
+        if source.suffix != ".json":
+            raise OpenMedError(f"{source}: a benchmark is recorded as its JSON file; this is not one")
+        return {source.name: _json(runs.portable(runs.read_json(source), roots))}
+    if not source.is_dir():
+        raise OpenMedError(f"{source}: no such run directory")
+    if (source / runs.METRICS).is_file():
+        files = {file_name: _json(runs.portable(runs.read_json(source / file_name), roots))
+                 for file_name in RUN_FILES if (source / file_name).is_file() and file_name != runs.PROVENANCE}
+        provenance = runs.read_json(source / runs.PROVENANCE) if (source / runs.PROVENANCE).is_file() else None
+        if provenance is not None:
+            provenance = portable_provenance(provenance, name, footprint.read(source), command)
+            files[runs.PROVENANCE] = _json(runs.portable(provenance, roots))
+        if any((source / f"predictions_{split}.tsv").is_file() for split in PREDICTION_SPLITS):
+            files[PREDICTIONS] = compact_predictions(source, provenance)
+        return files
+    if (source / SEARCH_SUMMARY).is_file() and (source / "trials.csv").is_file():
+        files = {}
+        for file_name in SEARCH_FILES:
+            path = source / file_name
+            if path.suffix == ".json" and path.is_file():
+                value = runs.read_json(path)
+                if file_name == runs.PROVENANCE:
+                    value = portable_provenance(value, name, _search_footprint(source), command)
+                files[file_name] = _json(runs.portable(value, roots))
+            elif path.is_file():
+                files[file_name] = runs.portable_text(path.read_text(encoding="utf-8"), roots).encode("utf-8")
+        trials = _search_footprint(source)
+        if trials:
+            files[footprint.RECORD] = _json(runs.portable({"records": trials}, roots))
+        return files
+    raise OpenMedError(f"{source}: not a finished run (no {runs.METRICS}, nor a search's {SEARCH_SUMMARY} and "
+                       "trials.csv); rerun its command to finish it, then record it")
+
+
+def _roots(source: Path) -> tuple[Path, ...]:
+    """The directory holding the run's runs/, so that its paths read runs/<chapter>/<name>."""
+    parts = source.resolve().parts
+    if "runs" not in parts:
+        return ()
+    return (Path(*parts[: len(parts) - 1 - parts[::-1].index("runs")]),)
+
+
+def _search_footprint(source: Path) -> list[dict]:
+    return [entry for path in sorted((source / "footprint").glob(f"*/{footprint.RECORD}"))
+            for entry in footprint.read(path.parent)]
+
+
+def portable_provenance(provenance: dict, name: str, energy_records: list[dict], command: str | None) -> dict:
+    """A run's provenance as the record keeps it, also for runs made before provenance was portable: the
+    corpus by key and file name with checksums (no directory or path), the run directory as runs/<name>, the
+    machine (inferred from the footprint's hardware and the device name when the run did not record it) and
+    the command (`command` when the run did not record it)."""
+    provenance = dict(provenance)
+    data = dict(provenance.get("data") or {})
+    data.pop("directory", None)
+    if isinstance(data.get("files"), dict):
+        data["files"] = {split: {("file" if key == "path" else key): (Path(value).name if key == "path" else value)
+                                 for key, value in entry.items()}
+                         for split, entry in data["files"].items()}
+    provenance["data"] = data
+    provenance["run_dir"] = f"runs/{name}"
+    if not provenance.get("machine"):
+        provenance["machine"] = _inferred_machine(provenance.get("device") or "", energy_records)
+    if not provenance.get("command"):
+        provenance["command"] = command
+    return provenance
+
+
+def _inferred_machine(device: str, energy_records: list[dict]) -> dict:
+    hardware = (energy_records[-1].get("hardware") or {}) if energy_records else {}
+    threads = re.search(r"\((\d+) threads?\)", device)
+    gpu = hardware.get("gpu_model") or (device if device and not device.startswith("cpu") else None)
+    return {"cpu": hardware.get("cpu_model"), "cpu_count": hardware.get("cpu_count"),
+            "threads": int(threads.group(1)) if threads else None, "gpu": gpu,
+            "gpu_count": hardware.get("gpu_count") or (1 if gpu else 0),
+            "inferred_from": "footprint.json and the device name (the run predates recorded machines)"}
+
+
+def compact_predictions(source: Path, provenance: dict | None) -> bytes:
+    """The dev and test predicted tags of a run, tied to the corpus split files by sha256 (module docstring)."""
+    data = (provenance or {}).get("data") or {}
+    files = data.get("files") or {}
+    splits = {}
+    for split in PREDICTION_SPLITS:
+        path = source / f"predictions_{split}.tsv"
+        if not path.is_file():
+            continue
+        if split not in files or not files[split].get("sha256"):
+            raise OpenMedError(f"{source}: {path.name} cannot be tied to its corpus: {runs.PROVENANCE} names no "
+                               f"sha256 of the {split} split file")
+        _, _, predicted = runs.read_predictions(path)
+        splits[split] = {"file": files[split]["file"], "sha256": files[split]["sha256"], "sentences": len(predicted),
+                         "tags": predicted}
+    config = (provenance or {}).get("config") or {}
+    payload = {"format": FORMAT, "corpus": data.get("corpus"), "repair": bool(config.get("repair")), "splits": splits}
+    return gzip.compress(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8"), mtime=0)
+
+
+def read_predictions(record_dir: Path, split: str, dataset: str | Path | None = None,
+                     data_dir: str | Path | None = None) -> tuple[list[list[str]], list[list[str]], list[list[str]]]:
+    """(tokens, gold, predicted) of a recorded run's split, as runs.read_predictions gives them for a run
+    directory: the tags from the record, the tokens and gold tags from the corpus (the recorded key, or
+    `dataset`: another key or a corpus directory), whose split file must have the recorded sha256."""
+    path = Path(record_dir) / PREDICTIONS
+    if not path.is_file():
+        raise OpenMedError(f"{record_dir}: no {PREDICTIONS} (a record of a run that predicted no tags, or not a record)")
+    payload = json.loads(gzip.decompress(path.read_bytes()))
+    if split not in payload["splits"]:
+        raise OpenMedError(f"{path}: no {split!r} predictions; recorded: {', '.join(payload['splits'])}")
+    recorded = payload["splits"][split]
+    corpus = corpora.load(dataset or payload["corpus"], data_dir, repair=payload["repair"], verify=False,
+                          splits=(split,))
+    read = corpus.files[split]
+    if read.sha256 != recorded["sha256"]:
+        raise OpenMedError(
+            f"{record_dir}: its {split} predictions were made on {recorded['file']} with sha256 {recorded['sha256']}, "
+            f"but {read.path} has sha256 {read.sha256}; give the corpus version the record names (data_dir or dataset)")
+    sentences = corpus.splits[split][: recorded["sentences"]]
+    predicted = recorded["tags"]
+    mismatched = [i for i, (s, tags) in enumerate(zip(sentences, predicted), 1) if len(s.tokens) != len(tags)]
+    if len(sentences) != len(predicted) or mismatched:
+        raise OpenMedError(f"{record_dir}: {read.path} does not align with the recorded {split} predictions "
+                           f"(sentence {mismatched[0] if mismatched else len(sentences) + 1})")
+    return [s.tokens for s in sentences], [s.tags for s in sentences], predicted
+
+
+def listing(results: Path = RESULTS) -> pd.DataFrame:
+    """Every record under `results`: its name, chapter, kind (run, search, benchmark), path, what it ran
+    (corpus, backbone, profile, method, seed), its headline figure, and the command, commit, machine and date."""
+    rows = []
+    for path in sorted(results.rglob("*.json")):
+        relative = path.relative_to(results)
+        if path.name == runs.METRICS:
+            kind, directory = "run", path.parent
+        elif path.name == SEARCH_SUMMARY and (path.parent / "trials.csv").is_file():
+            kind, directory = "search", path.parent
+        elif relative.parts[0] == "bench" and len(relative.parts) == 2:
+            kind, directory = "benchmark", path
+        else:
+            continue
+        rows.append(_row(results, kind, directory))
+    return pd.DataFrame(rows, columns=["name", "chapter", "kind", "path", "corpus", "backbone", "profile", "method",
+                                       "seed", "headline", "command", "commit", "machine", "date"])
+
+
+def _row(results: Path, kind: str, path: Path) -> dict:
+    name = path.relative_to(results).as_posix()
+    if kind == "benchmark":
+        value = runs.read_json(path)
+        provenance = value.get("provenance") or {}
+        settings, headline = value, ""
+        command = value.get("command") or provenance.get("command")
+    else:
+        provenance = _optional_json(path / runs.PROVENANCE)
+        settings = _optional_json(path / runs.CONFIG)
+        headline = _headline(kind, runs.read_json(path / (runs.METRICS if kind == "run" else SEARCH_SUMMARY)))
+        command = provenance.get("command")
+    git = provenance.get("git") or {}
+    commit = (git.get("commit") or "")[:10] + (" (dirty)" if git.get("dirty") else "")
+    return {"name": name, "chapter": name.split("/")[0], "kind": kind, "path": str(path),
+            "corpus": Path(str(settings.get("dataset") or "")).name or None, "backbone": settings.get("backbone"),
+            "profile": settings.get("profile"), "method": settings.get("method") or settings.get("output"),
+            "seed": settings.get("seed"), "headline": headline, "command": command, "commit": commit or None,
+            "machine": _machine_name(provenance.get("machine") or {}), "date": (provenance.get("created") or "")[:10] or None}
+
+
+def _optional_json(path: Path) -> dict:
+    return runs.read_json(path) if path.is_file() else {}
+
+
+def _headline(kind: str, values: dict) -> str:
+    if kind == "search":
+        return f"best dev strict F1 {100 * values['best_dev_strict_f1']:.2f}"
+    if "test" in values:
+        return f"test strict F1 {100 * values['test']['strict']['f1']:.2f}"
+    if "perplexity_reduction_percent" in values:
+        return f"perplexity reduction {values['perplexity_reduction_percent']:.1f}%"
+    return ""
+
+
+def _machine_name(machine: dict) -> str | None:
+    if not machine:
+        return None
+    text = f"{machine.get('cpu') or 'CPU unknown'}, {machine.get('threads') or '?'} threads"
+    return text + (f", {machine['gpu']}" if machine.get("gpu") else "")
+
+
+def write_index(results: Path = RESULTS) -> Path:
+    """results/README.md: a table of every record, written from the record alone (so it is always current)."""
+    table = listing(results)
+    lines = ["# The record", "",
+             "Finished runs as data: the book and the tests of significance read these files; weights and checkpoints",
+             "stay in `runs/`. Each record names the command, commit and machine that produced it. Written by",
+             "`openmed-repro record` (`make record`); do not edit by hand.", "",
+             "| record | chapter | corpus | backbone | profile | method | seed | headline | command | commit | machine | date |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in table.itertuples(index=False):
+        link = f"[{row.name}]({row.name})"
+        cells = [link, row.chapter, row.corpus, row.backbone, row.profile, row.method, row.seed, row.headline,
+                 f"`{row.command}`" if row.command else "not recorded", row.commit, row.machine, row.date]
+        lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
+    if table.empty:
+        lines.append("| (no record yet) |  |  |  |  |  |  |  |  |  |  |  |")
+    path = results / INDEX
+    runs.write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    return str(value).replace("|", "\\|")
+
+
+def _json(value) -> bytes:
+    return (json.dumps(value, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
+
+
+def _read_existing(target: Path, single: bool) -> dict[str, bytes] | None:
+    if single:
+        return {target.name: target.read_bytes()} if target.is_file() else None
+    if not target.is_dir():
+        return None
+    return {path.name: path.read_bytes() for path in target.iterdir() if path.is_file()}
+
+
+def _write(target: Path, files: dict[str, bytes], single: bool) -> None:
+    """The record appears whole or not at all: written beside its place, then renamed into it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if single:
+        [data] = files.values()
+        with runs.atomic_path(target) as temporary:
+            temporary.write_bytes(data)
+        return
+    staging = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    staging.mkdir()
+    try:
+        for file_name, data in files.items():
+            (staging / file_name).write_bytes(data)
+        if target.exists():
+            old = target.with_name(f".{target.name}.{secrets.token_hex(4)}.old")
+            os.replace(target, old)
+            os.replace(staging, target)
+            shutil.rmtree(old)
+        else:
+            os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
