@@ -26,7 +26,7 @@ SEARCH_UNPRUNED ?=
 
 HPO_FLAGS ?= -p n_trials 20 -p max_train_sentences 500 -p epochs 3
 
-.PHONY: venv constraints reproduce tuned all-corpora dapt ablation hpo baseline book test bench bench-annotate clean
+.PHONY: venv reproduce tuned all-corpora dapt ablation hpo baseline book test bench bench-annotate clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,7 @@ $(STAMP): pyproject.toml constraints.txt
 ## constraints.txt, after a pin of pyproject.toml changed: install the new pins into .venv (the rest stays as
 ## it is) and freeze it. torch loses its local label (+cpu) so that PyPI's CUDA build satisfies it too; .venv
 ## must hold only what make installs.
+.PHONY: constraints
 constraints:
 	test -x $(BIN)/pip || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[dev]'
