@@ -3,12 +3,13 @@ and the workflow that publishes the book."""
 
 import hashlib
 import tomllib
+from pathlib import Path
 
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from openmed_repro.infra import config, runs
+from openmed_repro.infra import config, lifecycle, runs
 
 ROOT = config.PROJECT_ROOT
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -74,18 +75,21 @@ def test_make_venv_installs_with_the_constraints_and_reinstalls_when_they_change
     assert pip == [["-c constraints.txt", "-e .[dev]"]]
 
 
-def test_the_provenance_of_a_run_names_the_constraints_file_by_its_sha256():
+def provenance_of_a_run(run_dir: Path) -> dict:
+    """The provenance.json of a run whose training is a stand-in that takes no time."""
     settings = config.load_run_config("smoke", {"dataset": "ncbi_disease"})
-    recorded = runs.provenance(settings, {}, "cpu")["constraints"]
+    lifecycle.run(settings, run_dir, lambda _: lifecycle.Outcome({"f1": 0.5}, [], {}))
+    return runs.read_json(run_dir / runs.PROVENANCE)
+
+
+def test_the_provenance_of_a_run_names_the_constraints_file_by_its_sha256(tmp_path):
     digest = hashlib.sha256((ROOT / "constraints.txt").read_bytes()).hexdigest()
-    assert recorded == {"file": "constraints.txt", "sha256": digest}
+    assert provenance_of_a_run(tmp_path / "run")["constraints"] == {"file": "constraints.txt", "sha256": digest}
 
 
 def test_without_a_constraints_file_the_provenance_records_no_digest(tmp_path, monkeypatch):
-    settings = config.load_run_config("smoke", {"dataset": "ncbi_disease"})
     monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path)
-    recorded = runs.provenance(settings, {}, "cpu")["constraints"]
-    assert recorded == {"file": "constraints.txt", "sha256": None}
+    assert provenance_of_a_run(tmp_path / "run")["constraints"] == {"file": "constraints.txt", "sha256": None}
 
 
 def test_the_book_workflow_builds_with_make_book_and_deploys_the_html_to_pages():
