@@ -3,6 +3,7 @@ A run is complete exactly when its metrics.json exists; that file is always writ
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -154,6 +155,7 @@ def provenance(run_config: config.RunConfig, data: dict, device: str, machine: d
         "seed": run_config.seed,
         "config": run_config.to_dict(),
         "data": data,
+        "constraints": _constraints(),
     }
 
 
@@ -236,6 +238,13 @@ def _version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
+
+
+def _constraints() -> dict:
+    """The pip constraints file the environment was installed with (make venv), by its sha256."""
+    path = config.PROJECT_ROOT / "constraints.txt"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return {"file": path.name, "sha256": digest}
 
 
 def write_predictions(path: Path, sentences: list, predicted: list[list[str]]) -> None:
