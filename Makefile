@@ -28,7 +28,7 @@ SEARCH_UNPRUNED ?=
 
 HPO_FLAGS ?= -p n_trials 20 -p max_train_sentences 500 -p epochs 3
 
-.PHONY: venv reproduce tuned all-corpora dapt ablation hpo baseline record book test bench bench-annotate clean
+.PHONY: venv reproduce tuned all-corpora dapt ablation hpo baseline record verify book test bench bench-annotate clean
 
 venv: $(STAMP)
 
@@ -94,6 +94,16 @@ tuned: venv
 ## records of runs that changed.
 record: venv
 	$(BIN)/openmed-repro record --all $(if $(REPLACE),--replace,)
+
+## A reviewer's verdict: rerun every recorded run of CHAPTER (finetune, baseline, dapt) from scratch into
+## runs/verify/CHAPTER/ and judge each headline figure against the record (runs/verify/CHAPTER/verdict.json).
+ifneq ($(filter verify,$(MAKECMDGOALS)),)
+ifeq ($(strip $(CHAPTER)),)
+$(error make verify needs CHAPTER=finetune|baseline|dapt, e.g. make verify CHAPTER=finetune)
+endif
+endif
+verify: venv
+	$(BIN)/openmed-repro verify $(CHAPTER)
 
 ## The Jupyter Book: execute every chapter on PROFILE (smoke|cpu|paper) into runs/book/PROFILE, then build
 ## HTML from those executed notebooks (runs/book/PROFILE/_build/html). NO_EXECUTE=1 rebuilds without rerunning.

@@ -10,6 +10,7 @@
     openmed-repro summary RUN_DIR [EXECUTED_NOTEBOOK]
     openmed-repro run-dir finetune|dapt|baseline|hpo [KEY=VALUE ...]
     openmed-repro record RUN_DIR... | --all [--results results] [--replace] [--command TEXT]
+    openmed-repro verify CHAPTER [--results results] [--runs runs] [--threads N] [--run NAME ...]
 
 Each sub-command is a pair here: `add_<name>(commands)` declares its arguments and `<name>_command(args)` calls
 the library. Job modules are imported inside the handlers, so `--help` answers without loading torch, and
@@ -342,9 +343,44 @@ def record_command(args: argparse.Namespace) -> None:
         raise OpenMedError(f"{len(outcome.refused)} of {len(sources)} not recorded:\n  " + "\n  ".join(outcome.refused))
 
 
-# The sub-commands in the order `openmed-repro --help` lists them; `verify` joins here.
+# verify: a reviewer's rerun of the record
+
+
+def add_verify(commands) -> None:
+    parser = _add(commands, "verify", "rerun a chapter's recorded runs from scratch and judge each headline figure",
+                  "Rerun every recorded run of a chapter (results/<chapter>/*, or the --run ones) from scratch into\n"
+                  "runs/verify/<chapter>/<name>: the recorded configuration, seed and thread count. Then print each\n"
+                  "headline figure, recorded and rerun, with its tolerance and verdict (identical, reproduced, differs),\n"
+                  "and write runs/verify/<chapter>/verdict.json. Tolerances: openmed_repro/report/verify.py.")
+    parser.add_argument("chapter", help="finetune, baseline or dapt")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="the record (default results)")
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="where reruns go: <runs>/verify (default runs)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the recorded run's)")
+    parser.add_argument("--run", nargs="+", default=[], metavar="NAME", dest="names",
+                        help="only these records (NAME under results/<chapter>/)")
+    parser.add_argument("--trials", type=int, default=10_000, help="approximate randomization trials")
+    parser.add_argument("--samples", type=int, default=10_000, help="bootstrap samples of the recorded F1")
+    _set_option(parser, "dataset=DIR (a corpus directory for a run whose corpus was one)")
+    parser.set_defaults(handler=verify_command)
+
+
+def verify_command(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from openmed_repro.infra import config
+    from openmed_repro.report import verify
+
+    verify.chapter_of(args.chapter)   # refused before anything loads
+    verdicts = verify.verify(args.chapter, args.results, args.runs, args.names, args.threads,
+                             config.key_values(args.set), args.trials, args.samples)
+    with pd.option_context("display.width", 250, "display.max_colwidth", 120):
+        print(verify.table(verdicts).to_string(index=False))
+    print(f"verdict: {args.runs / verify.VERIFY_DIR / args.chapter / verify.VERDICT}")
+
+
+# The sub-commands in the order `openmed-repro --help` lists them.
 COMMANDS = (add_search, add_baseline, add_sweep, add_ablation, add_book, add_annotate, add_corpus_stats, add_summary,
-            add_run_dir, add_record)
+            add_run_dir, add_record, add_verify)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,0 +1,293 @@
+"""A reviewer's verdict on the record: rerun each recorded run of a chapter from scratch (the recorded
+configuration, seed and thread count) into runs/verify/<chapter>/<name>, then hold each headline figure of the
+rerun against the record within a stated tolerance, and write the verdict as JSON beside the reruns.
+
+Tolerances, per figure:
+  test strict F1 (finetune, baseline): "identical" when the rerun predicts the recorded test tags tag for tag;
+      else "reproduced" when an approximate randomization test of the two systems on the same test sentences
+      gives p >= ALPHA and the rerun's F1 lies inside the recorded run's bootstrap 95% interval; else "differs".
+  perplexity reduction (dapt): within PERPLEXITY_POINTS percentage points absolute.
+  energy (footprint.json, both sides): within ENERGY_FACTORS[hardware class]; informational, not part of the
+      run's verdict (energy depends on the machine's load and its power model, not on the code).
+A run is "reproduced" when every figure that counts is identical or reproduced, else "differs"."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from openmed_repro.errors import OpenMedError
+from openmed_repro.evaluation import metrics, significance
+from openmed_repro.infra import config, footprint, runs
+from openmed_repro.report import record
+
+ALPHA = 0.05                 # the randomization test's level: p below it says the two systems differ
+CONFIDENCE = 0.95            # the recorded run's bootstrap interval
+PERPLEXITY_POINTS = 2.0      # DAPT: the perplexity reduction (a percentage) within 2 points absolute
+# Energy is measured by CodeCarbon from the machine's power model and load, not from the code: on the same CPU
+# (and GPU) model a rerun's measured energy varies with background load and clock boost, up to about twice; across
+# machines the power models and the hardware's efficiency differ too, so only a factor of 5 says anything.
+ENERGY_FACTORS = {"same hardware": 2.0, "other hardware": 5.0}
+VERIFY_DIR = "verify"
+VERDICT = "verdict.json"
+
+
+@dataclass
+class Figure:
+    """One headline figure of one run: its recorded and rerun values, the tolerance that applied, the verdict
+    (identical, reproduced, differs; or within/outside for an informational figure) and the test's numbers."""
+
+    name: str
+    recorded: float | None
+    rerun: float | None
+    tolerance: str
+    verdict: str
+    counts: bool = True              # False: informational, not part of the run's verdict
+    p_value: float | None = None
+    interval: list[float] | None = None
+
+
+@dataclass
+class RunVerdict:
+    """One recorded run held against its rerun."""
+
+    name: str
+    record_dir: str
+    rerun_dir: str
+    threads: int
+    figures: list[Figure] = field(default_factory=list)
+    machines: dict = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        counted = [f.verdict for f in self.figures if f.counts]
+        return "reproduced" if counted and all(v in ("identical", "reproduced") for v in counted) else "differs"
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """How a chapter's run is rerun and compared: its configuration type and the figures it is judged by."""
+
+    settings: type
+    run: Callable
+    compare: Callable[..., list[Figure]]
+
+
+def _finetune_run(settings, run_dir):
+    from openmed_repro.training import finetune
+    return finetune.run(settings, run_dir)
+
+
+def _baseline_run(settings, run_dir):
+    from openmed_repro.training import baseline
+    return baseline.run(settings, run_dir)
+
+
+def _dapt_run(settings, run_dir):
+    from openmed_repro.training import dapt
+    return dapt.run(settings, run_dir)
+
+
+def strict_f1_figure(record_dir: Path, rerun_dir: Path, dataset: str | Path | None = None, trials: int = 10_000,
+            samples: int = 10_000, seed: int = 0) -> Figure:
+    """The test strict F1 of a tagger's rerun against its record (the module's docstring says the tolerance)."""
+    tokens, gold, recorded = record.read_predictions(record_dir, "test", dataset=dataset)
+    rerun_tokens, rerun_gold, rerun = runs.read_predictions(rerun_dir / "predictions_test.tsv")
+    if rerun_tokens != tokens or rerun_gold != gold:
+        raise OpenMedError(f"{rerun_dir}: its test sentences are not the recorded run's ({record_dir}); the rerun "
+                           "must predict the same corpus version")
+    counts_recorded, counts_rerun = metrics.sentence_counts(gold, recorded), metrics.sentence_counts(gold, rerun)
+    test = significance.approximate_randomization(counts_recorded, counts_rerun, trials=trials, seed=seed)
+    interval = significance.bootstrap_interval(counts_recorded, samples=samples, confidence=CONFIDENCE, seed=seed)
+    inside = interval.low <= test.f1_b <= interval.high
+    if rerun == recorded:
+        tolerance, verdict = "identical test tags", "identical"
+    else:
+        tolerance = (f"AR test p={test.p_value:.3f} (>= {ALPHA} needed, {trials} trials) and inside the recorded "
+                     f"bootstrap {CONFIDENCE:.0%} interval [{100 * interval.low:.2f}, {100 * interval.high:.2f}]")
+        verdict = "reproduced" if test.p_value >= ALPHA and inside else "differs"
+    return Figure("test strict F1", test.f1_a, test.f1_b, tolerance, verdict, p_value=test.p_value,
+                  interval=[interval.low, interval.high])
+
+
+def perplexity_reduction(record_dir: Path, rerun_dir: Path) -> Figure:
+    """DAPT's perplexity reduction (percent) of the rerun against the record, within PERPLEXITY_POINTS."""
+    key = "perplexity_reduction_percent"
+    recorded = runs.read_json(record_dir / runs.METRICS)[key]
+    rerun = runs.read_json(rerun_dir / runs.METRICS)[key]
+    verdict = "reproduced" if abs(rerun - recorded) <= PERPLEXITY_POINTS else "differs"
+    if rerun == recorded:
+        verdict = "identical"
+    return Figure("perplexity reduction %", recorded, rerun, f"within {PERPLEXITY_POINTS:g} points absolute",
+                  verdict)
+
+
+def energy(record_dir: Path, rerun_dir: Path, machines: dict) -> Figure | None:
+    """Measured training energy (kWh, every footprint record summed) within the factor of the hardware class;
+    None when either side has no footprint."""
+    recorded, rerun = footprint.read(record_dir), footprint.read(rerun_dir)
+    if not recorded or not rerun:
+        return None
+    recorded_kwh = sum(r.get("energy_kwh") or 0.0 for r in recorded)
+    rerun_kwh = sum(r.get("energy_kwh") or 0.0 for r in rerun)
+    here, there = machines.get("rerun") or {}, machines.get("recorded") or {}
+    same = (here.get("cpu"), here.get("gpu")) == (there.get("cpu"), there.get("gpu"))
+    hardware = "same hardware" if same else "other hardware"
+    factor = ENERGY_FACTORS[hardware]
+    ratio = max(recorded_kwh, rerun_kwh) / min(recorded_kwh, rerun_kwh) if min(recorded_kwh, rerun_kwh) > 0 else None
+    within = ratio is not None and ratio <= factor
+    return Figure("energy kWh", recorded_kwh, rerun_kwh, f"within {factor:g}x ({hardware}; informational)",
+                  "within" if within else "outside", counts=False)
+
+
+def _tagger_figures(record_dir: Path, rerun_dir: Path, dataset, trials: int, samples: int) -> list[Figure]:
+    return [strict_f1_figure(record_dir, rerun_dir, dataset, trials, samples)]
+
+
+def _dapt_figures(record_dir: Path, rerun_dir: Path, dataset, trials: int, samples: int) -> list[Figure]:
+    return [perplexity_reduction(record_dir, rerun_dir)]
+
+
+CHAPTERS = {
+    "finetune": Chapter(config.RunConfig, _finetune_run, _tagger_figures),
+    "baseline": Chapter(config.BaselineConfig, _baseline_run, _tagger_figures),
+    "dapt": Chapter(config.DaptConfig, _dapt_run, _dapt_figures),
+}
+
+
+def chapter_of(name: str) -> Chapter:
+    if name not in CHAPTERS:
+        raise OpenMedError(f"chapter {name!r}: no verifier; chapters that can be verified: {', '.join(CHAPTERS)}")
+    return CHAPTERS[name]
+
+
+def recorded_runs(chapter: str, results: Path = record.RESULTS, names: Sequence[str] = ()) -> list[Path]:
+    """The record directories of a chapter's runs (results/<chapter>/*), or the ones `names` names (by name
+    under the chapter or as <chapter>/<name>)."""
+    chapter_of(chapter)
+    root = Path(results) / chapter
+    found = sorted(path.parent for path in root.rglob(runs.METRICS)) if root.is_dir() else []
+    if not names:
+        if not found:
+            raise OpenMedError(f"{root}: no recorded {chapter} run to verify (record one with openmed-repro record)")
+        return found
+    by_name = {path.relative_to(root).as_posix(): path for path in found}
+    chosen = []
+    for name in names:
+        key = name.removeprefix(f"{chapter}/")
+        if key not in by_name:
+            raise OpenMedError(f"--run {name}: not recorded under {root}; recorded: {', '.join(by_name) or 'none'}")
+        chosen.append(by_name[key])
+    return chosen
+
+
+def recorded_settings(chapter: str, record_dir: Path, overrides: dict | None = None):
+    """The recorded configuration (config.json) as the chapter's config dataclass, `overrides` on top (a corpus
+    directory for a run whose corpus was a directory, not a registry key)."""
+    values = {**runs.read_json(record_dir / runs.CONFIG), **(overrides or {})}
+    return config.validated(chapter_of(chapter).settings, values, str(record_dir / runs.CONFIG))
+
+
+def recorded_threads(record_dir: Path) -> int | None:
+    """The thread count the recorded run trained with (its provenance's machine), None when not recorded."""
+    path = record_dir / runs.PROVENANCE
+    provenance = runs.read_json(path) if path.is_file() else {}
+    return (provenance.get("machine") or {}).get("threads")
+
+
+def rerun(chapter: str, record_dir: Path, rerun_dir: Path, overrides: dict | None = None,
+          threads: int | None = None) -> int:
+    """Train the recorded run again from scratch into `rerun_dir` (any earlier rerun there is deleted first, so
+    nothing is read back), with torch on `threads` (default: the recorded count); returns the threads used."""
+    import torch
+
+    settings = recorded_settings(chapter, record_dir, overrides)
+    threads = threads or recorded_threads(record_dir) or torch.get_num_threads()
+    if rerun_dir.exists():
+        shutil.rmtree(rerun_dir)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        chapter_of(chapter).run(settings, rerun_dir)
+    finally:
+        torch.set_num_threads(before)
+    _check_same_data(record_dir, rerun_dir)
+    return threads
+
+
+def _check_same_data(record_dir: Path, rerun_dir: Path) -> None:
+    """A rerun on another version of the corpus is no rerun: the split files' sha256 must be the recorded ones."""
+    recorded = ((_provenance(record_dir).get("data") or {}).get("files")) or {}
+    again = ((_provenance(rerun_dir).get("data") or {}).get("files")) or {}
+    changed = [split for split, entry in recorded.items()
+               if entry.get("sha256") and (again.get(split) or {}).get("sha256") != entry["sha256"]]
+    if changed:
+        raise OpenMedError(f"{rerun_dir}: trained on {', '.join(changed)} files whose sha256 is not the one "
+                           f"{record_dir} records; give the recorded corpus version")
+
+
+def _provenance(directory: Path) -> dict:
+    path = directory / runs.PROVENANCE
+    return runs.read_json(path) if path.is_file() else {}
+
+
+def compare(chapter: str, record_dir: Path, rerun_dir: Path, name: str, threads: int, dataset=None,
+            trials: int = 10_000, samples: int = 10_000) -> RunVerdict:
+    """A finished rerun held against its record: every headline figure of the chapter, and the energy."""
+    machines = {"recorded": _provenance(record_dir).get("machine"), "rerun": _provenance(rerun_dir).get("machine")}
+    figures = chapter_of(chapter).compare(record_dir, rerun_dir, dataset, trials, samples)
+    spent = energy(record_dir, rerun_dir, machines)
+    return RunVerdict(name, str(record_dir), str(rerun_dir), threads, figures + ([spent] if spent else []), machines)
+
+
+def verify(chapter: str, results: Path = record.RESULTS, runs_root: Path = Path("runs"), names: Sequence[str] = (),
+           threads: int | None = None, overrides: dict | None = None, trials: int = 10_000,
+           samples: int = 10_000) -> list[RunVerdict]:
+    """Rerun every recorded run of `chapter` (or the named ones) into runs/verify/<chapter>/<name>, compare, and
+    write runs/verify/<chapter>/verdict.json."""
+    verdicts = []
+    root = Path(results) / chapter
+    for record_dir in recorded_runs(chapter, results, names):
+        name = record_dir.relative_to(root).as_posix()
+        rerun_dir = Path(runs_root) / VERIFY_DIR / chapter / name
+        used = rerun(chapter, record_dir, rerun_dir, overrides, threads)
+        verdicts.append(compare(chapter, record_dir, rerun_dir, f"{chapter}/{name}", used,
+                                (overrides or {}).get("dataset"), trials, samples))
+    write_verdict(verdicts, Path(runs_root) / VERIFY_DIR / chapter / VERDICT)
+    return verdicts
+
+
+def write_verdict(verdicts: list[RunVerdict], path: Path) -> Path:
+    """The verdict as JSON: per run its verdict, threads and the machines of both sides, per figure its recorded
+    and rerun values, tolerance, verdict, p-value and interval."""
+    payload = {"tolerances": {"alpha": ALPHA, "confidence": CONFIDENCE, "perplexity_points": PERPLEXITY_POINTS,
+                              "energy_factors": ENERGY_FACTORS},
+               "runs": [{"name": v.name, "verdict": v.verdict, "record_dir": v.record_dir, "rerun_dir": v.rerun_dir,
+                         "threads": v.threads, "machines": v.machines,
+                         "figures": [asdict(figure) for figure in v.figures]} for v in verdicts]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    runs.write_json(path, payload)
+    return path
+
+
+def table(verdicts: list[RunVerdict]) -> pd.DataFrame:
+    """One row per figure: run, figure, recorded, rerun, tolerance (which test applied), verdict."""
+    rows = [{"run": v.name, "figure": f.name, "recorded": _shown(f.name, f.recorded), "rerun": _shown(f.name, f.rerun),
+             "tolerance": f.tolerance, "verdict": f.verdict} for v in verdicts for f in v.figures]
+    rows += [{"run": v.name, "figure": "run", "recorded": "", "rerun": "", "tolerance": "every figure that counts",
+              "verdict": v.verdict} for v in verdicts]
+    return pd.DataFrame(rows, columns=["run", "figure", "recorded", "rerun", "tolerance", "verdict"])
+
+
+def _shown(name: str, value: float | None) -> str:
+    if value is None:
+        return ""
+    if name == "test strict F1":
+        return f"{100 * value:.2f}"
+    if name == "energy kWh":
+        return f"{value:.3g}"
+    return f"{value:.2f}"

@@ -1,0 +1,146 @@
+"""A reviewer's verdict: a recorded smoke fine-tuning run is rerun from scratch and each headline figure is held
+against the record; a tampered record is told apart; a chapter without a verifier is refused."""
+
+import contextlib
+import gzip
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from openmed_repro import cli
+from openmed_repro.errors import OpenMedError
+from openmed_repro.infra import config, runs
+from openmed_repro.report import record, verify
+from openmed_repro.training import finetune
+
+RUN_NAME = "finetune/synthetic-smoke"
+FEW = {"trials": 200, "samples": 200}
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory) -> Path:
+    """The machine: runs/ (the recorded run, later the reruns) and results/ (the record) side by side."""
+    return tmp_path_factory.mktemp("machine")
+
+
+@pytest.fixture(scope="module")
+def results(machine, synthetic_corpus) -> Path:
+    """The record of one finished smoke fine-tuning run."""
+    finetune.run(config.load_run_config("smoke", {"dataset": str(synthetic_corpus)}), machine / "runs" / RUN_NAME)
+    outcome = record.record([machine / "runs" / RUN_NAME], machine / "results")
+    assert not outcome.refused
+    return machine / "results"
+
+
+@pytest.fixture(scope="module")
+def verified(machine, results, synthetic_corpus):
+    """`openmed-repro verify finetune` on that record: its exit code, printed table and verdict.json."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli.main(["verify", "finetune", "--results", str(results), "--runs", str(machine / "runs"),
+                     "--trials", "200", "--samples", "200", "--set", f"dataset={synthetic_corpus}"])
+    return code, printed.getvalue(), runs.read_json(machine / "runs" / "verify" / "finetune" / "verdict.json")
+
+
+def tampered(results: Path, tmp_path: Path) -> Path:
+    """A copy of the record whose every predicted test entity became O: the rerun cannot agree with it."""
+    copy = tmp_path / "results" / RUN_NAME
+    copy.parent.mkdir(parents=True)
+    copy.mkdir()
+    for path in (results / RUN_NAME).iterdir():
+        copy.joinpath(path.name).write_bytes(path.read_bytes())
+    payload = json.loads(gzip.decompress((copy / record.PREDICTIONS).read_bytes()))
+    tags = payload["splits"]["test"]["tags"]
+    flipped = sum(tag != "O" for sentence in tags for tag in sentence)
+    assert flipped > 10
+    payload["splits"]["test"]["tags"] = [["O"] * len(sentence) for sentence in tags]
+    (copy / record.PREDICTIONS).write_bytes(gzip.compress(json.dumps(payload).encode(), mtime=0))
+    return copy
+
+
+def test_a_rerun_on_the_same_machine_and_threads_is_identical_in_every_figure(verified, machine):
+    code, printed, verdict = verified
+    assert code == 0
+    [run] = verdict["runs"]
+    assert run["name"] == RUN_NAME and run["verdict"] == "reproduced"
+    figures = {figure["name"]: figure for figure in run["figures"]}
+    assert figures["test strict F1"]["verdict"] == "identical"
+    assert figures["test strict F1"]["rerun"] == figures["test strict F1"]["recorded"]
+    recorded_f1 = runs.read_json(machine / "results" / RUN_NAME / runs.METRICS)["test"]["strict"]["f1"]
+    assert figures["test strict F1"]["recorded"] == pytest.approx(recorded_f1)
+    assert run["threads"] == runs.read_json(machine / "runs" / RUN_NAME / runs.PROVENANCE)["machine"]["threads"]
+
+
+def test_the_verdict_json_holds_every_figure_with_tolerance_p_value_interval_and_both_machines(verified):
+    _, _, verdict = verified
+    [run] = verdict["runs"]
+    assert run["machines"]["recorded"]["cpu"] == run["machines"]["rerun"]["cpu"] == runs.cpu_model()
+    f1 = next(figure for figure in run["figures"] if figure["name"] == "test strict F1")
+    assert {"recorded", "rerun", "tolerance", "verdict", "p_value", "interval"} <= f1.keys()
+    assert f1["p_value"] == 1.0 and f1["interval"][0] <= f1["recorded"] <= f1["interval"][1]
+    energy = next(figure for figure in run["figures"] if figure["name"] == "energy kWh")
+    assert not energy["counts"] and "same hardware" in energy["tolerance"]
+    assert verdict["tolerances"]["alpha"] == 0.05
+
+
+def test_the_rerun_is_trained_from_scratch_in_its_own_directory_not_read_back(verified, machine):
+    rerun_dir = machine / "runs" / "verify" / RUN_NAME
+    recorded_run = machine / "runs" / RUN_NAME
+    assert (rerun_dir / runs.METRICS).is_file() and (rerun_dir / "model").is_dir()
+    assert runs.read_json(rerun_dir / runs.PROVENANCE)["created"] >= runs.read_json(recorded_run / runs.PROVENANCE)["created"]
+    assert runs.read_json(rerun_dir / runs.CONFIG)["seed"] == runs.read_json(recorded_run / runs.CONFIG)["seed"]
+
+
+def test_the_printed_table_names_figure_recorded_rerun_tolerance_and_verdict(verified):
+    _, printed, verdict = verified
+    lines = printed.splitlines()
+    header, *rows = lines[next(i for i, line in enumerate(lines) if line.split()[:2] == ["run", "figure"]):]
+    print("\n".join([header, *rows]))
+    assert header.split() == ["run", "figure", "recorded", "rerun", "tolerance", "verdict"]
+    recorded = next(f["recorded"] for f in verdict["runs"][0]["figures"] if f["name"] == "test strict F1")
+    f1_row = next(row for row in rows if "test strict F1" in row)
+    assert f1_row.count(f"{100 * recorded:.2f}") == 2 and "identical test tags" in f1_row
+    assert f1_row.split()[-1] == "identical"
+    assert any("energy kWh" in row and "informational" in row for row in rows)
+    assert rows[-1] == f"verdict: {Path(verdict['runs'][0]['rerun_dir']).parent / 'verdict.json'}"
+
+
+def test_a_tampered_record_is_told_apart_by_the_statistical_tolerance(verified, machine, results, synthetic_corpus,
+                                                                    tmp_path):
+    copy = tampered(results, tmp_path)
+    judged = verify.compare("finetune", copy, machine / "runs" / "verify" / RUN_NAME, RUN_NAME, 1,
+                            dataset=synthetic_corpus, **FEW)
+    f1 = judged.figures[0]
+    assert f1.name == "test strict F1" and f1.verdict == "differs" and judged.verdict == "differs"
+    assert f1.recorded == 0.0 and f1.rerun > 0
+    assert f1.p_value < 0.05 and "AR test" in f1.tolerance and "bootstrap 95% interval" in f1.tolerance
+
+
+def test_a_few_changed_tags_are_reproduced_not_identical(verified, machine, results, synthetic_corpus, tmp_path):
+    copy = tmp_path / "results" / RUN_NAME
+    copy.mkdir(parents=True)
+    for path in (results / RUN_NAME).iterdir():
+        copy.joinpath(path.name).write_bytes(path.read_bytes())
+    payload = json.loads(gzip.decompress((copy / record.PREDICTIONS).read_bytes()))
+    first = payload["splits"]["test"]["tags"][0]
+    first[-1] = "O" if first[-1] != "O" else "B-Disease"   # one tag of one sentence
+    (copy / record.PREDICTIONS).write_bytes(gzip.compress(json.dumps(payload).encode(), mtime=0))
+    f1 = verify.compare("finetune", copy, machine / "runs" / "verify" / RUN_NAME, RUN_NAME, 1,
+                        dataset=synthetic_corpus, **FEW).figures[0]
+    assert f1.verdict == "reproduced" and f1.p_value >= 0.05
+
+
+def test_a_chapter_without_a_verifier_is_refused_naming_the_ones_that_exist(tmp_path, capsys):
+    assert cli.main(["verify", "hpo", "--results", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "'hpo'" in error and "finetune, baseline, dapt" in error
+    with pytest.raises(OpenMedError, match="finetune, baseline, dapt"):
+        verify.verify("all-corpora", tmp_path, tmp_path)
+
+
+def test_a_named_run_that_is_not_recorded_is_refused_naming_the_recorded_ones(results):
+    with pytest.raises(OpenMedError, match="synthetic-smoke"):
+        verify.recorded_runs("finetune", results, ["nothing-here"])
+    assert verify.recorded_runs("finetune", results, [RUN_NAME]) == [results / RUN_NAME]
