@@ -13,7 +13,7 @@ from openmed_repro import cli
 from openmed_repro.errors import OpenMedError
 from openmed_repro.infra import config, runs
 from openmed_repro.report import record, verify
-from openmed_repro.training import finetune
+from openmed_repro.training import baseline, finetune
 
 RUN_NAME = "finetune/synthetic-smoke"
 FEW = {"trials": 200, "samples": 200}
@@ -144,3 +144,48 @@ def test_a_named_run_that_is_not_recorded_is_refused_naming_the_recorded_ones(re
     with pytest.raises(OpenMedError, match="synthetic-smoke"):
         verify.recorded_runs("finetune", results, ["nothing-here"])
     assert verify.recorded_runs("finetune", results, [RUN_NAME]) == [results / RUN_NAME]
+
+
+def test_a_baseline_record_is_rerun_with_the_threads_asked_for_and_judged_by_its_test_f1(synthetic_corpus, tmp_path):
+    run_dir = tmp_path / "runs" / "baseline" / "synthetic-smoke"
+    baseline.run(config.load_baseline_config("smoke", {"dataset": str(synthetic_corpus)}), run_dir)
+    record.record([run_dir], tmp_path / "results")
+    [judged] = verify.verify("baseline", tmp_path / "results", tmp_path / "runs", threads=1,
+                             overrides={"dataset": str(synthetic_corpus)}, **FEW)
+    assert judged.threads == 1 and judged.name == "baseline/synthetic-smoke"
+    assert judged.figures[0].name == "test strict F1" and judged.figures[0].verdict in ("identical", "reproduced")
+    assert (tmp_path / "runs" / "verify" / "baseline" / "synthetic-smoke" / runs.METRICS).is_file()
+
+
+def write_metrics(directory: Path, reduction: float, machine: dict, kwh: float) -> Path:
+    directory.mkdir(parents=True)
+    runs.write_json(directory / runs.METRICS, {"perplexity_reduction_percent": reduction})
+    runs.write_json(directory / runs.PROVENANCE, {"machine": machine})
+    runs.write_json(directory / "footprint.json", {"records": [{"energy_kwh": kwh}]})
+    return directory
+
+
+@pytest.mark.parametrize("rerun, expected", [(31.0, "identical"), (32.9, "reproduced"), (29.5, "reproduced"),
+                                             (33.5, "differs"), (20.0, "differs")])
+def test_a_dapt_perplexity_reduction_is_reproduced_within_two_points_absolute(rerun, expected, tmp_path):
+    here = {"cpu": "CPU A", "gpu": None}
+    recorded = write_metrics(tmp_path / "recorded", 31.0, here, 1.0)
+    again = write_metrics(tmp_path / "rerun", rerun, here, 1.0)
+    judged = verify.compare("dapt", recorded, again, "dapt/x", 2)
+    assert judged.figures[0].verdict == expected and judged.verdict == ("differs" if expected == "differs"
+                                                                         else "reproduced")
+    assert judged.figures[0].tolerance == "within 2 points absolute"
+
+
+@pytest.mark.parametrize("rerun_cpu, rerun_kwh, expected", [("CPU A", 1.9, "within"), ("CPU A", 2.5, "outside"),
+                                                            ("CPU B", 4.5, "within"), ("CPU B", 0.1, "outside")])
+def test_energy_is_judged_by_the_factor_of_its_hardware_class_and_does_not_count(rerun_cpu, rerun_kwh, expected,
+                                                                                 tmp_path):
+    recorded = write_metrics(tmp_path / "recorded", 31.0, {"cpu": "CPU A", "gpu": None}, 1.0)
+    again = write_metrics(tmp_path / "rerun", 31.0, {"cpu": rerun_cpu, "gpu": None}, rerun_kwh)
+    judged = verify.compare("dapt", recorded, again, "dapt/x", 2)
+    energy = judged.figures[-1]
+    assert energy.name == "energy kWh" and energy.verdict == expected and not energy.counts
+    assert judged.verdict == "reproduced"
+    factor = verify.ENERGY_FACTORS["same hardware" if rerun_cpu == "CPU A" else "other hardware"]
+    assert f"within {factor:g}x" in energy.tolerance
