@@ -119,9 +119,8 @@ def perplexity_reduction(record_dir: Path, rerun_dir: Path) -> Figure:
     key = "perplexity_reduction_percent"
     recorded = runs.read_json(record_dir / runs.METRICS)[key]
     rerun = runs.read_json(rerun_dir / runs.METRICS)[key]
-    verdict = "reproduced" if abs(rerun - recorded) <= PERPLEXITY_POINTS else "differs"
-    if rerun == recorded:
-        verdict = "identical"
+    verdict = ("identical" if rerun == recorded else "reproduced" if abs(rerun - recorded) <= PERPLEXITY_POINTS
+               else "differs")
     return Figure("perplexity reduction %", recorded, rerun, f"within {PERPLEXITY_POINTS:g} points absolute",
                   verdict)
 
