@@ -115,7 +115,7 @@ def test_a_sentence_longer_than_a_window_merges_to_one_tag_per_word_with_each_to
 def adapted(stand_in, tmp_path_factory):
     text = write_dapt_text(tmp_path_factory.mktemp("dapt-text"))
     settings = config.load_dapt_config("smoke", {"backbone": str(stand_in.directory), "dapt_dir": str(text),
-                                                 "lora_target_modules": query_value_names(stand_in.name)})
+                                                 "passages": 32, "lora_target_modules": query_value_names(stand_in.name)})
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(dapt, "evaluation_sentences", lambda data_dir=None: [])
         return dapt.run(settings, tmp_path_factory.mktemp("dapt") / stand_in.name)
@@ -149,3 +149,16 @@ def test_without_sentencepiece_or_protobuf_the_deberta_stand_in_is_refused_namin
     monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(OpenMedError, match=rf"'{directory}'.*SentencePiece model.*pip install sentencepiece protobuf"):
         backbones.load_tokenizer(backbones.resolve(str(directory)))
+
+
+def test_the_papers_default_backbone_cached_from_the_hub_is_refused_without_sentencepiece(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    snapshot = tmp_path / "hub" / "models--microsoft--deberta-v3-large" / "snapshots" / "0123abc"
+    deberta_v3(snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0123abc")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setitem(sys.modules, "sentencepiece", None)
+    with pytest.raises(OpenMedError, match=r"'microsoft/deberta-v3-large'.*0123abc/spm.model.*pip install sentencepiece"):
+        backbones.load_tokenizer(backbones.resolve("deberta-v3-large"))
