@@ -62,6 +62,7 @@ def resolve(name: str) -> Backbone:
 
 def load_tokenizer(backbone: Backbone):
     _ensure_reachable(backbone.tokenizer_source)
+    _ensure_sentencepiece(backbone.tokenizer_source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(backbone.tokenizer_source)
     except (OSError, ValueError) as error:
@@ -69,6 +70,37 @@ def load_tokenizer(backbone: Backbone):
     if not tokenizer.is_fast:
         raise OpenMedError(f"backbone {backbone.name}: a fast tokenizer is needed to align words and sub-words")
     return tokenizer
+
+
+SENTENCEPIECE_MODULES = {"sentencepiece": "sentencepiece", "google.protobuf": "protobuf"}
+
+
+def _ensure_sentencepiece(source: str) -> None:
+    """A directory with a SentencePiece model and no tokenizer.json (DeBERTa-v3's layout) becomes a fast
+    tokenizer only through sentencepiece and protobuf; without them transformers fails asking for tiktoken.
+    A hub id is checked in its cached copy, if any."""
+    directory = Path(source)
+    if not directory.is_dir():
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(source, "spm.model")
+        if not isinstance(cached, str):
+            return
+        directory = Path(cached).parent
+    if not (directory / "spm.model").is_file() or (directory / "tokenizer.json").is_file():
+        return
+    missing = [package for module, package in SENTENCEPIECE_MODULES.items() if not _importable(module)]
+    if missing:
+        raise OpenMedError(f"backbone {source!r}: its tokenizer is a SentencePiece model ({directory / 'spm.model'}, "
+                           f"no tokenizer.json) and {', '.join(missing)} is not installed: "
+                           f"pip install {' '.join(SENTENCEPIECE_MODULES.values())} (pinned in pyproject.toml)")
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):   # a missing parent package, or a module set to None in sys.modules
+        return False
 
 
 def load_token_classifier(backbone: Backbone, labels: list[str], vocab_size: int):
