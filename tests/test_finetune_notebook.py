@@ -32,6 +32,14 @@ def test_an_unknown_notebook_parameter_stops_the_notebook_naming_it(synthetic_co
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_project_error_shows_its_message_alone_in_the_notebook(synthetic_corpus, tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError) as raised:
+        execute(tmp_path, dataset=str(synthetic_corpus), profile="smoke", learning_rte=0.1)
+    traceback = "\n".join(raised.value.traceback)
+    assert "unknown notebook parameter(s) learning_rte" in traceback
+    assert "notebook_parameters.py" not in traceback      # no frames through the library
+
+
 def notebook_globals(**parameters) -> dict:
     defaults = {"dataset": "ncbi_disease", "profile": "smoke", "backbone": None, "method": None, "dapt_adapter": None, "data_dir": None,
                 "output_dir": None, "seed": None}

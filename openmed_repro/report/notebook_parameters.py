@@ -139,8 +139,22 @@ def baseline_config(namespace: dict) -> tuple[config.BaselineConfig, Path | None
     return settings, Path(output_dir) if output_dir else None
 
 
+def show_project_errors_alone() -> None:
+    """In a notebook, an OpenMedError shows as its message alone: it already names what is wrong and how to
+    fix it, and a traceback through the library would bury it. The cell still fails (papermill stops)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.set_custom_exc((OpenMedError,), lambda shell, etype, value, tb, tb_offset=None:
+                             shell.showtraceback((etype, value, tb), exception_only=True))
+
+
 def _parameters(namespace: dict, fields: set[str], notebook_keys: set[str] = NOTEBOOK_KEYS) -> dict:
     """The notebook's parameters among its globals; anything unknown is refused with the valid names."""
+    show_project_errors_alone()
     values = {name: value for name, value in namespace.items()
               if not name.startswith("_") and name not in _IPYTHON_NAMES
               and not isinstance(value, (types.ModuleType, types.FunctionType, type))}
