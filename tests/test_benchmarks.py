@@ -9,6 +9,7 @@ from pathlib import Path
 import papermill
 import pytest
 
+import benchmark_scripts
 from openmed_repro.report import bench_report
 from openmed_repro.infra import config
 
@@ -25,13 +26,7 @@ def search_directory(path: Path, trial_seconds: float, states: list[str], epochs
 
 
 def import_performance():
-    """benchmarks/performance.py as a module (benchmarks/ is not a package)."""
-    sys.path.insert(0, str(BENCHMARK.parent))
-    try:
-        import performance
-    finally:
-        sys.path.remove(str(BENCHMARK.parent))
-    return performance
+    return benchmark_scripts.load("performance")
 
 
 @pytest.fixture(scope="module")

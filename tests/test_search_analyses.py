@@ -4,31 +4,20 @@ retrained with other seeds."""
 
 import datetime
 import json
-import sys
 
 import optuna
 import pytest
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+import benchmark_scripts
 from openmed_repro.infra import config
 from openmed_repro.search import hpo
 from openmed_repro.errors import OpenMedError
 
-ANALYSES = config.PROJECT_ROOT / "benchmarks" / "search_analyses.py"
 
 
-def import_search_analyses():
-    """benchmarks/search_analyses.py as a module (benchmarks/ is not a package)."""
-    sys.path.insert(0, str(ANALYSES.parent))
-    try:
-        import search_analyses
-    finally:
-        sys.path.remove(str(ANALYSES.parent))
-    return search_analyses
-
-
-search_analyses = import_search_analyses()
+search_analyses = benchmark_scripts.load("search_analyses")
 
 GOOD, BAD = [-0.45, -0.40, -0.38], [-0.60, -0.55, -0.50]
 EPOCH_SECONDS = 30
