@@ -8,7 +8,10 @@ STAMP := $(VENV)/.installed
 KERNEL := openmed-repro
 # The command a run's provenance names (a notebook's kernel cannot see it): the goals and the variables given.
 export OPENMED_REPRO_COMMAND ?= make $(strip $(MAKECMDGOALS) $(MAKEOVERRIDES))
-SWEEP_FLAGS ?= --profile cpu --max-train-sentences 5000 --epochs 2
+# Table 4: every local corpus (smallest first, so that a short sitting finishes most), the seeded corpora (both
+# papers report them) with seeds 1 and 2 besides 42, for LoRA (cpu) and full fine-tuning (cpu-fast).
+TABLE4_CORPORA ?= cll bionlp13cg bc5cdr_chem bc5cdr_disease ncbi_disease s800 anatem linnaeus bc2gm jnlpba
+SEEDED_CORPORA ?= ncbi_disease bc5cdr_chem s800
 
 # Run directories are named by the library (`openmed-repro run-dir CHAPTER KEY=VALUE ...`), expanded only in
 # recipes, once .venv exists; give a variable on the command line to use another directory.
@@ -28,7 +31,7 @@ SEARCH_UNPRUNED ?=
 
 HPO_FLAGS ?= -p n_trials 20 -p max_train_sentences 500 -p epochs 3
 
-.PHONY: venv reproduce tuned all-corpora dapt ablation hpo baseline record verify book test bench bench-annotate clean
+.PHONY: venv reproduce tuned table4 dapt ablation hpo baseline record verify book test bench bench-annotate clean
 
 venv: $(STAMP)
 
@@ -62,9 +65,14 @@ reproduce: venv
 		-p dataset ncbi_disease -p profile cpu -p output_dir $(RUN_DIR)
 	$(BIN)/openmed-repro summary $(RUN_DIR) $(RUN_DIR).ipynb
 
-## Every corpus found locally, training split capped (SWEEP_FLAGS); resumable.
-all-corpora: venv
-	$(BIN)/openmed-repro sweep $(SWEEP_FLAGS) --out runs/all-corpora
+## Table 4 (the results chapter): profile cpu on every local corpus's full training split (seed 42), seeds 1 and 2
+## of the seeded corpora, full fine-tuning (cpu-fast) of the seeded corpora with seeds 42, 1 and 2, then the
+## BiLSTM-CNN-Char baseline on every corpus. Each run is recorded as it finishes; resumable, hours on 2 cores.
+table4: venv
+	$(BIN)/openmed-repro sweep --profile cpu --corpora $(TABLE4_CORPORA) --record
+	$(BIN)/openmed-repro sweep --profile cpu --seeds 1 2 --corpora $(SEEDED_CORPORA) --record
+	$(BIN)/openmed-repro sweep --profile cpu-fast --seeds 42 1 2 --corpora $(SEEDED_CORPORA) --record
+	$(BIN)/openmed-repro baseline --profile cpu --corpora $(TABLE4_CORPORA) --record
 
 ## The DAPT chapter on the offline default (profile cpu); resumable.
 dapt: venv

@@ -89,6 +89,7 @@ def add_baseline(commands) -> None:
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--corpora", nargs="+", required=True, help="corpus keys or directories")
     parser.add_argument("--out", type=Path, default=Path("runs/baseline"))
+    parser.add_argument("--record", action="store_true", help="record each finished run in results/")
     _set_option(parser, "epochs=5 output=softmax (BaselineConfig fields)")
     parser.set_defaults(handler=baseline_command)
 
@@ -97,7 +98,8 @@ def baseline_command(args: argparse.Namespace) -> None:
     from openmed_repro.infra import config
     from openmed_repro.training import baseline
 
-    baseline.run_all(args.profile, config.key_values(args.set), args.corpora, args.out)
+    baseline.run_all(args.profile, config.key_values(args.set), args.corpora, args.out,
+                     after_each=_recorder() if args.record else None)
 
 
 # sweep: one configuration on every corpus
@@ -105,15 +107,20 @@ def baseline_command(args: argparse.Namespace) -> None:
 
 def add_sweep(commands) -> None:
     parser = _add(commands, "sweep", "fine-tune one configuration on every corpus found here, beside the paper's Table 4",
-                  "Fine-tune one configuration on every corpus that loads here, one run directory each, and gather "
-                  "test\nstrict F1, epochs and wall time into results.md/results.json in --out. A rerun reads finished "
-                  "corpora back.")
+                  "Fine-tune one configuration on every corpus that loads here (for each of --seeds), each run in "
+                  "its\ndefault directory runs/finetune/<name> (or under --runs-root), and gather test strict F1, "
+                  "epochs and\nwall time into results.md/results.json in --out. A rerun reads finished runs back; "
+                  "--record copies\neach run into the record as it finishes.")
     parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the profile's seed")
     parser.add_argument("--max-train-sentences", type=int, default=None)
     parser.add_argument("--epochs", type=float, default=None)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--corpora", nargs="*", default=None, help="keys (default: every corpus found locally)")
-    parser.add_argument("--out", type=Path, default=Path("runs/all-corpora"))
+    parser.add_argument("--runs-root", type=Path, default=None,
+                        help="run directories under this folder instead of their default place (a study of its own)")
+    parser.add_argument("--out", type=Path, default=None, help="the table's folder (default: runs/sweep/<profile>)")
+    parser.add_argument("--record", action="store_true", help="record each finished run in results/")
     parser.set_defaults(handler=sweep_command)
 
 
@@ -123,8 +130,34 @@ def sweep_command(args: argparse.Namespace) -> None:
 
     overrides = {"max_train_sentences": args.max_train_sentences, "epochs": args.epochs, "data_dir": args.data_dir}
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    sweep.run_all(args.profile, overrides, args.out, args.corpora or corpora.available(args.data_dir))
-    print(f"\nTable: {args.out / 'results.md'}")
+    out = args.out or Path("runs/sweep") / args.profile
+    sweep.run_all(args.profile, overrides, out, args.corpora or corpora.available(args.data_dir),
+                  seeds=args.seeds or (None,), runs_root=args.runs_root,
+                  after_each=_recorder() if args.record else None,
+                  recorded=_recorded_metrics if args.record else None)
+    print(f"\nTable: {out / 'results.md'}")
+
+
+def _recorded_metrics(run_dir: Path) -> dict | None:
+    """The metrics of the record of `run_dir`, if the record holds it (with --record, a recorded run is done)."""
+    from openmed_repro.report import record
+
+    path = record.RESULTS / record.record_name(run_dir) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _recorder():
+    """What --record does after each run: copy it into results/ and say so (a refusal stops the job: the
+    record and runs/ disagree, and someone must look)."""
+    from openmed_repro.report import record
+
+    def record_run(run_dir: Path) -> None:
+        outcome = record.record([run_dir])
+        if outcome.refused:
+            raise OpenMedError("; ".join(outcome.refused))
+        for recorded in outcome.recorded:
+            print(f"record: {recorded.path}: {recorded.outcome}", flush=True)
+    return record_run
 
 
 # ablation: {LoRA, full} x {with, without DAPT}

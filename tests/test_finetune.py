@@ -1,5 +1,6 @@
 """The fine-tuning chapter's library on the smoke profile (tiny random BERT, a synthetic corpus)."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -171,3 +172,23 @@ def test_an_interrupted_run_looks_incomplete_and_resumes_to_the_same_metrics(syn
     assert not resumed.reused
     assert [e["epoch"] for e in resumed.log_history if "eval_strict_f1" in e] == [1.0, 2.0, 3.0]
     assert without_timings(resumed.metrics) == without_timings(uninterrupted.metrics)
+
+
+def test_a_small_split_passes_over_itself_until_the_run_takes_the_minimum_optimizer_steps(synthetic_corpus):
+    floor = config.load_run_config("cpu", {"dataset": "ncbi_disease"})
+    assert floor.min_optimizer_steps == 1000
+    # CLL: 120 sentences, batches of 16 -> 8 steps a pass; 8 epochs -> 64 steps; 16 passes an epoch -> 1,024.
+    assert finetune.passes_per_epoch(120, floor) == 16
+    # A corpus of 3,033 sentences already takes 1,520 steps: unchanged.
+    assert finetune.passes_per_epoch(3033, floor) == 1
+    capped = dataclasses.replace(floor, max_train_sentences=120)
+    assert finetune.passes_per_epoch(120, capped) == 1
+    assert finetune.passes_per_epoch(120, dataclasses.replace(floor, min_optimizer_steps=0)) == 1
+
+
+def test_the_step_floor_is_what_a_small_corpus_trains_with(synthetic_corpus, tmp_path):
+    settings = smoke(synthetic_corpus, epochs=1, min_optimizer_steps=30, max_train_sentences=None)
+    result = finetune.run(settings, tmp_path / "floor")
+    assert finetune.passes_per_epoch(result.metrics["sentences"]["train"], settings) > 1
+    log_history = json.loads((tmp_path / "floor" / "log_history.json").read_text())
+    assert max(entry["step"] for entry in log_history) >= 30

@@ -86,6 +86,10 @@ class RunConfig:
     max_length: Positive[int] = 256
     overlap: NonNegative[int] = 50
     early_stopping_patience: NonNegative[int] = 3
+    # A small corpus's epoch passes over its training split several times until the run takes at least this
+    # many optimizer steps, so that evaluation every epoch and early stopping keep their meaning (0: no floor).
+    # A run capped by max_train_sentences takes the budget it is given: the floor is for whole splits.
+    min_optimizer_steps: NonNegative[int] = 0
     precision: Precision = "auto"                  # bf16 where the GPU supports it, else fp16; fp32 on a CPU
     gradient_checkpointing: bool = False
     group_by_length: bool = True

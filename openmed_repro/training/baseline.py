@@ -18,7 +18,7 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -453,13 +453,17 @@ def comparison(results: Sequence[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("corpus")
 
 
-def run_all(profile: str, overrides: dict, keys: Sequence[str], out: Path) -> list[dict]:
+def run_all(profile: str, overrides: dict, keys: Sequence[str], out: Path,
+            after_each: Callable[[Path], None] | None = None) -> list[dict]:
     """One baseline run per corpus under `out` (finished ones read back), the comparison table printed after
-    each, and every run's metrics in results-<profile>.json."""
+    each, and every run's metrics in results-<profile>.json; `after_each` sees each finished run's directory."""
     results = []
     for key in keys:
         settings = config.load_baseline_config(profile, {**overrides, "dataset": key})
-        results.append(run(settings, out / runs.default_directory(settings).name).metrics)
+        run_dir = out / runs.default_directory(settings).name
+        results.append(run(settings, run_dir).metrics)
+        if after_each:
+            after_each(run_dir)
         table = comparison(results)
         print(table.to_string(), flush=True)
     runs.write_json(out / f"results-{profile}.json", results)

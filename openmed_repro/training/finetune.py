@@ -4,6 +4,7 @@ epoch checkpoints to resume from, and word-level predictions through models/pred
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -81,7 +82,7 @@ def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
     trainer = InOrderEvaluationTrainer(
         model=model,
         args=_training_arguments(run_config, checkpoints),
-        train_dataset=[w.features() for w in train_windows],
+        train_dataset=[w.features() for w in train_windows] * passes_per_epoch(len(train_windows), run_config),
         eval_dataset=[w.features() for w in dev_windows],
         data_collator=DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None),
         processing_class=tokenizer,
@@ -101,6 +102,16 @@ def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
         total_parameters=sum(p.numel() for p in trainer.model.parameters()),
         train_tokens=sum(len(w.input_ids) for w in train_windows),
     )
+
+
+def passes_per_epoch(train_windows: int, run_config: RunConfig) -> int:
+    """How many times one epoch passes over the training split: 1, or enough that the run takes at least
+    `min_optimizer_steps` optimizer steps (the same rule for every corpus; only a small corpus needs it). A
+    capped training split (`max_train_sentences`) is a budget chosen on purpose and gets no floor."""
+    if not run_config.min_optimizer_steps or run_config.max_train_sentences:
+        return 1
+    steps_per_pass = math.ceil(train_windows / (run_config.batch_size * run_config.gradient_accumulation_steps))
+    return max(1, math.ceil(run_config.min_optimizer_steps / (steps_per_pass * run_config.epochs)))
 
 
 def _encode(sentences: list[Sentence], tokenizer, label2id: dict[str, int], run_config: RunConfig):

@@ -1,13 +1,16 @@
-"""Fine-tune one configuration on every corpus that loads here, one run directory each, and gather test
-strict F1, epochs and wall time into one table beside the paper's Table 4.
+"""Fine-tune one configuration on every corpus that loads here (and every seed asked for), one run directory
+each, and gather test strict F1, epochs and wall time into one table beside the paper's Table 4.
 
-    openmed-repro sweep --profile cpu --max-train-sentences 5000 --epochs 2 --out runs/all-corpora
+    openmed-repro sweep --profile cpu --seeds 42 1 2 --corpora ncbi_disease s800 --record
 
-A rerun reads back the corpora already finished and trains only the rest."""
+Runs go to their default directories (runs/finetune/<name>, the names the record and the book use), or under
+`runs_root` for a study of its own (a capped budget). A rerun reads back the runs already finished and trains
+only the rest; `after_each` sees each finished run's directory (the command records it)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -18,17 +21,32 @@ from openmed_repro.data import paper
 from openmed_repro.infra import runs
 
 
-def run_all(profile: str, overrides: dict, out: Path, keys: list[str]) -> pd.DataFrame:
+def run_all(profile: str, overrides: dict, out: Path, keys: list[str], seeds: Sequence[int | None] = (None,),
+            runs_root: Path | None = None, after_each: Callable[[Path], None] | None = None,
+            recorded: Callable[[Path], dict | None] | None = None) -> pd.DataFrame:
+    """Every corpus of `keys` for every seed (None: the profile's), corpus by corpus; the table so far is
+    rewritten into `out` (results.md, results.json) after each run. A run for which `recorded` returns
+    metrics (the record already holds it) is not trained again."""
     rows = []
     for key in keys:
-        run_config = config.load_run_config(profile, {**overrides, "dataset": key})
-        started = time.perf_counter()
-        result = finetune.run(run_config, out / Path(key).name)
-        rows.append(table_row(result.metrics, None if result.reused else time.perf_counter() - started))
-        table = pd.DataFrame(rows)
-        runs.write_text(out / "results.md", markdown_table(table))
-        runs.write_json(out / "results.json", rows)
-        print(table.to_string(index=False), flush=True)
+        for seed in seeds:
+            seeded = {} if seed is None else {"seed": seed}
+            run_config = config.load_run_config(profile, {**overrides, **seeded, "dataset": key})
+            run_dir = (runs_root / runs.default_directory(run_config).name if runs_root
+                       else runs.default_directory(run_config))
+            kept = recorded(run_dir) if recorded else None
+            if kept is not None:
+                rows.append(table_row(kept, None))
+            else:
+                started = time.perf_counter()
+                result = finetune.run(run_config, run_dir)
+                if after_each:
+                    after_each(run_dir)
+                rows.append(table_row(result.metrics, None if result.reused else time.perf_counter() - started))
+            table = pd.DataFrame(rows)
+            runs.write_text(out / "results.md", markdown_table(table))
+            runs.write_json(out / "results.json", rows)
+            print(table.to_string(index=False), flush=True)
     return pd.DataFrame(rows)
 
 
@@ -42,6 +60,7 @@ def table_row(metrics: dict, wall_seconds: float | None) -> dict:
     reported = paper.table4().get(metrics["dataset"], {})
     return {
         "corpus": Path(metrics["dataset"]).name,
+        "seed": metrics.get("seed"),
         "train sentences": metrics["sentences"]["train"],
         "epochs run (best)": f"{metrics['epochs_run']:g} ({metrics['best_epoch']:g})",
         "test strict F1": round(100 * metrics["test"]["strict"]["f1"], 1),
