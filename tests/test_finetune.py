@@ -177,8 +177,8 @@ def test_an_interrupted_run_looks_incomplete_and_resumes_to_the_same_metrics(syn
 def test_a_small_split_passes_over_itself_until_the_run_takes_the_minimum_optimizer_steps(synthetic_corpus):
     floor = config.load_run_config("cpu", {"dataset": "ncbi_disease"})
     assert floor.min_optimizer_steps == 1000
-    # CLL: 120 sentences, batches of 16 -> 8 steps a pass; 8 epochs -> 64 steps; 16 passes an epoch -> 1,024.
-    assert finetune.passes_per_epoch(120, floor) == 16
+    # CLL: 120 sentences in batches of 16; 8 epochs of 125 steps need 2,000 windows an epoch: 17 passes.
+    assert finetune.passes_per_epoch(120, floor) == 17
     # A corpus of 3,033 sentences already takes 1,520 steps: unchanged.
     assert finetune.passes_per_epoch(3033, floor) == 1
     capped = dataclasses.replace(floor, max_train_sentences=120)

@@ -110,8 +110,9 @@ def passes_per_epoch(train_windows: int, run_config: RunConfig) -> int:
     capped training split (`max_train_sentences`) is a budget chosen on purpose and gets no floor."""
     if not run_config.min_optimizer_steps or run_config.max_train_sentences:
         return 1
-    steps_per_pass = math.ceil(train_windows / (run_config.batch_size * run_config.gradient_accumulation_steps))
-    return max(1, math.ceil(run_config.min_optimizer_steps / (steps_per_pass * run_config.epochs)))
+    windows_per_epoch = run_config.min_optimizer_steps / run_config.epochs * run_config.batch_size \
+        * run_config.gradient_accumulation_steps
+    return max(1, math.ceil(windows_per_epoch / train_windows))
 
 
 def _encode(sentences: list[Sentence], tokenizer, label2id: dict[str, int], run_config: RunConfig):
