@@ -218,7 +218,12 @@ def book_command(args: argparse.Namespace) -> None:
     index = book.build(args.profile, out_dir)
     print(f"book: {index}")
     if args.check:
-        seen = book.check_in_browser(index.parent, out_dir / "screenshots")
+        stubs = json.loads((out_dir / "chapters" / book.NOT_RECORDED).read_text()) \
+            if (out_dir / "chapters" / book.NOT_RECORDED).is_file() else {}
+        seen = book.check_in_browser(index.parent, out_dir / "screenshots", without_results=stubs,
+                                     measured_corpora=book.recorded_corpora() if book.reads_record(args.profile) else ())
+        if stubs:
+            print(f"not in the record yet, shown without results: {', '.join(stubs)}")
         print(f"Chromium: {len(seen)} pages, {sum(len(p['images']) for p in seen.values())} figures loaded; "
               f"screenshots in {out_dir / 'screenshots'}")
 

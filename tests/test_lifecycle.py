@@ -132,3 +132,24 @@ def test_a_directory_of_other_parameters_is_refused(synthetic_corpus, tmp_path):
     other = config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "seed": 1, "lora_r": 3})
     with pytest.raises(OpenMedError, match=r"holds a run with other parameters \(lora_r, seed\)"):
         lifecycle.run(other, tmp_path / "run", lambda run_dir: never_trains(other, run_dir))
+
+
+def test_a_run_missing_from_the_record_is_refused_never_trained_into_the_record(synthetic_corpus, tmp_path,
+                                                                                  monkeypatch):
+    monkeypatch.setattr(runs, "RECORD", tmp_path / "results")
+    settings = config.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
+    missing = tmp_path / "results" / "finetune" / "not-recorded"
+    with pytest.raises(OpenMedError, match="not in the record.*openmed-repro record"):
+        lifecycle.run(settings, missing, lambda run_dir: never_trains(settings, run_dir))
+    assert not missing.exists()
+
+
+def test_a_recorded_run_is_read_from_the_record(synthetic_corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, "RECORD", tmp_path / "results")
+    settings = config.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
+    recorded = tmp_path / "results" / "finetune" / "run"
+    lifecycle.run(settings, tmp_path / "runs" / "run", lambda run_dir: stand_in([])(settings, run_dir))
+    recorded.parent.mkdir(parents=True)
+    (tmp_path / "runs" / "run").rename(recorded)
+    again = lifecycle.run(settings, recorded, lambda run_dir: never_trains(settings, run_dir))
+    assert again.reused and again.metrics == {"f1": 0.5}

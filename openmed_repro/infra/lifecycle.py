@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from openmed_repro.errors import OpenMedError
 from openmed_repro.infra import config, runs
 from openmed_repro.infra.devices import device_name, machine
 
@@ -42,6 +43,10 @@ def run(settings: Settings, run_dir: str | Path | None, train: Callable[[Path], 
     model and predictions and returns the Outcome; a complete directory of the same settings is read back
     instead, and one of other settings is refused before anything runs."""
     run_dir = Path(run_dir) if run_dir else runs.default_directory(settings)
+    if runs.in_record(run_dir) and not runs.is_complete(run_dir):
+        raise OpenMedError(f"{run_dir}: not in the record, and a run is never trained into the record; train it "
+                           f"into runs/ (output_dir {runs.default_directory(settings)}) and copy it in with "
+                           "`openmed-repro record RUN_DIR`")
     runs.claim(run_dir, settings)
     if runs.is_complete(run_dir):
         return RunResult(run_dir, runs.read_json(run_dir / runs.METRICS),

@@ -78,6 +78,14 @@ def is_complete(run_dir: Path) -> bool:
     return (run_dir / METRICS).is_file()
 
 
+RECORD = config.PROJECT_ROOT / "results"
+
+
+def in_record(run_dir: str | Path) -> bool:
+    """Whether `run_dir` lies in the project's record (results/): read there, never trained into."""
+    return Path(run_dir).resolve().is_relative_to(RECORD.resolve())
+
+
 def claim(run_dir: Path, run_config: config.RunConfig) -> None:
     """Create or reopen `run_dir` for this configuration; a directory of another configuration is refused,
     so a resumed run can never mix two configurations."""

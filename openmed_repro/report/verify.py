@@ -263,22 +263,28 @@ def verify(chapter: str, results: Path = record.RESULTS, runs_root: Path = Path(
 def write_verdict(verdicts: list[RunVerdict], path: Path) -> Path:
     """The verdict as JSON: per run its verdict, threads and the machines of both sides, per figure its recorded
     and rerun values, tolerance, verdict, p-value and interval."""
-    payload = {"tolerances": {"alpha": ALPHA, "confidence": CONFIDENCE, "perplexity_points": PERPLEXITY_POINTS,
-                              "energy_factors": ENERGY_FACTORS},
-               "runs": [{"name": v.name, "verdict": v.verdict, "record_dir": v.record_dir, "rerun_dir": v.rerun_dir,
-                         "threads": v.threads, "machines": v.machines,
-                         "figures": [asdict(figure) for figure in v.figures]} for v in verdicts]}
     path.parent.mkdir(parents=True, exist_ok=True)
-    runs.write_json(path, payload)
+    runs.write_json(path, _payload(verdicts))
     return path
 
 
-def table(verdicts: list[RunVerdict]) -> pd.DataFrame:
-    """One row per figure: run, figure, recorded, rerun, tolerance (which test applied), verdict."""
-    rows = [{"run": v.name, "figure": f.name, "recorded": _shown(f.name, f.recorded), "rerun": _shown(f.name, f.rerun),
-             "tolerance": f.tolerance, "verdict": f.verdict} for v in verdicts for f in v.figures]
-    rows += [{"run": v.name, "figure": "run", "recorded": "", "rerun": "", "tolerance": "every figure that counts",
-              "verdict": v.verdict} for v in verdicts]
+def _payload(verdicts: list[RunVerdict]) -> dict:
+    return {"tolerances": {"alpha": ALPHA, "confidence": CONFIDENCE, "perplexity_points": PERPLEXITY_POINTS,
+                           "energy_factors": ENERGY_FACTORS},
+            "runs": [{"name": v.name, "verdict": v.verdict, "record_dir": v.record_dir, "rerun_dir": v.rerun_dir,
+                      "threads": v.threads, "machines": v.machines,
+                      "figures": [asdict(figure) for figure in v.figures]} for v in verdicts]}
+
+
+def table(verdicts: list[RunVerdict] | dict) -> pd.DataFrame:
+    """One row per figure: run, figure, recorded, rerun, tolerance (which test applied), verdict; of verdicts
+    just made or of a verdict.json read back (the book's "Your rerun" section)."""
+    payload = verdicts if isinstance(verdicts, dict) else _payload(verdicts)
+    rows = [{"run": run["name"], "figure": f["name"], "recorded": _shown(f["name"], f["recorded"]),
+             "rerun": _shown(f["name"], f["rerun"]), "tolerance": f["tolerance"], "verdict": f["verdict"]}
+            for run in payload["runs"] for f in run["figures"]]
+    rows += [{"run": run["name"], "figure": "run", "recorded": "", "rerun": "", "tolerance": "every figure that counts",
+              "verdict": run["verdict"]} for run in payload["runs"]]
     return pd.DataFrame(rows, columns=["run", "figure", "recorded", "rerun", "tolerance", "verdict"])
 
 

@@ -1,0 +1,72 @@
+"""The first page's scorecard: each claim of the paper judged from what the record holds, by stated rules."""
+
+import json
+
+from openmed_repro.report import scorecard
+
+
+def recorded(results, chapter, name, **metrics):
+    directory = results / chapter / name
+    directory.mkdir(parents=True)
+    (directory / "metrics.json").write_text(json.dumps(metrics))
+
+
+def finetuned(results, method, seed, f1, dataset="ncbi_disease"):
+    recorded(results, "finetune", f"{dataset}-{method}-seed{seed}", dataset=dataset, method=method, seed=seed,
+             test={"strict": {"f1": f1}}, trainable_parameters=150_000, total_parameters=22_700_000, model_mb=0.6,
+             train_seconds=1500.0, device="cpu (1 threads)")
+
+
+def verdict(results, chapter):
+    card = scorecard.claims(results).set_index("chapter")
+    return card.loc[chapter, "verdict"], card.loc[chapter, "measured here"]
+
+
+def test_an_empty_record_says_what_is_not_measured_yet_and_how_to_measure_it(tmp_path):
+    card = scorecard.claims(tmp_path)
+    assert len(card) == 6
+    assert card.set_index("chapter").loc["dapt", "verdict"] == "not measured yet (`make dapt`, `make record`)"
+    assert card.set_index("chapter").loc["evaluate", "verdict"].startswith("not measured yet")
+
+
+def test_lora_matches_full_fine_tuning_when_its_mean_is_within_one_point(tmp_path):
+    for seed, (lora, full) in zip((42, 1, 2), ((0.80, 0.805), (0.79, 0.80), (0.81, 0.80))):
+        finetuned(tmp_path, "lora", seed, lora)
+        finetuned(tmp_path, "full", seed, full)
+    judged, measured = verdict(tmp_path, "evaluate")
+    assert judged == "supported at this scale"
+    assert "LoRA 80.0 ± 1.0 (3 seeds), full 80.2 ± 0.3 (3 seeds)" in measured and "0.66% of the parameters" in measured
+
+
+def test_lora_two_points_below_full_fine_tuning_contradicts_the_claim(tmp_path):
+    finetuned(tmp_path, "lora", 42, 0.78)
+    finetuned(tmp_path, "full", 42, 0.80)
+    assert verdict(tmp_path, "evaluate")[0] == "contradicted"
+
+
+def test_dapt_is_supported_when_perplexity_falls_and_contradicted_when_it_rises(tmp_path):
+    recorded(tmp_path, "dapt", "minilm", backbone="minilm-l6", perplexity_reduction_percent=12.5,
+             perplexity_before=8.0, perplexity_after=7.0)
+    assert verdict(tmp_path, "dapt") == ("supported at this scale", "12.5% lower on minilm-l6 (8.00 -> 7.00)")
+    recorded(tmp_path, "dapt", "other", backbone="x", perplexity_reduction_percent=-3.0, perplexity_before=7.0,
+             perplexity_after=7.2)
+    assert verdict(tmp_path, "dapt")[0].startswith("contradicted")
+
+
+def test_the_adapter_size_claim_is_judged_by_the_measured_bytes_per_parameter_at_the_paper_counts(tmp_path):
+    finetuned(tmp_path, "lora", 42, 0.8)
+    judged, measured = scorecard.claims(tmp_path).iloc[4][["verdict", "measured here"]]
+    assert judged.startswith("supported") and "4.00 bytes a trainable parameter" in measured
+    assert "deberta-v3-large 17.2 MB" in measured
+
+
+def test_a_claim_about_an_a100_is_not_testable_on_a_cpu_record_and_says_what_was_measured(tmp_path):
+    finetuned(tmp_path, "lora", 42, 0.8)
+    judged, measured = scorecard.claims(tmp_path).iloc[3][["verdict", "measured here"]]
+    assert judged == "not testable here: no GPU run in the record" and measured == "25-25 min a run on cpu (1 threads) (1 runs)"
+
+
+def test_the_first_page_links_every_claim_to_its_chapter(tmp_path):
+    text = scorecard.markdown(tmp_path)
+    assert text.startswith("## The paper's claims, checked against the record")
+    assert "[dapt](dapt.ipynb)" in text and "[results](results.ipynb)" in text
