@@ -113,11 +113,13 @@ endif
 verify: venv
 	$(BIN)/openmed-repro verify $(CHAPTER)
 
-## The Jupyter Book: execute every chapter on PROFILE (smoke|cpu|paper) into runs/book/PROFILE, then build
-## HTML from those executed notebooks (runs/book/PROFILE/_build/html). NO_EXECUTE=1 rebuilds without rerunning.
+## The Jupyter Book: execute every chapter on PROFILE into runs/book/PROFILE, then build HTML from those executed
+## notebooks (runs/book/PROFILE/_build/html). PROFILE cpu (the default) reads the record (results/) and trains
+## nothing; cpu-rerun reads your own runs/ (training what is missing); smoke and paper train their own.
+## NO_EXECUTE=1 rebuilds without rerunning; CHECK=1 then opens every page in headless Chromium.
 PROFILE ?= cpu
 book: venv
-	$(BIN)/openmed-repro book --profile $(PROFILE) $(if $(NO_EXECUTE),--no-execute,)
+	$(BIN)/openmed-repro book --profile $(PROFILE) $(if $(NO_EXECUTE),--no-execute,) $(if $(CHECK),--check,)
 ## The BiLSTM-CNN-Char baseline (profile cpu) on BASELINE_CORPORA; resumable.
 baseline: venv
 	$(BIN)/openmed-repro baseline --profile cpu --corpora $(BASELINE_CORPORA) --out $(dir $(call run_dir,baseline profile=cpu))
