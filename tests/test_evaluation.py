@@ -1,7 +1,9 @@
 """Comparing runs on one corpus: the notebook's p-value is significance.py's, different gold data is refused,
-errors are shown in context, and the Table 4 layout keeps a row for every registered corpus."""
+errors are shown in context, and the Table 4 layout keeps a row for every registered corpus. A recorded run
+(results/) is compared and tabulated like its run directory (runs/)."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -9,9 +11,11 @@ import pytest
 from openmed_repro.data import corpora
 from openmed_repro.evaluation import comparison as evaluation
 from openmed_repro.evaluation import metrics
-from openmed_repro.report import results
+from openmed_repro.infra import config, runs
+from openmed_repro.report import record, results
 from openmed_repro.evaluation import significance
 from openmed_repro.errors import OpenMedError
+from openmed_repro.training import finetune
 
 SENTENCES = [["Aspirin", "treats", "heart", "disease", "."], ["No", "entity", "here", "."],
              ["Lung", "cancer", "and", "breast", "cancer", "."]] * 20
@@ -86,7 +90,8 @@ def test_runs_scored_on_different_gold_data_are_refused_naming_both(tmp_path):
 def test_fewer_than_two_runs_or_an_unfinished_run_is_refused(tmp_path):
     with pytest.raises(OpenMedError, match="at least two"):
         evaluation.load([write_run(tmp_path / "only", GOLD)])
-    with pytest.raises(OpenMedError, match="predictions_test.tsv not found"):
+    with pytest.raises(OpenMedError, match=r"missing: no saved test predictions: neither predictions_test\.tsv .* "
+                                            r"nor predictions\.json\.gz"):
         evaluation.load([tmp_path / "only", tmp_path / "missing"])
 
 
@@ -123,8 +128,58 @@ def test_the_results_table_can_keep_to_the_runs_of_chosen_profiles(tmp_path):
     assert list(results.finished_runs(tmp_path, ["cpu"])["profile"]) == ["cpu"]
 
 
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory, synthetic_corpus):
+    """A finished smoke fine-tuning run in <machine>/runs/finetune/synthetic-smoke and its record in
+    <machine>/results/finetune/synthetic-smoke (predicted tags only; tokens and gold come from the corpus)."""
+    machine = tmp_path_factory.mktemp("machine")
+    run_dir = machine / "runs" / "finetune" / "synthetic-smoke"
+    finetune.run(config.load_run_config("smoke", {"dataset": str(synthetic_corpus)}), run_dir)
+    return run_dir, record.record_one(run_dir, machine / "results").path
+
+
+def test_a_recorded_run_loads_for_comparison_with_the_same_tags_as_its_run_directory(recorded, synthetic_corpus):
+    run_dir, record_dir = recorded
+    assert not list(record_dir.glob("*.tsv"))
+    from_run, from_record = evaluation.load([run_dir, record_dir], data_dir=synthetic_corpus.parent)
+    assert from_record.tokens == from_run.tokens and from_record.gold == from_run.gold
+    assert from_record.predicted == from_run.predicted and any(t != "O" for s in from_record.predicted for t in s)
+    assert from_record.name == from_run.name and from_record.name.startswith("synthetic-smoke (")
+    assert from_record.name.endswith(", lora, smoke)")
+
+
+def test_a_record_of_a_corpus_outside_the_registry_is_refused_without_the_directory_holding_it(recorded):
+    run_dir, record_dir = recorded
+    with pytest.raises(OpenMedError, match="corpus 'synthetic', which the registry does not know") as refused:
+        evaluation.load([run_dir, record_dir])
+    assert str(record_dir) in str(refused.value) and "data_dir" in str(refused.value)
+
+
+def test_a_record_whose_corpus_file_changed_is_refused_by_the_comparison_naming_the_file(recorded, synthetic_corpus,
+                                                                                        tmp_path):
+    run_dir, record_dir = recorded
+    changed = shutil.copytree(synthetic_corpus, tmp_path / "synthetic")
+    with (changed / "test.tsv").open("a", encoding="utf-8") as test:
+        test.write("\nextra\tO\n")
+    with pytest.raises(OpenMedError, match="sha256") as refused:
+        evaluation.load([run_dir, record_dir], data_dir=tmp_path)
+    assert str(record_dir) in str(refused.value) and str(changed / "test.tsv") in str(refused.value)
+
+
+def test_the_results_table_over_the_record_has_the_measured_row_with_the_interval_of_its_run_directory(
+        recorded, synthetic_corpus):
+    run_dir, record_dir = recorded
+    from_record = results.table(record_dir.parents[1], samples=200, data_dir=synthetic_corpus.parent).loc["synthetic"]
+    from_run = results.table(run_dir.parents[1], samples=200).loc["synthetic"]
+    test_f1 = 100 * runs.read_json(record_dir / runs.METRICS)["test"]["strict"]["f1"]
+    assert from_record["reproduced F1"] == round(test_f1, 2) and from_record["runs"] == 1
+    assert "(synthetic-smoke)" in from_record["run"]
+    low, high = (float(x) for x in from_record["95% CI"].split("-"))
+    assert low - 0.05 <= test_f1 <= high + 0.05 and low < high
+    assert from_record["95% CI"] == from_run["95% CI"]
+
+
 def test_without_runs_the_evaluation_chapter_compares_the_default_directories_of_the_make_targets():
-    from openmed_repro.infra import runs
     from openmed_repro.report import notebook_parameters
 
     settings = notebook_parameters.evaluation_settings({"runs": None})

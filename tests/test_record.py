@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from openmed_repro import cli
+from openmed_repro.data import saved_predictions
 from openmed_repro.errors import OpenMedError
 from openmed_repro.infra import config, runs
 from openmed_repro.report import record
@@ -86,7 +87,7 @@ def test_the_record_holds_no_absolute_path_of_the_machine_that_made_it(run_dir, 
 def test_reading_recorded_predictions_back_gives_exactly_the_runs_predictions_files(run_dir, synthetic_corpus, results):
     record.record([run_dir], results)
     for split in ("devel", "test"):
-        assert (record.read_predictions(results / RUN_NAME, split, dataset=synthetic_corpus)
+        assert (saved_predictions.read(results / RUN_NAME, split, dataset=synthetic_corpus)
                 == runs.read_predictions(run_dir / f"predictions_{split}.tsv"))
 
 
@@ -97,9 +98,9 @@ def test_a_corpus_whose_file_changed_is_refused_on_read_back_naming_the_record_a
     with (changed / "test.tsv").open("a", encoding="utf-8") as test:
         test.write("\nextra\tO\n")
     with pytest.raises(OpenMedError, match=r"synthetic-smoke.*test\.tsv.*sha256") as refused:
-        record.read_predictions(results / RUN_NAME, "test", dataset=changed)
+        saved_predictions.read(results / RUN_NAME, "test", dataset=changed)
     assert str(changed / "test.tsv") in str(refused.value)
-    assert record.read_predictions(results / RUN_NAME, "devel", dataset=changed)   # an unchanged file still reads
+    assert saved_predictions.read(results / RUN_NAME, "devel", dataset=changed)   # an unchanged file still reads
 
 
 def test_an_unfinished_run_is_refused_naming_it(run_dir, results, tmp_path, capsys):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from openmed_repro import cli
+from openmed_repro.data import saved_predictions
 from openmed_repro.errors import OpenMedError
 from openmed_repro.infra import config, runs
 from openmed_repro.report import record, verify
@@ -51,12 +52,12 @@ def tampered(results: Path, tmp_path: Path) -> Path:
     copy.mkdir()
     for path in (results / RUN_NAME).iterdir():
         copy.joinpath(path.name).write_bytes(path.read_bytes())
-    payload = json.loads(gzip.decompress((copy / record.PREDICTIONS).read_bytes()))
+    payload = json.loads(gzip.decompress((copy / saved_predictions.RECORD_FILE).read_bytes()))
     tags = payload["splits"]["test"]["tags"]
     flipped = sum(tag != "O" for sentence in tags for tag in sentence)
     assert flipped > 10
     payload["splits"]["test"]["tags"] = [["O"] * len(sentence) for sentence in tags]
-    (copy / record.PREDICTIONS).write_bytes(gzip.compress(json.dumps(payload).encode(), mtime=0))
+    (copy / saved_predictions.RECORD_FILE).write_bytes(gzip.compress(json.dumps(payload).encode(), mtime=0))
     return copy
 
 
@@ -123,10 +124,10 @@ def test_a_few_changed_tags_are_reproduced_not_identical(verified, machine, resu
     copy.mkdir(parents=True)
     for path in (results / RUN_NAME).iterdir():
         copy.joinpath(path.name).write_bytes(path.read_bytes())
-    payload = json.loads(gzip.decompress((copy / record.PREDICTIONS).read_bytes()))
+    payload = json.loads(gzip.decompress((copy / saved_predictions.RECORD_FILE).read_bytes()))
     first = payload["splits"]["test"]["tags"][0]
     first[-1] = "O" if first[-1] != "O" else "B-Disease"   # one tag of one sentence
-    (copy / record.PREDICTIONS).write_bytes(gzip.compress(json.dumps(payload).encode(), mtime=0))
+    (copy / saved_predictions.RECORD_FILE).write_bytes(gzip.compress(json.dumps(payload).encode(), mtime=0))
     f1 = verify.compare("finetune", copy, machine / "runs" / "verify" / RUN_NAME, RUN_NAME, 1,
                         dataset=synthetic_corpus, **FEW).figures[0]
     assert f1.verdict == "reproduced" and f1.p_value >= 0.05

@@ -1,6 +1,7 @@
-"""Comparing two or more runs on one corpus from their saved test predictions: strict scores with bootstrap
-intervals, an approximate randomization p-value for every pair, per-type F1, error categories and
-examples of each. Runs are compared only when they scored the very same gold data (checked by checksum)."""
+"""Comparing two or more runs on one corpus from their saved test predictions, in run directories or in the
+record: strict scores with bootstrap intervals, an approximate randomization p-value for every pair, per-type
+F1, error categories and examples of each. Runs are compared only when they scored the very same gold data
+(checked by checksum)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from openmed_repro.data import saved_predictions
 from openmed_repro.evaluation import metrics
 from openmed_repro.infra import runs
 from openmed_repro.evaluation import significance
@@ -45,16 +47,17 @@ class RunPredictions:
         return digest.hexdigest()
 
 
-def load(run_dirs: list[str | Path], split: str = "test", names: list[str] | None = None) -> list[RunPredictions]:
-    """The saved predictions of each run; refuses runs whose gold files differ, naming them."""
+def load(run_dirs: list[str | Path], split: str = "test", names: list[str] | None = None,
+         data_dir: str | Path | None = None) -> list[RunPredictions]:
+    """The saved predictions of each run, from its run directory or its record (saved_predictions.read; a
+    record's gold comes from its corpus, looked for in `data_dir` when given); refuses runs whose gold data
+    differ, naming them."""
     if len(run_dirs) < 2:
-        raise OpenMedError(f"parameter runs: give at least two run directories to compare, got {len(run_dirs)}")
+        raise OpenMedError(f"parameter runs: give at least two run or record directories to compare, "
+                           f"got {len(run_dirs)}")
     loaded = []
     for index, run_dir in enumerate(run_dirs):
-        path = Path(run_dir) / f"predictions_{split}.tsv"
-        if not path.is_file():
-            raise OpenMedError(f"{path} not found: is {run_dir} a finished run (it has metrics.json when it is)?")
-        tokens, gold, predicted = runs.read_predictions(path)
+        tokens, gold, predicted = saved_predictions.read(run_dir, split, data_dir=data_dir)
         loaded.append(RunPredictions(names[index] if names else _name(Path(run_dir)), Path(run_dir),
                                      tokens, gold, predicted))
     reference = loaded[0]

@@ -10,19 +10,14 @@ results/<chapter>/<name>/ is named like runs/<chapter>/<name>/ and holds, by kin
       search wrote one), footprint.json (every trial's records)
   a benchmark (runs/bench/NAME.json): results/bench/NAME.json, the JSON itself
 
-predictions.json.gz, gzip of one JSON object (written with mtime 0, so an unchanged run gives the same bytes):
-  {"format": 1, "corpus": KEY, "repair": false,
-   "splits": {"devel": {"file": "devel.tsv", "sha256": "...", "sentences": N, "tags": [["O", "B-Disease"], ...]},
-              "test": {...}}}
-  the predicted tags of the first N sentences of the corpus's split file, one per word; the tokens and gold tags
-  are read from the corpus, whose split file must have the recorded sha256.
+predictions.json.gz holds the predicted tags alone, tied to the corpus split files by sha256; its format,
+writer and reader are data/saved_predictions.py's.
 
 Every absolute path of the machine that made a run is made portable on the way in (runs.portable): relative to
 the directory holding runs/ or to the repository, else the last component alone."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import re
@@ -33,15 +28,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from openmed_repro.data import corpora
+from openmed_repro.data import saved_predictions
 from openmed_repro.errors import OpenMedError
 from openmed_repro.infra import footprint, runs
 
 RESULTS = Path("results")
 INDEX = "README.md"
-PREDICTIONS = "predictions.json.gz"
-PREDICTION_SPLITS = ("devel", "test")
-FORMAT = 1
 FILE_LIMIT = 5 * 2**20      # a record file over this is refused: something heavy came in
 TOTAL_LIMIT = 25 * 2**20    # the whole record over this is reported: the repository would grow too fast
 RUN_FILES = (runs.CONFIG, runs.METRICS, runs.PROVENANCE, runs.LOG_HISTORY, footprint.RECORD)
@@ -152,8 +144,8 @@ def contents(source: Path, name: str, command: str | None = None) -> dict[str, b
         if provenance is not None:
             provenance = portable_provenance(provenance, name, footprint.read(source), command)
             files[runs.PROVENANCE] = _json(runs.portable(provenance, roots))
-        if any((source / f"predictions_{split}.tsv").is_file() for split in PREDICTION_SPLITS):
-            files[PREDICTIONS] = compact_predictions(source, provenance)
+        if any(saved_predictions.run_file(source, split).is_file() for split in saved_predictions.SPLITS):
+            files[saved_predictions.RECORD_FILE] = saved_predictions.compact(source, provenance)
         return files
     if (source / SEARCH_SUMMARY).is_file() and (source / "trials.csv").is_file():
         files = {}
@@ -216,54 +208,6 @@ def _inferred_machine(device: str, energy_records: list[dict]) -> dict:
             "threads": int(threads.group(1)) if threads else None, "gpu": gpu,
             "gpu_count": hardware.get("gpu_count") or (1 if gpu else 0),
             "inferred_from": "footprint.json and the device name (the run predates recorded machines)"}
-
-
-def compact_predictions(source: Path, provenance: dict | None) -> bytes:
-    """The dev and test predicted tags of a run, tied to the corpus split files by sha256 (module docstring)."""
-    data = (provenance or {}).get("data") or {}
-    files = data.get("files") or {}
-    splits = {}
-    for split in PREDICTION_SPLITS:
-        path = source / f"predictions_{split}.tsv"
-        if not path.is_file():
-            continue
-        if split not in files or not files[split].get("sha256"):
-            raise OpenMedError(f"{source}: {path.name} cannot be tied to its corpus: {runs.PROVENANCE} names no "
-                               f"sha256 of the {split} split file")
-        _, _, predicted = runs.read_predictions(path)
-        splits[split] = {"file": files[split]["file"], "sha256": files[split]["sha256"], "sentences": len(predicted),
-                         "tags": predicted}
-    config = (provenance or {}).get("config") or {}
-    payload = {"format": FORMAT, "corpus": data.get("corpus"), "repair": bool(config.get("repair")), "splits": splits}
-    return gzip.compress(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8"), mtime=0)
-
-
-def read_predictions(record_dir: Path, split: str, dataset: str | Path | None = None,
-                     data_dir: str | Path | None = None) -> tuple[list[list[str]], list[list[str]], list[list[str]]]:
-    """(tokens, gold, predicted) of a recorded run's split, as runs.read_predictions gives them for a run
-    directory: the tags from the record, the tokens and gold tags from the corpus (the recorded key, or
-    `dataset`: another key or a corpus directory), whose split file must have the recorded sha256."""
-    path = Path(record_dir) / PREDICTIONS
-    if not path.is_file():
-        raise OpenMedError(f"{record_dir}: no {PREDICTIONS} (a record of a run that predicted no tags, or not a record)")
-    payload = json.loads(gzip.decompress(path.read_bytes()))
-    if split not in payload["splits"]:
-        raise OpenMedError(f"{path}: no {split!r} predictions; recorded: {', '.join(payload['splits'])}")
-    recorded = payload["splits"][split]
-    corpus = corpora.load(dataset or payload["corpus"], data_dir, repair=payload["repair"], verify=False,
-                          splits=(split,))
-    read = corpus.files[split]
-    if read.sha256 != recorded["sha256"]:
-        raise OpenMedError(
-            f"{record_dir}: its {split} predictions were made on {recorded['file']} with sha256 {recorded['sha256']}, "
-            f"but {read.path} has sha256 {read.sha256}; give the corpus version the record names (data_dir or dataset)")
-    sentences = corpus.splits[split][: recorded["sentences"]]
-    predicted = recorded["tags"]
-    mismatched = [i for i, (s, tags) in enumerate(zip(sentences, predicted), 1) if len(s.tokens) != len(tags)]
-    if len(sentences) != len(predicted) or mismatched:
-        raise OpenMedError(f"{record_dir}: {read.path} does not align with the recorded {split} predictions "
-                           f"(sentence {mismatched[0] if mismatched else len(sentences) + 1})")
-    return [s.tokens for s in sentences], [s.tags for s in sentences], predicted
 
 
 def listing(results: Path = RESULTS) -> pd.DataFrame:

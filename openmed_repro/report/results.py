@@ -1,6 +1,6 @@
-"""The paper's Table 4 with our numbers beside it: every finished fine-tuning run under a directory, the
-best one per corpus chosen on dev strict F1 (as the paper selects), its test F1 with a bootstrap interval,
-and a row for every registered corpus, saying so when nothing was run for it."""
+"""The paper's Table 4 with our numbers beside it: every finished fine-tuning run under a directory (runs/ or
+the record, results/), the best one per corpus chosen on dev strict F1 (as the paper selects), its test F1 with
+a bootstrap interval, and a row for every registered corpus, saying so when nothing was run for it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from openmed_repro.data import corpora
+from openmed_repro.data import corpora, saved_predictions
 from openmed_repro.evaluation import metrics
 from openmed_repro.data import paper
 from openmed_repro.infra import runs
@@ -18,8 +18,9 @@ TRANSFORMER_METHODS = ("lora", "full")
 
 
 def finished_runs(root: str | Path = "runs", profiles: list[str] | None = None) -> pd.DataFrame:
-    """One row per finished fine-tuning run (a metrics.json with test scores) under `root`; with `profiles`,
-    only runs of those profiles (so that the tiny-model runs of a smoke book stay out of a cpu book)."""
+    """One row per finished fine-tuning run (a metrics.json with test scores) under `root`, runs/ or the record
+    (results/); with `profiles`, only runs of those profiles (so that the tiny-model runs of a smoke book stay
+    out of a cpu book)."""
     rows = []
     for path in sorted(Path(root).rglob(runs.METRICS)):
         record = runs.read_json(path)
@@ -36,9 +37,10 @@ def finished_runs(root: str | Path = "runs", profiles: list[str] | None = None) 
 
 
 def table(root: str | Path = "runs", samples: int = 10_000, seed: int = 0,
-          profiles: list[str] | None = None) -> pd.DataFrame:
+          profiles: list[str] | None = None, data_dir: str | Path | None = None) -> pd.DataFrame:
     """Table 4: corpus, paper F1, best prior system, our selected run's test F1 with its 95% interval,
-    the difference to the paper; every registered corpus appears."""
+    the difference to the paper; every registered corpus appears. `root` is runs/ or the record (results/),
+    whose intervals read the gold tags from the corpora (in `data_dir` when given)."""
     candidates = finished_runs(root, profiles)
     reported = paper.table4()
     keys = list(corpora.registry()) + sorted(set(candidates["corpus"]) - set(corpora.registry()))
@@ -54,7 +56,7 @@ def table(root: str | Path = "runs", samples: int = 10_000, seed: int = 0,
                          "run": "not run here", "runs": 0})
             continue
         chosen = runs_here.sort_values(["dev F1", "test F1"], ascending=False).iloc[0]
-        interval = _interval(Path(chosen["run_dir"]), samples, seed)
+        interval = _interval(Path(chosen["run_dir"]), samples, seed, data_dir)
         rows.append({**row, "reproduced F1": round(chosen["test F1"], 2),
                      "95% CI": f"{interval.low * 100:.1f}-{interval.high * 100:.1f}" if interval else "no predictions",
                      "difference": round(chosen["test F1"] - claimed["f1"], 2) if claimed.get("f1") else None,
@@ -64,9 +66,9 @@ def table(root: str | Path = "runs", samples: int = 10_000, seed: int = 0,
     return pd.DataFrame(rows).set_index("corpus")
 
 
-def _interval(run_dir: Path, samples: int, seed: int):
-    path = run_dir / "predictions_test.tsv"
-    if not path.is_file():
+def _interval(run_dir: Path, samples: int, seed: int, data_dir: str | Path | None):
+    """The bootstrap interval of the run's test F1, from its run directory or its record; None without predictions."""
+    if not saved_predictions.exists(run_dir, "test"):
         return None
-    _, gold, predicted = runs.read_predictions(path)
+    _, gold, predicted = saved_predictions.read(run_dir, "test", data_dir=data_dir)
     return significance.bootstrap_interval(metrics.sentence_counts(gold, predicted), samples, seed=seed)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from openmed_repro.data import saved_predictions
 from openmed_repro.errors import OpenMedError
 from openmed_repro.evaluation import metrics, significance
 from openmed_repro.infra import config, footprint, runs
@@ -95,8 +96,8 @@ def _dapt_run(settings, run_dir):
 def strict_f1_figure(record_dir: Path, rerun_dir: Path, dataset: str | Path | None = None, trials: int = 10_000,
             samples: int = 10_000, seed: int = 0) -> Figure:
     """The test strict F1 of a tagger's rerun against its record (the module's docstring says the tolerance)."""
-    tokens, gold, recorded = record.read_predictions(record_dir, "test", dataset=dataset)
-    rerun_tokens, rerun_gold, rerun = runs.read_predictions(rerun_dir / "predictions_test.tsv")
+    tokens, gold, recorded = saved_predictions.read(record_dir, "test", dataset=dataset)
+    rerun_tokens, rerun_gold, rerun = saved_predictions.read(rerun_dir, "test")
     if rerun_tokens != tokens or rerun_gold != gold:
         raise OpenMedError(f"{rerun_dir}: its test sentences are not the recorded run's ({record_dir}); the rerun "
                            "must predict the same corpus version")
