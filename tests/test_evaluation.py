@@ -24,11 +24,11 @@ GOLD = [["O", "O", "B-Disease", "I-Disease", "O"], ["O", "O", "O", "O"],
 
 
 def write_run(directory, predicted, gold=GOLD, sentences=SENTENCES, dataset="ncbi_disease", dev_f1=0.5, test_f1=0.5,
-              profile="cpu"):
+              profile="cpu", seed=42, method="lora"):
     directory.mkdir(parents=True)
     blocks = ["\n".join(f"{t}\t{g}\t{p}" for t, g, p in zip(s, gs, ps)) for s, gs, ps in zip(sentences, gold, predicted)]
     (directory / "predictions_test.tsv").write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
-    record = {"dataset": dataset, "backbone": "minilm-l6", "method": "lora", "profile": profile, "seed": 42,
+    record = {"dataset": dataset, "backbone": "minilm-l6", "method": method, "profile": profile, "seed": seed,
               "sentences": {"train": 100}, "devel": {"strict": {"f1": dev_f1}}, "test": {"strict": {"f1": test_f1}}}
     (directory / "metrics.json").write_text(json.dumps(record), encoding="utf-8")
     return directory
@@ -126,6 +126,40 @@ def test_the_results_table_can_keep_to_the_runs_of_chosen_profiles(tmp_path):
     kept = results.table(tmp_path, samples=100, profiles=["cpu", "cpu-fast"]).loc["ncbi_disease"]
     assert "(cpu-run)" in kept["run"] and kept["runs"] == 1
     assert list(results.finished_runs(tmp_path, ["cpu"])["profile"]) == ["cpu"]
+
+
+def test_table_4_shows_each_profile_over_its_seeds_the_baseline_and_the_spark_nlp_paper(tmp_path):
+    for seed, f1 in ((42, 0.80), (1, 0.78), (2, 0.82)):
+        write_run(tmp_path / f"lora-{seed}", degraded(7), seed=seed, test_f1=f1)
+    write_run(tmp_path / "full-42", degraded(7), profile="cpu-fast", method="full", test_f1=0.81)
+    baseline = tmp_path / "baseline"
+    baseline.mkdir()
+    (baseline / "metrics.json").write_text(json.dumps({
+        "dataset": "ncbi_disease", "method": "crf", "profile": "cpu", "seed": 42, "majority_test_strict_f1": 0.1,
+        "test": {"strict": {"f1": 0.7512}}}))
+    row = results.table(tmp_path, samples=100, profiles=["cpu", "cpu-fast"]).loc["ncbi_disease"]
+    assert row["ours cpu (lora)"] == "80.00 ± 2.00 (3)"
+    assert row["ours cpu-fast (full)"] == "81.00"
+    assert row["ours BiLSTM"] == "75.12"
+    assert row["Spark NLP BiLSTM (paper)"] == 89.13
+    assert results.table(tmp_path, samples=100, profiles=["cpu", "cpu-fast"]).loc["s800", "ours cpu (lora)"] == "–"
+
+
+def test_lora_and_full_fine_tuning_are_tested_seed_by_seed_and_their_wins_counted(tmp_path):
+    for seed in (42, 1):
+        write_run(tmp_path / f"lora-{seed}", GOLD, seed=seed)
+        write_run(tmp_path / f"full-{seed}", degraded(2), seed=seed, profile="cpu-fast", method="full")
+    write_run(tmp_path / "lora-7", GOLD, seed=7)   # no full fine-tuning with seed 7: not paired
+    paired = evaluation.paired_by_seed(tmp_path, trials=2000)
+    assert list(paired["seed"]) == [1, 42] and set(paired["corpus"]) == {"ncbi_disease"}
+    assert (paired["lora F1"] == 100.0).all() and (paired["lora - full"] > 0).all()
+    expected = significance.approximate_randomization(
+        metrics.sentence_counts(GOLD, GOLD), metrics.sentence_counts(GOLD, degraded(2)), 2000, 0).p_value
+    assert paired["p (AR)"].iloc[0] == round(expected, 4)
+    summary = evaluation.wins(paired).loc["ncbi_disease"]
+    assert summary["seeds"] == 2
+    assert summary["lora wins"] + summary["full wins"] + summary["ties"] == 2
+    assert summary["lora wins"] == (2 if expected < evaluation.ALPHA else 0)
 
 
 @pytest.fixture(scope="module")

@@ -154,3 +154,49 @@ def _marked(tokens: list[str], gold, predicted, start: int, end: int) -> str:
             word += "}"
         words.append(word)
     return ("... " if start > 0 else "") + " ".join(words) + (" ..." if end < len(tokens) else "")
+
+
+ALPHA = 0.05   # a seed's winner counts as significant below this approximate-randomization p-value
+
+
+def paired_by_seed(root: str | Path, first: tuple[str, str] = ("cpu", "lora"),
+                   second: tuple[str, str] = ("cpu-fast", "full"), split: str = "test", trials: int = 10_000,
+                   seed: int = 0, data_dir: str | Path | None = None) -> pd.DataFrame:
+    """Two methods (profile, method) run with the same seed on the same corpus, under `root` (runs/ or the
+    record): one row per corpus and seed with both F1s, their difference, the approximate randomization
+    p-value and the winner ("tie" when p >= ALPHA)."""
+    found: dict[tuple[str, str, int, tuple[str, str]], Path] = {}
+    for path in sorted(Path(root).rglob(runs.METRICS)):
+        m = runs.read_json(path)
+        kind = (m.get("profile"), m.get("method"))
+        if kind in (first, second) and "test" in m:
+            found.setdefault((Path(m["dataset"]).name, m["dataset"], m["seed"], kind), path.parent)
+    rows = []
+    for (corpus, dataset, run_seed, kind), a_dir in sorted(found.items(), key=lambda item: (item[0][0], item[0][2])):
+        b_dir = found.get((corpus, dataset, run_seed, second))
+        if kind != first or b_dir is None:
+            continue
+        a, b = load([a_dir, b_dir], split, data_dir=data_dir)
+        result = significance.approximate_randomization(a.sentence_counts, b.sentence_counts, trials, seed)
+        winner = "tie" if result.p_value >= ALPHA else (first[1] if result.difference > 0 else second[1])
+        rows.append({"corpus": corpus, "seed": run_seed, f"{first[1]} F1": round(100 * result.f1_a, 2),
+                     f"{second[1]} F1": round(100 * result.f1_b, 2),
+                     f"{first[1]} - {second[1]}": round(100 * result.difference, 2),
+                     "p (AR)": round(result.p_value, 4), "winner": winner})
+    return pd.DataFrame(rows, columns=["corpus", "seed", f"{first[1]} F1", f"{second[1]} F1",
+                                       f"{first[1]} - {second[1]}", "p (AR)", "winner"])
+
+
+def wins(paired: pd.DataFrame) -> pd.DataFrame:
+    """Per corpus, how often each method wins significantly across seeds, and by how much on average."""
+    difference = next(column for column in paired.columns if " - " in column)
+    first, second = difference.split(" - ")
+    rows = []
+    for corpus, group in paired.groupby("corpus", sort=False):
+        rows.append({"corpus": corpus, "seeds": len(group),
+                     f"{first} wins": int((group["winner"] == first).sum()),
+                     f"{second} wins": int((group["winner"] == second).sum()),
+                     "ties": int((group["winner"] == "tie").sum()),
+                     f"mean {difference}": round(group[difference].mean(), 2),
+                     f"largest |{difference}|": round(group[difference].abs().max(), 2)})
+    return pd.DataFrame(rows).set_index("corpus") if rows else pd.DataFrame()

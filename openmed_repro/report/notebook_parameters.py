@@ -27,6 +27,7 @@ class EvaluationSettings:
     samples: Positive[int] = 10_000
     seed: int = 0
     examples_per_category: Positive[int] = 3
+    paired_runs_dir: str | None = None    # runs/ or the record: LoRA (cpu) against full (cpu-fast), seed by seed
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,12 +1,16 @@
 """The paper's Table 4 with our numbers beside it: every finished fine-tuning run under a directory (runs/ or
 the record, results/), the best one per corpus chosen on dev strict F1 (as the paper selects), its test F1 with
-a bootstrap interval, and a row for every registered corpus, saying so when nothing was run for it."""
+a bootstrap interval; beside it each profile's test F1 over its seeds (mean ± standard deviation), the
+BiLSTM-CNN-Char baseline's, and the Spark NLP paper's; a row for every registered corpus, saying so when
+nothing was run for it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
+
+from openmed_repro.infra import config
 
 from openmed_repro.data import corpora, saved_predictions
 from openmed_repro.evaluation import metrics
@@ -36,23 +40,65 @@ def finished_runs(root: str | Path = "runs", profiles: list[str] | None = None) 
                                        "train sentences", "dev F1", "test F1"])
 
 
+def baseline_runs(root: str | Path = "runs", profiles: list[str] | None = None) -> pd.DataFrame:
+    """One row per finished BiLSTM-CNN-Char run under `root` (corpus, profile, seed, test F1)."""
+    rows = []
+    for path in sorted(Path(root).rglob(runs.METRICS)):
+        record = runs.read_json(path)
+        if record.get("method") in TRANSFORMER_METHODS or "majority_test_strict_f1" not in record:
+            continue
+        if profiles is not None and record.get("profile") not in profiles:
+            continue
+        rows.append({"corpus": Path(record["dataset"]).name, "profile": record["profile"], "seed": record["seed"],
+                     "test F1": 100 * record["test"]["strict"]["f1"]})
+    return pd.DataFrame(rows, columns=["corpus", "profile", "seed", "test F1"])
+
+
+def seed_spread(values: pd.Series) -> str:
+    """Test F1 over seeds: "80.01 ± 1.16 (3)" (mean ± sample standard deviation, seeds), one seed as "80.48"."""
+    if values.empty:
+        return "–"
+    if len(values) == 1:
+        return f"{values.iloc[0]:.2f}"
+    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f} ({len(values)})"
+
+
+def _per_seed(runs_here: pd.DataFrame) -> pd.Series:
+    """Each seed's test F1, the best on dev where one seed was run more than once (as the paper selects)."""
+    chosen = runs_here.sort_values(["dev F1", "test F1"], ascending=False).drop_duplicates("seed")
+    return chosen.sort_values("seed")["test F1"]
+
+
 def table(root: str | Path = "runs", samples: int = 10_000, seed: int = 0,
-          profiles: list[str] | None = None, data_dir: str | Path | None = None) -> pd.DataFrame:
-    """Table 4: corpus, paper F1, best prior system, our selected run's test F1 with its 95% interval,
-    the difference to the paper; every registered corpus appears. `root` is runs/ or the record (results/),
-    whose intervals read the gold tags from the corpora (in `data_dir` when given)."""
+          profiles: list[str] | None = None, data_dir: str | Path | None = None,
+          baseline_profiles: list[str] | None = None) -> pd.DataFrame:
+    """Table 4: corpus, paper F1, best prior system, the Spark NLP paper's BiLSTM-CNN-Char, our run chosen on
+    dev with its test F1, 95% interval and difference to the paper, then each profile's test F1 over seeds
+    ("ours <profile> (<method>)") and the BiLSTM-CNN-Char baseline's ("ours BiLSTM"); every registered corpus
+    appears. `root` is runs/ or the record (results/), whose intervals read the gold tags from the corpora (in
+    `data_dir` when given)."""
     candidates = finished_runs(root, profiles)
+    baselines = baseline_runs(root, baseline_profiles or profiles)
     reported = paper.table4()
+    spark = config.read_parameters("paper.yaml")["spark_nlp_bilstm_cnn_char_f1"]
+    columns = [(profile, method) for profile, method in
+               candidates[["profile", "method"]].drop_duplicates().itertuples(index=False)]
+    columns.sort(key=lambda pair: (profiles or []).index(pair[0]) if pair[0] in (profiles or []) else len(profiles or []))
     keys = list(corpora.registry()) + sorted(set(candidates["corpus"]) - set(corpora.registry()))
     rows = []
     for key in keys:
         claimed = reported.get(key) or {}
         prior = claimed.get("best_prior") or {}
         row = {"corpus": key, "paper F1": claimed.get("f1"),
-               "best prior": f"{prior['f1']:.2f} ({prior['system']})" if prior else "none"}
+               "best prior": f"{prior['f1']:.2f} ({prior['system']})" if prior else "none",
+               "Spark NLP BiLSTM (paper)": spark.get(key)}
         runs_here = candidates[candidates["corpus"] == key]
+        spread = {f"ours {profile} ({method})": seed_spread(_per_seed(
+                      runs_here[(runs_here["profile"] == profile) & (runs_here["method"] == method)]))
+                  for profile, method in columns}
+        spread["ours BiLSTM"] = seed_spread(baselines[baselines["corpus"] == key].sort_values("seed")["test F1"])
         if runs_here.empty:
-            rows.append({**row, "reproduced F1": None, "95% CI": "not run", "difference": None,
+            rows.append({**row, "reproduced F1": None, "95% CI": "not run", "difference": None, **spread,
                          "run": "not run here", "runs": 0})
             continue
         chosen = runs_here.sort_values(["dev F1", "test F1"], ascending=False).iloc[0]
@@ -60,6 +106,7 @@ def table(root: str | Path = "runs", samples: int = 10_000, seed: int = 0,
         rows.append({**row, "reproduced F1": round(chosen["test F1"], 2),
                      "95% CI": f"{interval.low * 100:.1f}-{interval.high * 100:.1f}" if interval else "no predictions",
                      "difference": round(chosen["test F1"] - claimed["f1"], 2) if claimed.get("f1") else None,
+                     **spread,
                      "run": f"{chosen['backbone']}, {chosen['method']}, profile {chosen['profile']}, "
                             f"{chosen['train sentences']:,} train sentences ({Path(chosen['run_dir']).name})",
                      "runs": len(runs_here)})
