@@ -97,11 +97,19 @@ tuned: venv
 		-f $(HPO_RUN)/best.yaml -p dataset ncbi_disease -p profile cpu -p output_dir $(RUN_DIR)-tuned
 	$(BIN)/openmed-repro summary $(RUN_DIR)-tuned $(RUN_DIR)-tuned.ipynb
 
-## The record: every finished run under runs/finetune, dapt, baseline, hpo and bench copied into results/ (small
-## files, no weights; commit it) with its index results/README.md. Unchanged runs are skipped; REPLACE=1 overwrites
-## records of runs that changed.
+## The record: regenerate every run the book shows and copy it into results/ (small files, no weights; commit
+## it) with its index results/README.md: the book's single runs (make reproduce, dapt, hpo, baseline, bench),
+## each recorded as soon as it finishes, then Table 4 (make table4, recorded run by run). Resumable: finished
+## runs are read back from runs/, interrupted ones resume, recorded ones are not trained again by table4. A record
+## that differs from a run of the same name is refused (and named) unless REPLACE=1. To copy finished runs
+## only: .venv/bin/openmed-repro record --all (or RUN_DIR ...).
+RECORDED_JOBS ?= reproduce dapt hpo baseline bench
 record: venv
-	$(BIN)/openmed-repro record --all $(if $(REPLACE),--replace,)
+	for job in $(RECORDED_JOBS); do \
+		$(MAKE) $$job || exit 1; \
+		$(BIN)/openmed-repro record --all $(if $(REPLACE),--replace,) || echo "record: some runs refused (above)"; \
+	done
+	$(MAKE) table4
 
 ## A reviewer's verdict: rerun every recorded run of CHAPTER (finetune, baseline, dapt) from scratch into
 ## runs/verify/CHAPTER/ and judge each headline figure against the record (runs/verify/CHAPTER/verdict.json).

@@ -17,7 +17,7 @@ import optuna
 import pytest
 import yaml
 
-from openmed_repro.infra import config
+from openmed_repro.infra import config, runs
 from openmed_repro.data import corpora
 from openmed_repro.search import hpo
 from openmed_repro.errors import OpenMedError
@@ -189,7 +189,7 @@ def test_a_trial_is_never_pruned_after_its_last_epoch_because_that_would_save_no
 
 KILL_IN_SECOND_TRIAL = """
 import os, signal, sys
-from openmed_repro.infra import config
+from openmed_repro.infra import config, runs
 from openmed_repro.search import hpo
 
 report = hpo.ReportToPruner.on_evaluate
@@ -315,3 +315,11 @@ def test_a_misspelt_search_parameter_stops_the_notebook_naming_it(synthetic_corp
             str(config.PROJECT_ROOT / "notebooks" / "hpo.ipynb"), str(tmp_path / "hpo.ipynb"),
             kernel_name="python3", parameters={"dataset": str(synthetic_corpus), "profile": "smoke", "n_trial": 4},
             cwd=str(tmp_path), progress_bar=False)
+
+
+def test_a_search_never_runs_in_the_record(synthetic_corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, "RECORD", tmp_path / "results")
+    run_config = config.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
+    with pytest.raises(OpenMedError, match="never runs in the record"):
+        hpo.work(run_config, config.load_search_config({"n_trials": 1}), tmp_path / "results" / "hpo" / "x")
+    assert not (tmp_path / "results").exists()

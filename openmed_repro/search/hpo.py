@@ -247,6 +247,10 @@ def work(run_config: RunConfig, search: SearchConfig, run_dir: str | Path | None
     run elsewhere, so a trial whose worker dies is still retried), then write the results in `run_dir`
     (default: runs.default_directory(run_config, "hpo"))."""
     run_dir = Path(run_dir) if run_dir else runs.default_directory(run_config, "hpo")
+    if runs.in_record(run_dir):
+        raise OpenMedError(f"{run_dir}: a search never runs in the record (results/); run it into runs/ "
+                           f"(output_dir {runs.default_directory(run_config, 'hpo')}) and copy it in with "
+                           "`openmed-repro record RUN_DIR`")
     runs.claim(run_dir, run_config)   # one directory per base configuration; n_trials may grow between reruns
     corpus = corpora.load(run_config.dataset, run_config.data_dir, repair=run_config.repair, splits=SEARCH_SPLITS)
     space = search_space(search.space)
