@@ -86,14 +86,12 @@ def not_recorded(parameters: dict) -> tuple[dict, list[str]]:
 
     def present(value) -> bool:
         path = config.PROJECT_ROOT / value
-        found = path.is_file() or (path / runs.METRICS).is_file() or (path / "summary.json").is_file()
-        if not found:
-            missing.append(str(value))
-        return found
+        return path.is_file() or (path / runs.METRICS).is_file() or (path / "summary.json").is_file()
 
     def plain(value):
         if isinstance(value, RecordPath):
-            present(value)
+            if not present(value):
+                missing.append(str(value))
             return str(value)
         if isinstance(value, list) and any(isinstance(item, RecordPath) for item in value):
             kept = [str(item) for item in value if not isinstance(item, RecordPath) or present(item)]
