@@ -29,7 +29,7 @@ BENCH_FLAGS ?= --threads 2
 SEARCH_PRUNED ?=
 SEARCH_UNPRUNED ?=
 
-HPO_FLAGS ?= -p n_trials 20 -p max_train_sentences 500 -p epochs 3
+HPO_FLAGS ?= -p n_trials 20
 
 .PHONY: venv reproduce tuned table4 dapt ablation hpo baseline record verify book test bench bench-annotate clean
 
@@ -84,8 +84,9 @@ ablation: venv
 	$(BIN)/openmed-repro ablation --dapt-adapter $(DAPT_RUN)/adapter --corpora ncbi_disease s800 \
 		--max-train-sentences 2000 --epochs 3 --out runs/ablation
 
-## The search chapter: a TPE study on one corpus (resumable; start it again elsewhere with -p storage
-## postgresql://... to add workers).
+## The search chapter: a 20-trial TPE study on one corpus, every trial the full run (Hyperband prunes on epochs),
+## then the best and the default with seeds 42, 1 and 2 (resumable; start it again elsewhere with -p storage
+## postgresql://... to add workers). Hours on 2 cores.
 hpo: venv
 	mkdir -p $(dir $(HPO_RUN))
 	$(BIN)/papermill notebooks/hpo.ipynb $(HPO_RUN).ipynb -k $(KERNEL) --log-output \

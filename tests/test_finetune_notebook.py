@@ -62,3 +62,11 @@ def test_invalid_parameters_fail_before_any_work_naming_the_parameter(parameters
 def test_a_dapt_adapter_directory_must_hold_an_adapter(tmp_path):
     with pytest.raises(OpenMedError, match="parameter dapt_adapter: .* holds no adapter_config.json"):
         notebook_parameters.run_config(notebook_globals(dapt_adapter=str(tmp_path)))
+
+
+def test_parameters_tuned_on_a_smaller_budget_are_printed_as_a_warning(capsys):
+    settings, _ = notebook_parameters.run_config({"dataset": "ncbi_disease", "profile": "cpu", "learning_rate": 1e-3,
+                                                  "tuned_on": "the first 500 training sentences, at most 3 epochs"})
+    assert settings.learning_rate == 1e-3
+    warning = capsys.readouterr().out
+    assert warning.startswith("Warning: these parameters were tuned on the first 500 training sentences")

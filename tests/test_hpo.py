@@ -14,6 +14,7 @@ import tempfile
 import time
 
 import optuna
+import pandas as pd
 import pytest
 import yaml
 
@@ -68,16 +69,47 @@ def test_a_search_finishes_exactly_n_trials_starting_from_the_default_configurat
     assert result.best_dev_f1 == max(t.value for t in trials)
     summary = json.loads((tmp_path / "search" / "summary.json").read_text())
     assert summary["finished"] == 4 and summary["best_dev_strict_f1"] == result.best_dev_f1
-    assert (summary["pruner"], summary["prune_on"], summary["pruner_startup_trials"]) == ("median", "dev_loss", 5)
+    assert (summary["pruner"], summary["prune_on"], summary["pruner_startup_trials"]) == ("hyperband", "dev_loss", 5)
 
 
 def test_the_best_parameters_are_a_yaml_file_that_fine_tuning_accepts(
         corpus_without_a_readable_test_split, space_file, tmp_path):
     result = hpo.work(run_config(corpus_without_a_readable_test_split), search_config(space_file, n_trials=2),
                       tmp_path / "search")
-    best = tmp_path / "search" / hpo.BEST_PARAMETERS
-    tuned = config.load_run_config("smoke", {"dataset": "x"}, files=[best])
+    best = yaml.safe_load((tmp_path / "search" / hpo.BEST_PARAMETERS).read_text())
+    # the smoke profile caps the training split: best.yaml says so, for the fine-tuning chapter to warn
+    assert best.pop("tuned_on") == "the first 48 training sentences, at most 2 epochs"
+    (tmp_path / "best.yaml").write_text(yaml.safe_dump(best))
+    tuned = config.load_run_config("smoke", {"dataset": "x"}, files=[tmp_path / "best.yaml"])
     assert {key: getattr(tuned, key) for key in SPACE["space"]} == result.best_parameters
+
+
+def test_a_recorded_search_reads_back_with_its_trials_best_parameters_and_plots(
+        corpus_without_a_readable_test_split, space_file, tmp_path, monkeypatch):
+    result = hpo.work(run_config(corpus_without_a_readable_test_split), search_config(space_file, n_trials=3),
+                      tmp_path / "runs" / "hpo" / "search")
+    monkeypatch.setattr(runs, "RECORD", tmp_path / "results")
+    recorded = tmp_path / "results" / "hpo" / "search"
+    recorded.mkdir(parents=True)
+    for name in (hpo.TRIALS, hpo.SUMMARY, hpo.BEST_PARAMETERS):
+        shutil.copy(tmp_path / "runs" / "hpo" / "search" / name, recorded / name)
+    read = hpo.study_result(run_config(corpus_without_a_readable_test_split), search_config(space_file), recorded)
+    assert read.best_dev_f1 == result.best_dev_f1 and read.default_dev_f1 == result.default_dev_f1
+    assert [t.params for t in finished(read.study)] == [t.params for t in finished(result.study)]
+    assert [t.state for t in finished(read.study)] == [t.state for t in finished(result.study)]
+    assert read.study.best_value == result.best_dev_f1
+    optuna.visualization.matplotlib.plot_slice(read.study)   # the chapter's plots draw from the rebuilt study
+
+
+def test_pruning_is_costed_in_epochs_and_seconds_against_running_every_trial_to_its_end():
+    trials = pd.DataFrame({"state": ["COMPLETE", "PRUNED", "PRUNED", "FAIL"],
+                           "user_attrs_epochs_run": [6, 1, 2, None],
+                           "duration": pd.to_timedelta([600, 100, 200, 50], unit="s")})
+    cost = hpo.pruning_cost(trials, epochs=8)
+    assert (cost["trials"], cost["pruned"]) == (3, 2)
+    assert (cost["epochs_trained"], cost["epochs_unpruned"]) == (9.0, 22.0)   # 6 + 8 + 8: a completed trial stopped early
+    assert (cost["trial_seconds"], cost["trial_seconds_unpruned"]) == (900.0, 2200.0)
+    assert cost["saved_fraction"] == round(1 - 9 / 22, 3)
 
 
 def test_a_trials_configuration_depends_on_the_seed_and_its_number_only_not_on_the_worker_that_draws_it():

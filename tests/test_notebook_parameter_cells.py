@@ -13,7 +13,7 @@ from openmed_repro.report import notebook_parameters
 
 NOTEBOOKS = config.PROJECT_ROOT / "notebooks"
 ACCEPTED = {
-    "finetune": ([config.RunConfig], notebook_parameters.NOTEBOOK_KEYS),
+    "finetune": ([config.RunConfig], notebook_parameters.FINETUNE_NOTEBOOK_KEYS),
     "dapt": ([config.DaptConfig], notebook_parameters.DAPT_NOTEBOOK_KEYS),
     "baseline": ([config.BaselineConfig], notebook_parameters.BASELINE_NOTEBOOK_KEYS),
     "hpo": ([config.RunConfig, config.SearchConfig], notebook_parameters.NOTEBOOK_KEYS),

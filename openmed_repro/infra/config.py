@@ -196,7 +196,9 @@ class SearchConfig:
     n_trials: Positive[int] = 40
     storage: str | None = None              # None: SQLite file in the run directory; or any SQLAlchemy URL
     study_name: str | None = None           # None: <dataset>-<backbone>-<profile>
-    pruner: typing.Literal["median", "successive_halving", "hyperband", "none"] = "median"
+    # Hyperband: epochs are the resource (from 1 up to the run's epochs), so cheap early rungs, not a smaller
+    # training split, give the saving; trials train the full run the tuned configuration will train
+    pruner: typing.Literal["median", "successive_halving", "hyperband", "none"] = "hyperband"
     # the per-epoch signal the pruner compares
     prune_on: typing.Literal["dev_loss", "dev_f1", "dev_f1_then_loss"] = "dev_loss"
     pruner_startup_trials: NonNegative[int] = 5 # completed trials the median pruner waits for (Optuna's default)
@@ -204,6 +206,8 @@ class SearchConfig:
     grace_period: Positive[int] = 180       # seconds without a heartbeat before a trial counts as dead
     max_retry: NonNegative[int] = 3         # retries of a trial whose worker died
     space: str | None = None                # None: parameters/search.yaml; or a YAML file with a `space` mapping
+    # seeds of the confirmation: the best and the default trained on the full run, paired by seed; [] skips it
+    confirm_seeds: list[int] | None = None  # None: 42, 1 and 2
 
 
 def key_values(items: typing.Sequence[str], option: str = "--set") -> dict:

@@ -92,6 +92,8 @@ def claim(run_dir: Path, run_config: config.RunConfig) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     existing = run_dir / CONFIG
     wanted = run_config.to_dict()
+    if in_record(run_dir):   # the record names paths portably (a corpus directory by its name)
+        wanted = portable(wanted)
     if existing.is_file():
         recorded = json.loads(existing.read_text(encoding="utf-8"))
         # A parameter added after the run was recorded counts as unchanged when it is None (unset).

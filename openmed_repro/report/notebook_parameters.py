@@ -16,6 +16,7 @@ from openmed_repro.data import corpora
 from openmed_repro.errors import OpenMedError
 
 NOTEBOOK_KEYS = {"output_dir"}
+FINETUNE_NOTEBOOK_KEYS = {"output_dir", "tuned_on"}   # tuned_on: set by a search's best.yaml (-f), in words
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +55,14 @@ _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
 
 def run_config(namespace: dict) -> tuple[config.RunConfig, Path | None]:
-    """The RunConfig of the notebook's parameters (None means "the profile's value") and its output_dir."""
-    values = _parameters(namespace, {f.name for f in dataclasses.fields(config.RunConfig)})
+    """The RunConfig of the notebook's parameters (None means "the profile's value") and its output_dir. A
+    search's best.yaml given with -f brings `tuned_on` when its trials had a smaller budget: that is printed
+    as a warning, since such a configuration may not hold on the full run."""
+    values = _parameters(namespace, {f.name for f in dataclasses.fields(config.RunConfig)}, FINETUNE_NOTEBOOK_KEYS)
+    tuned_on = values.pop("tuned_on", None)
+    if tuned_on:
+        print(f"Warning: these parameters were tuned on {tuned_on}, a smaller budget than a full run; compare "
+              "this run with the default on dev before trusting them.")
     output_dir = values.pop("output_dir", None)
     profile = values.pop("profile", None)
     overrides = {key: value for key, value in values.items() if value is not None}

@@ -38,7 +38,7 @@ FILE_LIMIT = 5 * 2**20      # a record file over this is refused: something heav
 TOTAL_LIMIT = 25 * 2**20    # the whole record over this is reported: the repository would grow too fast
 RUN_FILES = (runs.CONFIG, runs.METRICS, runs.PROVENANCE, runs.LOG_HISTORY, footprint.RECORD)
 SEARCH_SUMMARY = "summary.json"
-SEARCH_FILES = (runs.CONFIG, SEARCH_SUMMARY, "trials.csv", "best.yaml", runs.PROVENANCE)
+SEARCH_FILES = (runs.CONFIG, SEARCH_SUMMARY, "trials.csv", "best.yaml", runs.PROVENANCE, "confirmation.json")
 FINISHED_ROOTS = ("finetune", "dapt", "baseline", "hpo", "bench")
 
 

@@ -5,11 +5,17 @@ study; a worker that dies mid-trial stops sending heartbeats, its trial is marke
 rerunning the command continues until the requested number of trials has finished. The test split is
 never loaded.
 
-    openmed-repro search --dataset ncbi_disease --profile cpu --out runs/hpo/ncbi --n-trials 20 --pruner median \
-        --set max_train_sentences=500 epochs=3 [--storage postgresql://... --study-name ncbi]"""
+    openmed-repro search --dataset ncbi_disease --profile cpu --out runs/hpo/ncbi --n-trials 20 \
+        [--storage postgresql://... --study-name ncbi]
+
+By default a trial is the run the tuned configuration will be used for (the full training split, the
+profile's epochs, early stopping) and Hyperband prunes on epochs. A search on a capped training split stays
+possible (`max_train_sentences`, `epochs`); its best.yaml then says so in `tuned_on`, which the fine-tuning
+chapter prints as a warning. A recorded search (results/hpo/...) is read back from its trials.csv."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import shutil
@@ -36,6 +42,8 @@ from openmed_repro.errors import OpenMedError
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 SEARCH_SPLITS = ("train", "devel")
 BEST_PARAMETERS = "best.yaml"
+TRIALS = "trials.csv"
+SUMMARY = "summary.json"
 DEFAULT_TRIAL = "default configuration"
 
 
@@ -269,23 +277,123 @@ def work(run_config: RunConfig, search: SearchConfig, run_dir: str | Path | None
         study.optimize(evaluate, n_trials=1, catch=(SurplusTrial,))
     runs.write_json(run_dir / runs.PROVENANCE, runs.provenance(run_config, corpus.provenance(), devices.device_name(),
                                                                devices.machine(), run_dir))
-    return write_results(study, run_dir, search)
+    return write_results(study, run_dir, search, run_config)
 
 
-def write_results(study: optuna.Study, run_dir: Path, search: SearchConfig | None = None) -> SearchResult:
-    """best.yaml (for `finetune.ipynb -f`), trials.csv and summary.json (last: the search is finished when it
-    exists) in the run directory."""
+def write_results(study: optuna.Study, run_dir: Path, search: SearchConfig | None = None,
+                  run_config: RunConfig | None = None) -> SearchResult:
+    """best.yaml (for `finetune.ipynb -f`; with `tuned_on` when the trials trained on a capped split),
+    trials.csv and summary.json (last: the search is finished when it exists) in the run directory."""
     best = study.best_trial
     default = [t for t in study.get_trials(states=FINISHED) if t.user_attrs.get("origin") == DEFAULT_TRIAL]
     default_f1 = default[0].value if default and default[0].state == TrialState.COMPLETE else None
     trials = study.trials_dataframe(attrs=("number", "state", "value", "duration", "params", "user_attrs"))
-    runs.write_text(run_dir / BEST_PARAMETERS, yaml.safe_dump(best.params, sort_keys=True))
-    runs.write_text(run_dir / "trials.csv", trials.to_csv(index=False))
+    budget = tuned_on(run_config) if run_config else None
+    runs.write_text(run_dir / BEST_PARAMETERS,
+                    yaml.safe_dump({**best.params, **({"tuned_on": budget} if budget else {})}, sort_keys=True))
+    runs.write_text(run_dir / TRIALS, trials.to_csv(index=False))
     summary = {"study": study.study_name, "best_trial": best.number, "best_dev_strict_f1": best.value,
                "default_dev_strict_f1": default_f1, "best_parameters": best.params, **counts(study),
                "trial_seconds": sum((t.duration.total_seconds() for t in study.trials if t.duration), 0.0)}
     if search:   # how the trials were pruned, for whoever compares this study with another
         summary.update(pruner=search.pruner, prune_on=search.prune_on, pruner_startup_trials=search.pruner_startup_trials)
-    runs.write_json(run_dir / "summary.json", summary)
+    if run_config:
+        summary.update(tuned_on=budget, pruning=pruning_cost(trials, run_config.epochs))
+    runs.write_json(run_dir / SUMMARY, summary)
     return SearchResult(study, best.params, best.value, default_f1, trials)
+
+
+def tuned_on(run_config: RunConfig) -> str | None:
+    """In words, the smaller budget the trials trained on (None: the full training split and epochs the tuned
+    run will have): a configuration found there may not transfer to the many more steps of the full run."""
+    if not run_config.max_train_sentences:
+        return None
+    return f"the first {run_config.max_train_sentences:,} training sentences, at most {run_config.epochs:g} epochs"
+
+
+def pruning_cost(trials: pd.DataFrame, epochs: float) -> dict:
+    """What pruning saved: epochs and seconds the finished trials trained, against running every trial to the
+    end of its budget (a pruned trial would have trained `epochs`; a completed one stopped where it stopped,
+    early stopping included). Seconds unpruned are estimated from each trial's own seconds per epoch."""
+    finished = trials[trials["state"].isin(["COMPLETE", "PRUNED"])]
+    trained = finished["user_attrs_epochs_run"].fillna(0).astype(float) if "user_attrs_epochs_run" in finished \
+        else pd.Series(0.0, index=finished.index)
+    pruned = finished["state"] == "PRUNED"
+    budget = trained.where(~pruned, float(round(epochs)))
+    seconds = finished["duration"].map(_seconds) if "duration" in finished else pd.Series(0.0, index=finished.index)
+    per_epoch = (seconds / trained.where(trained > 0)).fillna(0.0)
+    return {"trials": int(len(finished)), "pruned": int(pruned.sum()),
+            "epochs_trained": float(trained.sum()), "epochs_unpruned": float(budget.sum()),
+            "trial_seconds": round(float(seconds.sum()), 1),
+            "trial_seconds_unpruned": round(float((per_epoch * budget).sum()), 1),
+            "saved_fraction": round(1 - float(trained.sum()) / float(budget.sum()), 3) if budget.sum() else 0.0}
+
+
+def _seconds(duration) -> float:
+    if duration is None or (isinstance(duration, float) and duration != duration):
+        return 0.0
+    return pd.Timedelta(duration).total_seconds()
+
+
+def read_recorded(run_dir: str | Path, search: SearchConfig | None = None) -> SearchResult:
+    """A recorded search (results/hpo/<name>: trials.csv, summary.json, best.yaml) as a SearchResult whose
+    study is rebuilt in memory from trials.csv over the search space, so the chapter's tables and plots show
+    the record without its SQLite study."""
+    run_dir = Path(run_dir)
+    for name in (TRIALS, SUMMARY, BEST_PARAMETERS):
+        if not (run_dir / name).is_file():
+            raise OpenMedError(f"{run_dir}: no {name}; a recorded search holds {TRIALS}, {SUMMARY} and {BEST_PARAMETERS}")
+    trials = pd.read_csv(run_dir / TRIALS)
+    summary = runs.read_json(run_dir / SUMMARY)
+    space = search_space(search.space if search else None)
+    distributions = {name: optuna.distributions.CategoricalDistribution(spec["choices"]) if "choices" in spec
+                     else optuna.distributions.FloatDistribution(float(spec["low"]), float(spec["high"]),
+                                                                 log=bool(spec.get("log")))
+                     for name, spec in space.items()}
+    study = optuna.create_study(study_name=summary["study"], direction="maximize")
+    for row in trials.itertuples(index=False):
+        row = row._asdict()
+        state = TrialState[row["state"]]
+        if state not in FINISHED:
+            continue
+        params = {name: _native(row[f"params_{name}"], distributions[name]) for name in distributions
+                  if f"params_{name}" in row}
+        attrs = {key.removeprefix("user_attrs_"): _literal(value) for key, value in row.items()
+                 if key.startswith("user_attrs_") and not _missing(value)}
+        value = None if _missing(row.get("value")) else float(row["value"])
+        intermediate = dict(enumerate(attrs.get("dev_strict_f1_by_epoch") or [], start=1))
+        study.add_trial(optuna.trial.create_trial(
+            state=state, value=value if state == TrialState.COMPLETE else None, params=params,
+            distributions={name: distributions[name] for name in params}, user_attrs=attrs,
+            intermediate_values=intermediate))
+    best = yaml.safe_load((run_dir / BEST_PARAMETERS).read_text(encoding="utf-8"))
+    return SearchResult(study, best, summary["best_dev_strict_f1"], summary.get("default_dev_strict_f1"), trials)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _literal(value):
+    """A user attribute as written by trials.csv: lists and numbers come back as Python values."""
+    if isinstance(value, str):
+        try:
+            return ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+    return value
+
+
+def _native(value, distribution):
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return next(choice for choice in distribution.choices if str(choice) == str(value)
+                    or (isinstance(choice, (int, float)) and float(choice) == float(value)))
+    return float(value)
+
+
+def study_result(run_config: RunConfig, search: SearchConfig, run_dir: str | Path | None = None) -> SearchResult:
+    """The search chapter's result: a recorded search read back, else this worker's share of the study."""
+    if run_dir and runs.in_record(run_dir):
+        return read_recorded(run_dir, search)
+    return work(run_config, search, run_dir)
 
