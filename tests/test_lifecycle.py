@@ -11,6 +11,7 @@ import pytest
 from openmed_repro import cli
 from openmed_repro.errors import OpenMedError
 from openmed_repro.infra import config, lifecycle, runs
+from openmed_repro.report import record
 from openmed_repro.search import hpo
 from openmed_repro.training import baseline, dapt, finetune
 
@@ -147,9 +148,7 @@ def test_a_run_missing_from_the_record_is_refused_never_trained_into_the_record(
 def test_a_recorded_run_is_read_from_the_record(synthetic_corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(runs, "RECORD", tmp_path / "results")
     settings = config.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
-    recorded = tmp_path / "results" / "finetune" / "run"
-    lifecycle.run(settings, tmp_path / "runs" / "run", lambda run_dir: stand_in([])(settings, run_dir))
-    recorded.parent.mkdir(parents=True)
-    (tmp_path / "runs" / "run").rename(recorded)
+    lifecycle.run(settings, tmp_path / "runs" / "finetune" / "run", lambda run_dir: stand_in([])(settings, run_dir))
+    recorded = record.record_one(tmp_path / "runs" / "finetune" / "run", tmp_path / "results").path
     again = lifecycle.run(settings, recorded, lambda run_dir: never_trains(settings, run_dir))
     assert again.reused and again.metrics == {"f1": 0.5}
