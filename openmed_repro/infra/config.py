@@ -247,6 +247,15 @@ def dapt_dir(configured: str | None = None) -> Path:
     return Path(chosen) if chosen else SHARED_DATA_DIR / "dapt"
 
 
+def existing_dapt_dir(configured: str | None = None) -> Path:
+    """dapt_dir(configured), refused naming the parameter unless it is a directory."""
+    directory = dapt_dir(configured)
+    if not directory.is_dir():
+        raise OpenMedError(f"parameter dapt_dir: {directory} is not a directory of DAPT text files "
+                           f"(set dapt_dir or ${DAPT_DIR_ENV})")
+    return directory
+
+
 def load_dapt_config(profile: str, overrides: dict | None = None, files: typing.Sequence[str | Path] = ()) -> DaptConfig:
     """parameters/dapt_profiles/<profile>.yaml, YAML files, then overrides; validated like load_run_config."""
     return load_settings(DaptConfig, "dapt_profiles", profile, overrides, files)

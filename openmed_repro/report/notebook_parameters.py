@@ -83,9 +83,7 @@ def dapt_config(namespace: dict) -> tuple[config.DaptConfig, Path | None]:
     profile = values.pop("profile", None)
     settings = config.load_dapt_config(profile, {key: value for key, value in values.items() if value is not None})
     backbones.resolve(settings.backbone)
-    if not config.dapt_dir(settings.dapt_dir).is_dir():
-        raise OpenMedError(f"parameter dapt_dir: {config.dapt_dir(settings.dapt_dir)} is not a directory of DAPT text "
-                           f"files (set dapt_dir or ${config.DAPT_DIR_ENV})")
+    config.existing_dapt_dir(settings.dapt_dir)
     return settings, Path(output_dir) if output_dir else None
 
 
