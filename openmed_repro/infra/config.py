@@ -144,6 +144,10 @@ class DaptConfig:
         return dataclasses.asdict(self)
 
 
+LEARNED = "learned"                 # BaselineConfig.word_embeddings: every word starts at random
+WORD2VEC_DAPT = "word2vec-dapt"     # BaselineConfig.word_embeddings: words start from word2vec on the DAPT text
+
+
 @dataclasses.dataclass(frozen=True)
 class BaselineConfig:
     """One BiLSTM-CNN-Char run (Chiu & Nichols 2016, the Spark NLP paper's architecture): a baseline
