@@ -159,8 +159,9 @@ class BaselineConfig:
     data_dir: str | None = None
     seed: int = 42
     output: typing.Literal["crf", "softmax"] = "crf"
-    word_embeddings: str = "learned"        # learned, or a backbone name whose input embeddings initialise words
+    word_embeddings: str = LEARNED          # or WORD2VEC_DAPT, or a backbone whose input embeddings start words
     word_dim: Positive[int] = 100           # ignored when word_embeddings names a backbone (its width is used)
+    dapt_dir: str | None = None             # word2vec-dapt's text: None = $OPENMED_DAPT_DIR, else ../shared/data/dapt
     min_word_count: Positive[int] = 2       # rarer training words share the unknown word's vector
     char_dim: Positive[int] = 25
     char_filters: Positive[int] = 30
