@@ -210,3 +210,46 @@ def test_an_unknown_word_vector_start_is_refused_naming_the_valid_ones(synthetic
         baseline.check_start(smoke(synthetic_corpus, word_embeddings="word2vec-dapt",
                                    dapt_dir=str(tmp_path / "nowhere")))
 
+
+def finished_run(corpus: str, start: str, dev: float, test: float) -> dict:
+    return {"dataset": corpus, "word_embeddings": start, "devel": {"strict": {"f1": dev}},
+            "test": {"strict": {"f1": test}}}
+
+
+def test_the_start_chosen_for_each_corpus_is_the_best_on_dev_never_on_test():
+    table = baseline.start_choice([
+        finished_run("ncbi_disease", "learned", 0.80, 0.85),
+        finished_run("ncbi_disease", "minilm-l6", 0.82, 0.79),
+        finished_run("ncbi_disease", "word2vec-dapt", 0.81, 0.90),
+        finished_run("s800", "learned", 0.70, 0.70),
+        finished_run("s800", "word2vec-dapt", 0.70, 0.75),
+    ])
+    assert list(table.index[table["chosen"]]) == [("ncbi_disease", "minilm-l6"), ("s800", "learned")]  # a tie: first
+    assert table.loc[("ncbi_disease", "word2vec-dapt"), "test strict F1"] == 90.0
+
+
+def test_the_command_trains_one_run_per_start_and_writes_the_chosen_start(synthetic_corpus, dapt_dir, tmp_path,
+                                                                         monkeypatch, capsys):
+    from openmed_repro import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["baseline", "--profile", "smoke", "--corpora", str(synthetic_corpus),
+                     "--out", str(tmp_path / "out"), "--word-embeddings", "learned", "word2vec-dapt",
+                     "--set", "epochs=1", f"dapt_dir={dapt_dir}"]) == 0
+    assert (tmp_path / "out" / "synthetic-smoke-crf-seed42" / runs.METRICS).is_file()
+    assert (tmp_path / "out" / "synthetic-smoke-crf-word2vec-dapt-seed42" / runs.METRICS).is_file()
+    choice = json.loads((tmp_path / "out" / "word-embeddings-smoke.json").read_text())
+    assert [(r["corpus"], r["word_embeddings"]) for r in choice["runs"]] == \
+        [("synthetic", "learned"), ("synthetic", "word2vec-dapt")]
+    best = max(choice["runs"], key=lambda r: r["dev strict F1"])
+    assert choice["chosen"] == {"synthetic": best["word_embeddings"]}
+    assert f"synthetic: word_embeddings {best['word_embeddings']}" in capsys.readouterr().out
+
+
+def test_the_starts_to_choose_from_are_given_once(synthetic_corpus, tmp_path, capsys):
+    from openmed_repro import cli
+
+    assert cli.main(["baseline", "--profile", "smoke", "--corpora", str(synthetic_corpus), "--out", str(tmp_path),
+                     "--word-embeddings", "learned", "--set", "word_embeddings=minilm-l6"]) == 2
+    assert "give the starts once" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
