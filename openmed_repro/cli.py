@@ -2,6 +2,7 @@
 
     openmed-repro search --dataset ncbi_disease --out runs/hpo/ncbi --set max_train_sentences=500 epochs=3
     openmed-repro baseline --profile cpu --corpora ncbi_disease s800
+    openmed-repro baseline --profile cpu --corpora ncbi_disease --word-embeddings learned minilm-l6 word2vec-dapt
     openmed-repro sweep --profile cpu --max-train-sentences 5000 --epochs 2 --out runs/all-corpora
     openmed-repro ablation --dapt-adapter runs/dapt/minilm-l6-cpu-seed42/adapter --corpora ncbi_disease s800
     openmed-repro book --profile cpu [--no-execute] [--check]
@@ -85,11 +86,16 @@ def search_command(args: argparse.Namespace) -> None:
 def add_baseline(commands) -> None:
     parser = _add(commands, "baseline", "train the BiLSTM-CNN-Char baseline on corpora, one run directory each",
                   "Train the BiLSTM-CNN-Char baseline on corpora, one run directory each, and print its test strict "
-                  "F1\nbeside the Spark NLP paper's; results-<profile>.json in --out. Resumable.")
+                  "F1\nbeside the Spark NLP paper's; results-<profile>.json in --out. Resumable.\nWith "
+                  "--word-embeddings: one run per corpus and word-vector start, the start with the best dev\n"
+                  "strict F1 chosen (word-embeddings-<profile>.json in --out).")
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--corpora", nargs="+", required=True, help="corpus keys or directories")
     parser.add_argument("--out", type=Path, default=Path("runs/baseline"))
     parser.add_argument("--record", action="store_true", help="record each finished run in results/")
+    parser.add_argument("--word-embeddings", nargs="+", metavar="START",
+                        help="choose the words' start on dev: one run per corpus and start (learned, word2vec-dapt "
+                             "or a backbone), the best dev strict F1 chosen; word-embeddings-<profile>.json in --out")
     _set_option(parser, "epochs=5 output=softmax (BaselineConfig fields)")
     parser.set_defaults(handler=baseline_command)
 
@@ -98,8 +104,15 @@ def baseline_command(args: argparse.Namespace) -> None:
     from openmed_repro.infra import config
     from openmed_repro.training import baseline
 
-    baseline.run_all(args.profile, config.key_values(args.set), args.corpora, args.out,
-                     after_each=_recorder() if args.record else None)
+    overrides = config.key_values(args.set)
+    after_each = _recorder() if args.record else None
+    if args.word_embeddings is None:
+        baseline.run_all(args.profile, overrides, args.corpora, args.out, after_each=after_each)
+        return
+    if "word_embeddings" in overrides:
+        raise OpenMedError("--set word_embeddings and --word-embeddings: give the starts once, with --word-embeddings")
+    baseline.choose_word_embeddings(args.profile, overrides, args.corpora, args.word_embeddings, args.out,
+                                    after_each=after_each)
 
 
 # sweep: one configuration on every corpus

@@ -5,7 +5,9 @@ import json
 import pytest
 import torch
 
-from openmed_repro.training import baseline
+from conftest import write_dapt_text
+from openmed_repro.training import baseline, word_vectors
+from openmed_repro.training.word_vectors import Word2VecSettings
 from openmed_repro.infra import config
 from openmed_repro.evaluation import metrics
 from openmed_repro.infra import runs
@@ -155,3 +157,99 @@ def test_the_command_trains_one_run_per_corpus_and_writes_the_results_file(synth
     assert [r["dataset"] for r in results] == [str(synthetic_corpus)]
     assert (tmp_path / "synthetic-smoke-crf-seed42" / runs.METRICS).is_file()
     assert "Spark NLP BiLSTM-CNN-Char (paper)" in capsys.readouterr().out
+
+
+@pytest.fixture
+def dapt_dir(tmp_path):
+    directory = tmp_path / "dapt"
+    directory.mkdir()
+    return write_dapt_text(directory)
+
+
+def test_word_vectors_can_start_from_word2vec_trained_on_the_dapt_text(synthetic_corpus, dapt_dir, tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = smoke(synthetic_corpus, word_embeddings="word2vec-dapt", dapt_dir=str(dapt_dir), epochs=1,
+                     learning_rate=1e-9)
+    result = baseline.run(settings, tmp_path / "word2vec")
+    text = word_vectors.dapt_text(str(dapt_dir))
+    trained = word_vectors.word2vec(text, Word2VecSettings(dimension=settings.word_dim, seed=settings.seed))
+    assert trained.reused and (tmp_path / "runs" / "word_vectors" / trained.directory.name / "vectors.bin").is_file()
+    assert result.metrics["word_embeddings"] == "word2vec-dapt"
+    assert result.metrics["word_vectors"] == {"name": trained.directory.name, "text_sha256": text.sha256}
+    provenance = json.loads((tmp_path / "word2vec" / "provenance.json").read_text())
+    assert provenance["data"]["word_vectors"]["text_sha256"] == text.sha256
+    assert provenance["data"]["word_vectors"]["files"] == text.files
+    model, vocabulary, _ = baseline.load_model(tmp_path / "word2vec" / "model")
+    assert result.metrics["words_from_word2vec"] == len(vocabulary.words) - 2   # every corpus word is in the text
+    scaled = torch.tensor(trained.vectors["cancer"]) / float(trained.vectors.vectors.std())
+    assert torch.allclose(model.words.weight[vocabulary.word_id("Cancer")], scaled, atol=1e-4)  # lr 1e-9: the start
+
+
+def test_a_word_word2vec_lacks_starts_at_random_and_padding_at_zero(synthetic_corpus, dapt_dir, tmp_path,
+                                                                     monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = smoke(synthetic_corpus, word_embeddings="word2vec-dapt", dapt_dir=str(dapt_dir))
+    vocabulary = baseline.Vocabulary(words=[baseline.PAD, baseline.UNK, "cancer", "zebrafish"], chars=[],
+                                     labels=["O"])
+    vectors, found, info = baseline.word2vec_word_vectors(settings, vocabulary)
+    known = word_vectors.word2vec(word_vectors.dapt_text(str(dapt_dir)),
+                                  Word2VecSettings(dimension=settings.word_dim, seed=settings.seed)).vectors
+    assert found == 1 and vectors.shape == (4, settings.word_dim) and info["start"] == "word2vec-dapt"
+    assert torch.equal(vectors[0], torch.zeros(settings.word_dim))
+    assert torch.allclose(vectors[2], torch.tensor(known["cancer"]) / float(known.vectors.std()))
+    assert 0.5 < vectors[3].std() < 2.0                 # N(0, 1), like a learned start's rows
+    again, _, _ = baseline.word2vec_word_vectors(settings, vocabulary)
+    assert torch.equal(vectors, again)                  # the random rows come from the run's seed
+
+
+def test_an_unknown_word_vector_start_is_refused_naming_the_valid_ones(synthetic_corpus, tmp_path):
+    with pytest.raises(OpenMedError, match=r"word_embeddings='glove'; valid: learned, word2vec-dapt, or a backbone"):
+        baseline.check_start(smoke(synthetic_corpus, word_embeddings="glove"))
+    with pytest.raises(OpenMedError, match="parameter dapt_dir: .*nowhere is not a directory"):
+        baseline.check_start(smoke(synthetic_corpus, word_embeddings="word2vec-dapt",
+                                   dapt_dir=str(tmp_path / "nowhere")))
+
+
+def finished_run(corpus: str, start: str, dev: float, test: float) -> dict:
+    return {"dataset": corpus, "word_embeddings": start, "devel": {"strict": {"f1": dev}},
+            "test": {"strict": {"f1": test}}}
+
+
+def test_the_start_chosen_for_each_corpus_is_the_best_on_dev_never_on_test():
+    table = baseline.start_choice([
+        finished_run("ncbi_disease", "learned", 0.80, 0.85),
+        finished_run("ncbi_disease", "minilm-l6", 0.82, 0.79),
+        finished_run("ncbi_disease", "word2vec-dapt", 0.81, 0.90),
+        finished_run("s800", "learned", 0.70, 0.70),
+        finished_run("s800", "word2vec-dapt", 0.70, 0.75),
+    ])
+    assert list(table.index[table["chosen"]]) == [("ncbi_disease", "minilm-l6"), ("s800", "learned")]  # a tie: first
+    assert table.loc[("ncbi_disease", "word2vec-dapt"), "test strict F1"] == 90.0
+
+
+def test_the_command_trains_one_run_per_start_and_writes_the_chosen_start(synthetic_corpus, dapt_dir, tmp_path,
+                                                                         monkeypatch, capsys):
+    from openmed_repro import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["baseline", "--profile", "smoke", "--corpora", str(synthetic_corpus),
+                     "--out", str(tmp_path / "out"), "--word-embeddings", "learned", "word2vec-dapt",
+                     "--set", "epochs=1", f"dapt_dir={dapt_dir}"]) == 0
+    assert (tmp_path / "out" / "synthetic-smoke-crf-seed42" / runs.METRICS).is_file()
+    assert (tmp_path / "out" / "synthetic-smoke-crf-word2vec-dapt-seed42" / runs.METRICS).is_file()
+    choice = json.loads((tmp_path / "out" / "word-embeddings-smoke.json").read_text())
+    assert [(r["corpus"], r["word_embeddings"]) for r in choice["runs"]] == \
+        [("synthetic", "learned"), ("synthetic", "word2vec-dapt")]
+    best = max(choice["runs"], key=lambda r: r["dev strict F1"])
+    assert choice["chosen"] == {"synthetic": best["word_embeddings"]}
+    assert f"synthetic: word_embeddings {best['word_embeddings']}" in capsys.readouterr().out
+
+
+def test_the_starts_to_choose_from_are_given_once(synthetic_corpus, tmp_path, capsys):
+    from openmed_repro import cli
+
+    assert cli.main(["baseline", "--profile", "smoke", "--corpora", str(synthetic_corpus), "--out", str(tmp_path),
+                     "--word-embeddings", "learned", "--set", "word_embeddings=minilm-l6"]) == 2
+    assert "give the starts once" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

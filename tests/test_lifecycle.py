@@ -74,6 +74,9 @@ def test_the_search_claims_the_directory_run_dir_names(synthetic_corpus, tmp_pat
     (["dapt"], "runs/dapt/minilm-l6-cpu-seed42"),
     (["baseline"], "runs/baseline/ncbi_disease-cpu-crf-seed42"),
     (["baseline", "output=softmax", "seed=1"], "runs/baseline/ncbi_disease-cpu-softmax-seed1"),
+    (["baseline", "word_embeddings=learned"], "runs/baseline/ncbi_disease-cpu-crf-seed42"),
+    (["baseline", "word_embeddings=word2vec-dapt"], "runs/baseline/ncbi_disease-cpu-crf-word2vec-dapt-seed42"),
+    (["baseline", "word_embeddings=minilm-l6", "seed=1"], "runs/baseline/ncbi_disease-cpu-crf-minilm-l6-seed1"),
     (["hpo", "n_trials=20", "max_train_sentences=500", "epochs=3"], "runs/hpo/ncbi_disease-minilm-l6-cpu"),
     (["finetune", "output_dir=runs/mine"], "runs/mine"),
 ])

@@ -144,6 +144,10 @@ class DaptConfig:
         return dataclasses.asdict(self)
 
 
+LEARNED = "learned"                 # BaselineConfig.word_embeddings: every word starts at random
+WORD2VEC_DAPT = "word2vec-dapt"     # BaselineConfig.word_embeddings: words start from word2vec on the DAPT text
+
+
 @dataclasses.dataclass(frozen=True)
 class BaselineConfig:
     """One BiLSTM-CNN-Char run (Chiu & Nichols 2016, the Spark NLP paper's architecture): a baseline
@@ -155,8 +159,9 @@ class BaselineConfig:
     data_dir: str | None = None
     seed: int = 42
     output: typing.Literal["crf", "softmax"] = "crf"
-    word_embeddings: str = "learned"        # learned, or a backbone name whose input embeddings initialise words
+    word_embeddings: str = LEARNED          # or WORD2VEC_DAPT, or a backbone whose input embeddings start words
     word_dim: Positive[int] = 100           # ignored when word_embeddings names a backbone (its width is used)
+    dapt_dir: str | None = None             # word2vec-dapt's text: None = $OPENMED_DAPT_DIR, else ../shared/data/dapt
     min_word_count: Positive[int] = 2       # rarer training words share the unknown word's vector
     char_dim: Positive[int] = 25
     char_filters: Positive[int] = 30
@@ -249,6 +254,15 @@ def dapt_dir(configured: str | None = None) -> Path:
     """DAPT text files: the parameter, else $OPENMED_DAPT_DIR, else ../shared/data/dapt."""
     chosen = configured or os.environ.get(DAPT_DIR_ENV)
     return Path(chosen) if chosen else SHARED_DATA_DIR / "dapt"
+
+
+def existing_dapt_dir(configured: str | None = None) -> Path:
+    """dapt_dir(configured), refused naming the parameter unless it is a directory."""
+    directory = dapt_dir(configured)
+    if not directory.is_dir():
+        raise OpenMedError(f"parameter dapt_dir: {directory} is not a directory of DAPT text files "
+                           f"(set dapt_dir or ${DAPT_DIR_ENV})")
+    return directory
 
 
 def load_dapt_config(profile: str, overrides: dict | None = None, files: typing.Sequence[str | Path] = ()) -> DaptConfig:

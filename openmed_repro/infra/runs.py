@@ -26,7 +26,7 @@ LOG_HISTORY = "log_history.json"
 PROVENANCE = "provenance.json"
 MODEL_DIR = "model"                 # a trained tagger (fine-tuning, baseline) of a run directory
 COMMAND_ENV = "OPENMED_REPRO_COMMAND"   # the command a notebook's kernel cannot see (the Makefile sets it)
-PACKAGES = ("torch", "transformers", "tokenizers", "peft", "accelerate", "seqeval", "numpy", "openmed-repro")
+PACKAGES = ("torch", "transformers", "tokenizers", "peft", "accelerate", "seqeval", "numpy", "gensim", "openmed-repro")
 CHAPTERS = ("finetune", "dapt", "baseline", "hpo")
 
 
@@ -48,10 +48,15 @@ def _finetune_name(c: config.RunConfig) -> str:
     return f"{Path(c.dataset).name}-{Path(c.backbone).name}-{c.profile}-{c.method}{dapt}-seed{c.seed}"
 
 
+def _baseline_name(c: config.BaselineConfig) -> str:
+    start = "" if c.word_embeddings == config.LEARNED else f"-{Path(c.word_embeddings).name}"  # learned: as ever
+    return f"{Path(c.dataset).name}-{c.profile}-{c.output}{start}-seed{c.seed}"
+
+
 _NAMES = {
     "finetune": (config.RunConfig, _finetune_name),
     "dapt": (config.DaptConfig, lambda c: f"{Path(c.backbone).name}-{c.profile}-seed{c.seed}"),
-    "baseline": (config.BaselineConfig, lambda c: f"{Path(c.dataset).name}-{c.profile}-{c.output}-seed{c.seed}"),
+    "baseline": (config.BaselineConfig, _baseline_name),
     "hpo": (config.RunConfig, lambda c: f"{Path(c.dataset).name}-{Path(c.backbone).name}-{c.profile}"),
 }
 _CHAPTER_OF = {config.RunConfig: "finetune", config.DaptConfig: "dapt", config.BaselineConfig: "baseline"}

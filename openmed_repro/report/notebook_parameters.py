@@ -90,9 +90,7 @@ def dapt_config(namespace: dict) -> tuple[config.DaptConfig, Path | None]:
     profile = values.pop("profile", None)
     settings = config.load_dapt_config(profile, {key: value for key, value in values.items() if value is not None})
     backbones.resolve(settings.backbone)
-    if not config.dapt_dir(settings.dapt_dir).is_dir():
-        raise OpenMedError(f"parameter dapt_dir: {config.dapt_dir(settings.dapt_dir)} is not a directory of DAPT text "
-                           f"files (set dapt_dir or ${config.DAPT_DIR_ENV})")
+    config.existing_dapt_dir(settings.dapt_dir)
     return settings, Path(output_dir) if output_dir else None
 
 
@@ -142,8 +140,9 @@ def baseline_config(namespace: dict) -> tuple[config.BaselineConfig, Path | None
     settings = config.load_baseline_config(profile, {key: value for key, value in values.items() if value is not None})
     if settings.dataset not in corpora.registry() and not Path(settings.dataset).is_dir():
         corpora.spec(settings.dataset)  # raises with the list of known datasets
-    if settings.word_embeddings != "learned":
-        backbones.resolve(settings.word_embeddings)
+    from openmed_repro.training import baseline   # torch and gensim load when the baseline notebook asks, not before
+
+    baseline.check_start(settings)
     return settings, Path(output_dir) if output_dir else None
 
 

@@ -3,19 +3,20 @@ Kocaman & Talby 2020) trained on the same splits, scored with the same metrics, 
 with the same early stopping, and written to the same run-directory layout as fine-tuning, so the
 evaluation chapter can test its predictions against the transformers'.
 
-Each word is represented by a word embedding (lower-cased, digits mapped to 0; learned, or initialised from
-a backbone's input embeddings), a character CNN max-pooled over the word, and a casing category; a BiLSTM
-reads the sentence and a linear layer scores the tags, decoded by a CRF that forbids invalid IOB2
-transitions (I-X after anything but B-X/I-X) or by a per-word softmax.
+Each word is represented by a word embedding (lower-cased, digits mapped to 0; learned from random, or
+started from a backbone's input embeddings or from word2vec vectors trained on the DAPT text), a character
+CNN max-pooled over the word, and a casing category; a BiLSTM reads the sentence and a linear layer scores
+the tags, decoded by a CRF that forbids invalid IOB2 transitions (I-X after anything but B-X/I-X) or by a
+per-word softmax. Which start is best is chosen on dev strict F1 (`choose_word_embeddings`).
 
     openmed-repro baseline --profile cpu --corpora ncbi_disease bc5cdr_chem s800 --out runs/baseline
+    openmed-repro baseline --profile cpu --corpora ncbi_disease --word-embeddings learned minilm-l6 word2vec-dapt
 """
 
 from __future__ import annotations
 
 import copy
 import random
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -35,17 +36,18 @@ from openmed_repro.infra import lifecycle
 from openmed_repro.evaluation import metrics
 from openmed_repro.data import paper
 from openmed_repro.infra import runs
-from openmed_repro.infra.config import BaselineConfig
+from openmed_repro.infra.config import LEARNED, WORD2VEC_DAPT, BaselineConfig
 from openmed_repro.infra.devices import device_name
 from openmed_repro.errors import OpenMedError
+from openmed_repro.training import word_vectors
 from openmed_repro.training.finetune import subset
+from openmed_repro.training.word_vectors import normalise
 from openmed_repro.data.iob import OUTSIDE, Sentence
 
 SYSTEM = "bilstm-cnn-char"
 CHECKPOINT = "checkpoint.pt"
 PAD, UNK = "<pad>", "<unk>"
 CASINGS = ("pad", "lower", "upper", "title", "numeric", "mainly_numeric", "has_digit", "punctuation", "other")
-_DIGIT = re.compile(r"\d")
 
 
 def casing(word: str) -> int:
@@ -68,11 +70,6 @@ def casing(word: str) -> int:
     else:
         kind = "other"
     return CASINGS.index(kind)
-
-
-def normalise(word: str) -> str:
-    """The word-embedding key: lower case, every digit 0 (casing and characters keep the rest)."""
-    return _DIGIT.sub("0", word.lower())
 
 
 @dataclass(frozen=True)
@@ -297,6 +294,39 @@ def backbone_word_vectors(name: str, vocabulary: Vocabulary) -> tuple[torch.Tens
     return vectors, whole
 
 
+def word2vec_word_vectors(settings: BaselineConfig, vocabulary: Vocabulary) -> tuple[torch.Tensor, int, dict]:
+    """Word vectors from word2vec on the DAPT text (trained once, then read from runs/word_vectors/): a word
+    word2vec has starts from its vector, scaled with the whole table to standard deviation 1 (the scale of the
+    random rows), any other word at random as a learned start would. Returns the matrix, how many words had a
+    vector, and what trained the vectors (the text's sha256, the settings)."""
+    trained = word_vectors.word2vec(word_vectors.dapt_text(settings.dapt_dir),
+                                    word_vectors.Word2VecSettings(dimension=settings.word_dim, seed=settings.seed))
+    table = torch.from_numpy(trained.vectors.vectors.copy())
+    table = table / table.std(correction=0)
+    vectors = torch.randn(len(vocabulary.words), settings.word_dim,
+                          generator=torch.Generator().manual_seed(settings.seed))
+    vectors[0] = 0.0
+    found = 0
+    for index, word in enumerate(vocabulary.words[2:], start=2):
+        if word in trained.vectors.key_to_index:
+            vectors[index] = table[trained.vectors.key_to_index[word]]
+            found += 1
+    return vectors, found, {"name": trained.directory.name, **trained.info}
+
+
+def check_start(settings: BaselineConfig) -> None:
+    """Stop before any training when the word-vector start cannot be had: word2vec-dapt without a DAPT text
+    directory, or a name that is no backbone."""
+    if settings.word_embeddings == WORD2VEC_DAPT:
+        config.existing_dapt_dir(settings.dapt_dir)
+    elif settings.word_embeddings != LEARNED:
+        try:
+            backbones.resolve(settings.word_embeddings)
+        except OpenMedError as error:
+            raise OpenMedError(f"parameter word_embeddings={settings.word_embeddings!r}; valid: {LEARNED}, "
+                               f"{WORD2VEC_DAPT}, or a backbone ({error})") from error
+
+
 @dataclass
 class TrainedBaseline:
     """A trained BiLSTM-CNN-Char tagger with its vocabulary and what its training took."""
@@ -307,6 +337,8 @@ class TrainedBaseline:
     train_seconds: float
     best_epoch: int
     words_from_backbone: int | None
+    words_from_word2vec: int | None = None
+    word2vec: dict | None = None        # what trained the word2vec start: text sha256, settings, counts
 
 
 def train(settings: BaselineConfig, corpus: corpora.Corpus, run_dir: Path) -> TrainedBaseline:
@@ -317,9 +349,12 @@ def train(settings: BaselineConfig, corpus: corpora.Corpus, run_dir: Path) -> Tr
     train_sentences = subset(corpus.train, settings.max_train_sentences)
     dev_sentences = subset(corpus.devel, settings.max_eval_sentences)
     vocabulary = build_vocabulary(train_sentences, corpus.labels, settings.min_word_count)
-    word_vectors, whole = (None, None) if settings.word_embeddings == "learned" else \
-        backbone_word_vectors(settings.word_embeddings, vocabulary)
-    model = Tagger(settings, vocabulary, word_vectors)
+    start, whole, found, word2vec = None, None, None, None
+    if settings.word_embeddings == WORD2VEC_DAPT:
+        start, found, word2vec = word2vec_word_vectors(settings, vocabulary)
+    elif settings.word_embeddings != LEARNED:
+        start, whole = backbone_word_vectors(settings.word_embeddings, vocabulary)
+    model = Tagger(settings, vocabulary, start)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     items = encode([s.tokens for s in train_sentences], vocabulary, settings.max_word_chars,
                    [s.tags for s in train_sentences])
@@ -362,7 +397,8 @@ def train(settings: BaselineConfig, corpus: corpora.Corpus, run_dir: Path) -> Tr
         _save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                       "rng": torch.get_rng_state(), "state": state})
     model.load_state_dict(state["best_weights"])
-    return TrainedBaseline(model, vocabulary, state["log_history"], state["seconds"], state["best_epoch"], whole)
+    return TrainedBaseline(model, vocabulary, state["log_history"], state["seconds"], state["best_epoch"], whole,
+                           found, word2vec)
 
 
 def _save_checkpoint(path: Path, content: dict) -> None:
@@ -421,7 +457,8 @@ def train_and_score(settings: BaselineConfig, run_dir: Path) -> lifecycle.Outcom
     record = {
         "dataset": settings.dataset, "backbone": SYSTEM, "system": SYSTEM, "profile": settings.profile,
         "method": settings.output, "seed": settings.seed, "word_embeddings": settings.word_embeddings,
-        "words_from_backbone": trained.words_from_backbone,
+        "words_from_backbone": trained.words_from_backbone, "words_from_word2vec": trained.words_from_word2vec,
+        "word_vectors": {key: trained.word2vec[key] for key in ("name", "text_sha256")} if trained.word2vec else None,
         "devel": scores["devel"], "test": scores["test"],
         "majority_test_strict_f1": metrics.score([s.tags for s in splits["test"]], majority).strict.f1,
         "best_epoch": float(trained.best_epoch), "epochs_run": float(len(trained.log_history)),
@@ -431,7 +468,8 @@ def train_and_score(settings: BaselineConfig, run_dir: Path) -> lifecycle.Outcom
         "sentences": {"train": len(train_sentences), **{split: len(s) for split, s in splits.items()}},
         "device": device_name(),
     }
-    return lifecycle.Outcome(record, trained.log_history, corpus.provenance(), scratch=(CHECKPOINT,))
+    data = {**corpus.provenance(), **({"word_vectors": trained.word2vec} if trained.word2vec else {})}
+    return lifecycle.Outcome(record, trained.log_history, data, scratch=(CHECKPOINT,))
 
 
 def comparison(results: Sequence[dict]) -> pd.DataFrame:
@@ -453,18 +491,58 @@ def comparison(results: Sequence[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("corpus")
 
 
+def run_in(out: Path, settings: BaselineConfig, after_each: Callable[[Path], None] | None = None) -> dict:
+    """One run in `out`/<its default directory's name> (a finished one read back); its metrics. `after_each`
+    sees the finished run's directory."""
+    run_dir = out / runs.default_directory(settings).name
+    metrics = run(settings, run_dir).metrics
+    if after_each:
+        after_each(run_dir)
+    return metrics
+
+
 def run_all(profile: str, overrides: dict, keys: Sequence[str], out: Path,
             after_each: Callable[[Path], None] | None = None) -> list[dict]:
     """One baseline run per corpus under `out` (finished ones read back), the comparison table printed after
     each, and every run's metrics in results-<profile>.json; `after_each` sees each finished run's directory."""
     results = []
     for key in keys:
-        settings = config.load_baseline_config(profile, {**overrides, "dataset": key})
-        run_dir = out / runs.default_directory(settings).name
-        results.append(run(settings, run_dir).metrics)
-        if after_each:
-            after_each(run_dir)
+        results.append(run_in(out, config.load_baseline_config(profile, {**overrides, "dataset": key}), after_each))
         table = comparison(results)
         print(table.to_string(), flush=True)
     runs.write_json(out / f"results-{profile}.json", results)
     return results
+
+
+def start_choice(results: Sequence[dict]) -> pd.DataFrame:
+    """Dev and test strict F1 of each corpus's run per word-vector start, and per corpus the start chosen: the
+    best dev strict F1 (test F1 is shown, never used to choose; a tie goes to the start run first)."""
+    table = pd.DataFrame([{"corpus": Path(m["dataset"]).name, "word_embeddings": m["word_embeddings"],
+                           "dev strict F1": 100 * m["devel"]["strict"]["f1"],
+                           "test strict F1": 100 * m["test"]["strict"]["f1"]} for m in results])
+    table["chosen"] = table.index.isin(table.groupby("corpus", sort=False)["dev strict F1"].idxmax())
+    return table.set_index(["corpus", "word_embeddings"]).round(2)
+
+
+def choose_word_embeddings(profile: str, overrides: dict, keys: Sequence[str], starts: Sequence[str], out: Path,
+                           after_each: Callable[[Path], None] | None = None) -> pd.DataFrame:
+    """One run per corpus and word-vector start under `out` (each start its own run directory; finished ones
+    read back), the start table printed after each run, and the table with the chosen start of each corpus in
+    word-embeddings-<profile>.json. Every start is checked before anything trains."""
+    plans = [config.load_baseline_config(profile, {**overrides, "dataset": key, "word_embeddings": start})
+             for key in keys for start in dict.fromkeys(starts)]
+    for settings in plans:
+        check_start(settings)
+    results = []
+    for settings in plans:
+        results.append(run_in(out, settings, after_each))
+        print(start_choice(results).to_string(), flush=True)
+    table = start_choice(results)
+    chosen = {corpus: start for corpus, start in table.index[table["chosen"]]}
+    runs.write_json(out / f"word-embeddings-{profile}.json",
+                    {"rule": "per corpus, the start with the best dev strict F1", "chosen": chosen,
+                     "runs": table.reset_index().to_dict(orient="records")})
+    for corpus, start in chosen.items():
+        print(f"{corpus}: word_embeddings {start} (best dev strict F1 {table.loc[(corpus, start), 'dev strict F1']})",
+              flush=True)
+    return table

@@ -34,9 +34,7 @@ CALIBRATED_HEAD = "calibrated_head.safetensors"
 def sources(dapt_config: DaptConfig) -> tuple[list[dapt_corpus.Source], dict[str, float], list[str]]:
     """The named sources of parameters/dapt.yaml in the DAPT text directory, the mix and held-out sources."""
     spec = config.read_parameters("dapt.yaml")
-    directory = config.dapt_dir(dapt_config.dapt_dir)
-    named = [dapt_corpus.Source(name, tuple(directory / f for f in files or ()))
-             for name, files in spec["sources"].items()]
+    named = dapt_corpus.configured_sources(config.dapt_dir(dapt_config.dapt_dir))
     mix = dapt_config.mix if dapt_config.mix is not None else {k: float(v) for k, v in spec["mix"].items()}
     return named, mix, list(spec.get("held_out_sources") or [])
 
