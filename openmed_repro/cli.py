@@ -107,7 +107,8 @@ def baseline_command(args: argparse.Namespace) -> None:
     overrides = config.key_values(args.set)
     after_each = _recorder() if args.record else None
     if args.word_embeddings is None:
-        baseline.run_all(args.profile, overrides, args.corpora, args.out, after_each=after_each)
+        baseline.run_all(args.profile, overrides, args.corpora, args.out, after_each=after_each,
+                         recorded=_recorded_metrics if args.record else None)
         return
     if "word_embeddings" in overrides:
         raise OpenMedError("--set word_embeddings and --word-embeddings: give the starts once, with --word-embeddings")

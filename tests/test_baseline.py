@@ -1,6 +1,7 @@
 """The BiLSTM-CNN-Char baseline on the smoke profile and a synthetic corpus."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -157,6 +158,20 @@ def test_the_command_trains_one_run_per_corpus_and_writes_the_results_file(synth
     assert [r["dataset"] for r in results] == [str(synthetic_corpus)]
     assert (tmp_path / "synthetic-smoke-crf-seed42" / runs.METRICS).is_file()
     assert "Spark NLP BiLSTM-CNN-Char (paper)" in capsys.readouterr().out
+
+
+def test_with_record_each_run_is_recorded_and_a_recorded_run_is_not_trained_again(synthetic_corpus, tmp_path,
+                                                                                   monkeypatch):
+    from openmed_repro import cli
+
+    monkeypatch.chdir(tmp_path)
+    command = ["baseline", "--profile", "smoke", "--corpora", str(synthetic_corpus), "--out", "runs/baseline",
+               "--set", "epochs=1", "--record"]
+    assert cli.main(command) == 0
+    assert (tmp_path / "results" / "baseline" / "synthetic-smoke-crf-seed42" / runs.METRICS).is_file()
+    shutil.rmtree(tmp_path / "runs")
+    assert cli.main(command) == 0
+    assert not (tmp_path / "runs" / "baseline" / "synthetic-smoke-crf-seed42").exists()
 
 
 @pytest.fixture

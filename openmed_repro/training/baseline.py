@@ -491,10 +491,15 @@ def comparison(results: Sequence[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("corpus")
 
 
-def run_in(out: Path, settings: BaselineConfig, after_each: Callable[[Path], None] | None = None) -> dict:
+def run_in(out: Path, settings: BaselineConfig, after_each: Callable[[Path], None] | None = None,
+           recorded: Callable[[Path], dict | None] | None = None) -> dict:
     """One run in `out`/<its default directory's name> (a finished one read back); its metrics. `after_each`
-    sees the finished run's directory."""
+    sees the finished run's directory; a run for which `recorded` returns metrics (the record holds it) is not
+    trained again."""
     run_dir = out / runs.default_directory(settings).name
+    kept = recorded(run_dir) if recorded else None
+    if kept is not None:
+        return kept
     metrics = run(settings, run_dir).metrics
     if after_each:
         after_each(run_dir)
@@ -502,12 +507,15 @@ def run_in(out: Path, settings: BaselineConfig, after_each: Callable[[Path], Non
 
 
 def run_all(profile: str, overrides: dict, keys: Sequence[str], out: Path,
-            after_each: Callable[[Path], None] | None = None) -> list[dict]:
-    """One baseline run per corpus under `out` (finished ones read back), the comparison table printed after
-    each, and every run's metrics in results-<profile>.json; `after_each` sees each finished run's directory."""
+            after_each: Callable[[Path], None] | None = None,
+            recorded: Callable[[Path], dict | None] | None = None) -> list[dict]:
+    """One baseline run per corpus under `out` (finished ones read back, recorded ones not trained again), the
+    comparison table printed after each, and every run's metrics in results-<profile>.json; `after_each` sees
+    each finished run's directory."""
     results = []
     for key in keys:
-        results.append(run_in(out, config.load_baseline_config(profile, {**overrides, "dataset": key}), after_each))
+        settings = config.load_baseline_config(profile, {**overrides, "dataset": key})
+        results.append(run_in(out, settings, after_each, recorded))
         table = comparison(results)
         print(table.to_string(), flush=True)
     runs.write_json(out / f"results-{profile}.json", results)
