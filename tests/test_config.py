@@ -151,3 +151,10 @@ def test_a_chapters_settings_are_checked_by_their_fields_rules():
         notebook_parameters.evaluation_settings({"runs": ["a"], "split": "train"})
     with pytest.raises(OpenMedError, match="results.ipynb parameters: parameter samples=0 must be positive"):
         notebook_parameters.results_settings({"samples": 0})
+
+
+def test_the_confirmation_seeds_are_a_list_of_integers_and_an_empty_one_skips_it():
+    assert config.load_search_config({"confirm_seeds": []}).confirm_seeds == []
+    assert config.load_search_config({"confirm_seeds": [42, 1]}).confirm_seeds == [42, 1]
+    with pytest.raises(OpenMedError, match="parameter confirm_seeds must be a list of integers"):
+        config.load_search_config({"confirm_seeds": [42, "1"]})

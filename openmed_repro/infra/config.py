@@ -334,6 +334,10 @@ def _checked(key: str, value, expected, source: str):
         if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise OpenMedError(f"{source}: parameter {key} must be a list of strings, got {value!r}")
         return list(value)
+    if list[int] in allowed:
+        if not (isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+            raise OpenMedError(f"{source}: parameter {key} must be a list of integers, got {value!r}")
+        return list(value)
     plain = tuple(t for t in allowed if isinstance(t, type))
     if not isinstance(value, plain) or (isinstance(value, bool) and bool not in plain):
         names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
