@@ -12,6 +12,7 @@
     openmed-repro run-dir finetune|dapt|baseline|hpo [KEY=VALUE ...]
     openmed-repro record RUN_DIR... | --all [--results results] [--replace] [--command TEXT]
     openmed-repro verify CHAPTER [--results results] [--runs runs] [--threads N] [--run NAME ...]
+    openmed-repro released [--corpora KEY ...] [--record]
 
 Each sub-command is a pair here: `add_<name>(commands)` declares its arguments and `<name>_command(args)` calls
 the library. Job modules are imported inside the handlers, so `--help` answers without loading torch, and
@@ -345,7 +346,7 @@ def add_run_dir(commands) -> None:
                   "Print the directory a chapter's notebook writes to with these parameters (its -p KEY VALUE pairs):\n"
                   "output_dir if given, else the default run directory of the configuration it loads. Defaults as in "
                   "the\nnotebooks: profile=cpu dataset=ncbi_disease.")
-    parser.add_argument("chapter", choices=("finetune", "dapt", "baseline", "hpo"))
+    parser.add_argument("chapter", choices=("finetune", "dapt", "baseline", "hpo", "released"))
     parser.add_argument("parameters", nargs="*", metavar="KEY=VALUE", help="the notebook's parameters, YAML values")
     parser.set_defaults(handler=run_dir_command)
 
@@ -370,7 +371,7 @@ def add_record(commands) -> None:
     parser.add_argument("run_dirs", type=Path, nargs="*", metavar="RUN_DIR",
                         help="finished run directories (or runs/bench/*.json benchmark files)")
     parser.add_argument("--all", action="store_true",
-                        help="every finished run under --runs: finetune, dapt, baseline, hpo, bench")
+                        help="every finished run under --runs: finetune, dapt, baseline, hpo, bench, released")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="where --all looks (default runs)")
     parser.add_argument("--results", type=Path, default=Path("results"), help="the record (default results)")
     parser.add_argument("--replace", action="store_true", help="overwrite a different record of the same name")
@@ -430,9 +431,39 @@ def verify_command(args: argparse.Namespace) -> None:
     print(f"verdict: {args.runs / verify.VERIFY_DIR / args.chapter / verify.VERDICT}")
 
 
+# released: the paper's checkpoints scored on our test splits
+
+
+def add_released(commands) -> None:
+    parser = _add(commands, "released", "score the paper's released checkpoints on our test splits (no training)",
+                  "Score the paper's released checkpoints (parameters/released.yaml) on our test splits: Table 4 "
+                  "checked\nwithout training, each into runs/released/<corpus>-<checkpoint>, one line per corpus "
+                  "and checkpoint.\nA finished run is read back; a checkpoint the hub cannot give is one line and "
+                  "the others go on.")
+    parser.add_argument("--corpora", nargs="+", default=None, help="corpus keys (default: every paired corpus)")
+    parser.add_argument("--record", action="store_true",
+                        help="record each finished run in results/ (a recorded one is not scored again)")
+    parser.set_defaults(handler=released_command)
+
+
+def released_command(args: argparse.Namespace) -> None:
+    from openmed_repro.released import checkpoints, scoring
+
+    paired = checkpoints.catalogue()
+    pairs = [entry for entry in paired if args.corpora is None or entry.corpus in args.corpora]
+    unknown = sorted(set(args.corpora or ()) - {entry.corpus for entry in pairs})
+    if unknown:
+        raise OpenMedError(f"--corpora {' '.join(unknown)}: no released checkpoint paired in parameters/released.yaml; "
+                           f"paired: {', '.join(dict.fromkeys(entry.corpus for entry in paired))}")
+    failed = scoring.score_all(pairs, lambda line: print(line, flush=True), _recorder() if args.record else None,
+                               _recorded_metrics if args.record else None)
+    if failed:
+        raise OpenMedError(f"{failed} of {len(pairs)} released checkpoints not scored (one line each above)")
+
+
 # The sub-commands in the order `openmed-repro --help` lists them.
 COMMANDS = (add_search, add_baseline, add_sweep, add_ablation, add_book, add_annotate, add_corpus_stats, add_summary,
-            add_run_dir, add_record, add_verify)
+            add_run_dir, add_record, add_verify, add_released)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -21,6 +21,7 @@ ACCEPTED = {
     "results": ([notebook_parameters.ResultsSettings], set()),
     "footprint": ([notebook_parameters.FootprintSettings], set()),
     "data": ([notebook_parameters.DataSettings], set()),
+    "released": ([config.ReleasedConfig, notebook_parameters.ReleasedChapterSettings], notebook_parameters.NOTEBOOK_KEYS),
 }
 
 

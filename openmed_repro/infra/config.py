@@ -194,6 +194,34 @@ def load_baseline_config(profile: str, overrides: dict | None = None,
 
 
 @dataclasses.dataclass(frozen=True)
+class ReleasedConfig:
+    """Scoring one released checkpoint (parameters/released.yaml) on one corpus's test split: inference only,
+    through our windows, with the checkpoint's own tokenizer, labels and maximum length."""
+
+    dataset: str
+    model: str                              # a hub id (OpenMed/...) or a local directory holding a token classifier
+    # the checkpoint's entity types (any case) -> the corpus's, the others becoming O; None: parameters/released.yaml's
+    labels: dict[str, str] | None = None
+    data_dir: str | None = None
+    max_length: Positive[int] | None = None # None: the checkpoint's own (its tokenizer's, else its position embeddings)
+    overlap: NonNegative[int] = 50
+    batch_size: Positive[int] = 64
+    max_eval_sentences: Positive[int] | None = None
+    repair: bool = False
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_released_config(values: dict, source: str = "released parameters") -> ReleasedConfig:
+    """ReleasedConfig from `values`, validated like the run configuration (names, types, ranges)."""
+    missing = [name for name in ("dataset", "model") if values.get(name) is None]
+    if missing:
+        raise OpenMedError(f"{source}: missing parameter(s) {', '.join(missing)}")
+    return validated(ReleasedConfig, values, source)
+
+
+@dataclasses.dataclass(frozen=True)
 class SearchConfig:
     """One Optuna study: how many finished trials, where it lives, how trials are pruned and how a worker
     that died mid-trial is noticed (heartbeat) and its trial retried."""
@@ -330,6 +358,10 @@ def _checked(key: str, value, expected, source: str):
                                                 and not isinstance(v, bool) and v >= 0 for k, v in value.items())):
             raise OpenMedError(f"{source}: parameter {key} must map names to non-negative numbers, got {value!r}")
         return {k: float(v) for k, v in value.items()}
+    if dict[str, str] in allowed:
+        if not (isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())):
+            raise OpenMedError(f"{source}: parameter {key} must map names to names, got {value!r}")
+        return dict(value)
     if list[str] in allowed:
         if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise OpenMedError(f"{source}: parameter {key} must be a list of strings, got {value!r}")

@@ -14,7 +14,7 @@ from openmed_repro.errors import OpenMedError
 from openmed_repro.infra import config, runs
 from openmed_repro.infra.devices import device_name, machine
 
-Settings = config.RunConfig | config.DaptConfig | config.BaselineConfig
+Settings = config.RunConfig | config.DaptConfig | config.BaselineConfig | config.ReleasedConfig
 
 
 @dataclass(frozen=True)

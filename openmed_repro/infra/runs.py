@@ -27,10 +27,10 @@ PROVENANCE = "provenance.json"
 MODEL_DIR = "model"                 # a trained tagger (fine-tuning, baseline) of a run directory
 COMMAND_ENV = "OPENMED_REPRO_COMMAND"   # the command a notebook's kernel cannot see (the Makefile sets it)
 PACKAGES = ("torch", "transformers", "tokenizers", "peft", "accelerate", "seqeval", "numpy", "gensim", "openmed-repro")
-CHAPTERS = ("finetune", "dapt", "baseline", "hpo")
+CHAPTERS = ("finetune", "dapt", "baseline", "hpo", "released")
 
 
-def default_directory(settings: config.RunConfig | config.DaptConfig | config.BaselineConfig,
+def default_directory(settings: config.RunConfig | config.DaptConfig | config.BaselineConfig | config.ReleasedConfig,
                       chapter: str | None = None) -> Path:
     """runs/<chapter>/<name>: the one place a default run directory is named (users have these names, so
     they never change). The chapter follows from the configuration's type; a RunConfig names a fine-tuning
@@ -58,10 +58,13 @@ _NAMES = {
     "dapt": (config.DaptConfig, lambda c: f"{Path(c.backbone).name}-{c.profile}-seed{c.seed}"),
     "baseline": (config.BaselineConfig, _baseline_name),
     "hpo": (config.RunConfig, lambda c: f"{Path(c.dataset).name}-{Path(c.backbone).name}-{c.profile}"),
+    "released": (config.ReleasedConfig, lambda c: f"{Path(c.dataset).name}-{Path(c.model).name}"),
 }
-_CHAPTER_OF = {config.RunConfig: "finetune", config.DaptConfig: "dapt", config.BaselineConfig: "baseline"}
+_CHAPTER_OF = {config.RunConfig: "finetune", config.DaptConfig: "dapt", config.BaselineConfig: "baseline",
+               config.ReleasedConfig: "released"}
 _LOADERS = {"finetune": config.load_run_config, "dapt": config.load_dapt_config,
-            "baseline": config.load_baseline_config, "hpo": config.load_run_config}
+            "baseline": config.load_baseline_config, "hpo": config.load_run_config,
+            "released": lambda _profile, values: config.load_released_config(values)}   # a checkpoint has no profile
 
 
 def run_directory(chapter: str, parameters: dict) -> Path:
@@ -167,7 +170,7 @@ def provenance(run_config: config.RunConfig, data: dict, device: str, machine: d
         "machine": machine,
         "command": command(),
         "run_dir": portable_path(run_dir) if run_dir is not None else None,
-        "seed": run_config.seed,
+        "seed": getattr(run_config, "seed", None),   # a released checkpoint is scored, not trained: no seed
         "config": run_config.to_dict(),
         "data": data,
         "constraints": _constraints(),

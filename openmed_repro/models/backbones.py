@@ -119,6 +119,50 @@ def load_token_classifier(backbone: Backbone, labels: list[str], vocab_size: int
         raise OpenMedError(_unreachable_message(backbone.source, error)) from error
 
 
+def checkpoint(source: str) -> Backbone:
+    """A trained token classifier as released: a local model directory, else a hub id (owner/name)."""
+    if Path(source).is_dir():
+        return resolve(source)
+    return Backbone(source.rsplit("/", 1)[-1], source, "hub", source)
+
+
+def trained_labels(backbone: Backbone) -> list[str]:
+    """The labels of a trained token classifier's head, in the order of its outputs (config.id2label)."""
+    _ensure_reachable(backbone.source)
+    try:
+        model_config = AutoConfig.from_pretrained(backbone.source)
+    except (OSError, ValueError) as error:
+        raise OpenMedError(_unreachable_message(backbone.source, error)) from error
+    return [model_config.id2label[index] for index in range(model_config.num_labels)]
+
+
+def load_trained_token_classifier(backbone: Backbone):
+    """A trained token classifier with its own head and labels, as it was saved (nothing re-initialised)."""
+    _ensure_reachable(backbone.source)
+    try:
+        return AutoModelForTokenClassification.from_pretrained(backbone.source)
+    except OSError as error:
+        raise OpenMedError(_unreachable_message(backbone.source, error)) from error
+
+
+UNSET_MAX_LENGTH = 100_000   # a tokenizer that names no maximum has a huge sentinel (about 1e30) instead
+ROBERTA_POSITION_OFFSET = 2  # RoBERTa-style position ids start after the padding index
+
+
+def maximum_length(tokenizer, model_config) -> int:
+    """The longest input a trained model takes: its tokenizer's maximum when set, never beyond its position
+    embeddings (less RoBERTa's offset of 2)."""
+    limits = [tokenizer.model_max_length] if tokenizer.model_max_length < UNSET_MAX_LENGTH else []
+    positions = getattr(model_config, "max_position_embeddings", None)
+    if positions:
+        offset = ROBERTA_POSITION_OFFSET if model_config.model_type in {"roberta", "xlm-roberta", "camembert"} else 0
+        limits.append(positions - offset)
+    if not limits:
+        raise OpenMedError(f"{model_config.name_or_path}: neither its tokenizer nor its configuration names a "
+                           "maximum input length; give max_length")
+    return min(limits)
+
+
 def load_masked_lm(backbone: Backbone, vocab_size: int) -> tuple[torch.nn.Module, bool]:
     """The backbone with its masked-language-modelling head, and whether that head came trained with the
     checkpoint (False: freshly initialised, as for DeBERTa-v3, ELECTRA discriminators and minilm-l6)."""
@@ -162,16 +206,22 @@ def _package_directory(name: str, package: str, subdir: str) -> Path:
 
 
 def _ensure_reachable(source: str) -> None:
-    """A hub id that is neither a directory nor cached must answer an HTTP HEAD for its config within
-    seconds, or we stop with advice instead of letting a download hang on DNS or connection retries."""
+    reason = unreachable(source)
+    if reason:
+        raise OpenMedError(_unreachable_message(source, reason))
+
+
+def unreachable(source: str) -> str | None:
+    """Why `source` cannot be loaded here, or None: a hub id that is neither a directory nor cached must answer
+    an HTTP HEAD for its config within seconds, so that nothing hangs on DNS or connection retries."""
     if Path(source).is_dir():
-        return
+        return None
     from huggingface_hub import constants, try_to_load_from_cache
 
     if isinstance(try_to_load_from_cache(source, "config.json"), str):
-        return
+        return None
     if constants.HF_HUB_OFFLINE:
-        raise OpenMedError(_unreachable_message(source, "HF_HUB_OFFLINE is set and it is not in the cache"))
+        return "HF_HUB_OFFLINE is set and it is not in the cache"
     endpoint = (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
     probe = f"{endpoint}/{source}/resolve/main/config.json"
     try:
@@ -180,9 +230,10 @@ def _ensure_reachable(source: str) -> None:
             pass
     except urllib.error.HTTPError as error:
         if error.code not in {401, 403}:  # gated or private models exist; let transformers ask for a token
-            raise OpenMedError(_unreachable_message(source, f"{probe} answered HTTP {error.code}")) from error
+            return f"{probe} answered HTTP {error.code}"
     except (OSError, ValueError) as error:
-        raise OpenMedError(_unreachable_message(source, f"{probe} unreachable: {error}")) from error
+        return f"{probe} unreachable: {error}"
+    return None
 
 
 def _unreachable_message(source: str, reason) -> str:

@@ -13,6 +13,7 @@ from openmed_repro.models import backbones
 from openmed_repro.infra import config, runs
 from openmed_repro.infra.config import Positive
 from openmed_repro.data import corpora
+from openmed_repro.released import checkpoints
 from openmed_repro.errors import OpenMedError
 
 NOTEBOOK_KEYS = {"output_dir"}
@@ -47,6 +48,17 @@ class FootprintSettings:
 @dataclasses.dataclass(frozen=True)
 class DataSettings:
     data_dir: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleasedChapterSettings:
+    """The released-checkpoint chapter's own parameters: where our runs to test against are, and the tests' sizes."""
+
+    ours_dir: str = "results"             # our fine-tuning runs to test against: the record, or runs/
+    profiles: list[str] | None = None     # e.g. ["cpu", "cpu-fast"]: only runs of these profiles (None: all)
+    samples: Positive[int] = 10_000       # bootstrap samples of the interval
+    trials: Positive[int] = 10_000        # approximate randomization trials
+    seed: int = 0
 
 
 DAPT_NOTEBOOK_KEYS = {"output_dir", "ablation_dir"}
@@ -110,6 +122,21 @@ def evaluation_settings(namespace: dict) -> EvaluationSettings:
     if settings.names is not None and len(settings.names) != len(settings.runs):
         raise OpenMedError(f"parameter names: {len(settings.names)} names for {len(settings.runs)} runs")
     return settings
+
+
+def released_config(namespace: dict) -> tuple[config.ReleasedConfig, ReleasedChapterSettings, Path | None]:
+    """The released-checkpoint chapter's parameters: the checkpoint's scoring (`model` None: the corpus's first
+    in parameters/released.yaml, `labels` None: its map there), the chapter's own settings and output_dir."""
+    chapter_fields = {f.name for f in dataclasses.fields(ReleasedChapterSettings)}
+    values = _parameters(namespace, {f.name for f in dataclasses.fields(config.ReleasedConfig)} | chapter_fields)
+    own = {key: values.pop(key) for key in chapter_fields & set(values)}
+    chapter = config.validated(ReleasedChapterSettings, {k: v for k, v in own.items() if v is not None},
+                               "released.ipynb parameters")
+    output_dir = values.pop("output_dir", None)
+    settings = checkpoints.configure(values, "released.ipynb parameters")
+    if settings.dataset not in corpora.registry() and not Path(settings.dataset).is_dir():
+        corpora.spec(settings.dataset)  # raises with the list of known datasets
+    return settings, chapter, Path(output_dir) if output_dir else None
 
 
 def results_settings(namespace: dict) -> ResultsSettings:

@@ -3,7 +3,7 @@ significance read, with an index (results/README.md) naming the command, commit 
 checkpoints and model/ stay in runs/, which is scratch.
 
 results/<chapter>/<name>/ is named like runs/<chapter>/<name>/ and holds, by kind of run:
-  a training run (metrics.json: finetune, baseline, dapt, ablation, all-corpora):
+  a training run (metrics.json: finetune, baseline, dapt, ablation, all-corpora) or a released checkpoint scored:
       config.json, metrics.json, provenance.json, log_history.json, footprint.json (when the run has one) and,
       when the run predicted tags, predictions.json.gz
   a search (summary.json: hpo): config.json, summary.json, trials.csv, best.yaml, provenance.json (when the
@@ -39,7 +39,7 @@ TOTAL_LIMIT = 25 * 2**20    # the whole record over this is reported: the reposi
 RUN_FILES = (runs.CONFIG, runs.METRICS, runs.PROVENANCE, runs.LOG_HISTORY, footprint.RECORD)
 SEARCH_SUMMARY = "summary.json"
 SEARCH_FILES = (runs.CONFIG, SEARCH_SUMMARY, "trials.csv", "best.yaml", runs.PROVENANCE, "confirmation.json")
-FINISHED_ROOTS = ("finetune", "dapt", "baseline", "hpo", "bench")
+FINISHED_ROOTS = ("finetune", "dapt", "baseline", "hpo", "bench", "released")
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def record_name(source: Path) -> str:
 
 
 def finished(runs_root: Path = Path("runs")) -> list[Path]:
-    """Every finished run under runs/finetune, dapt, baseline (metrics.json), hpo (summary.json) and every
+    """Every finished run under runs/finetune, dapt, baseline, released (metrics.json), hpo (summary.json) and every
     benchmark JSON of runs/bench (not the .partial.json of a sitting cut short)."""
     found = []
     for chapter in FINISHED_ROOTS:
@@ -244,7 +244,8 @@ def _row(results: Path, kind: str, path: Path) -> dict:
     git = provenance.get("git") or {}
     commit = (git.get("commit") or "")[:10] + (" (dirty)" if git.get("dirty") else "")
     return {"name": name, "chapter": name.split("/")[0], "kind": kind, "path": str(path),
-            "corpus": Path(str(settings.get("dataset") or "")).name or None, "backbone": settings.get("backbone"),
+            "corpus": Path(str(settings.get("dataset") or "")).name or None,
+            "backbone": settings.get("backbone") or settings.get("model"),   # a released checkpoint names its model
             "profile": settings.get("profile"), "method": settings.get("method") or settings.get("output"),
             "seed": settings.get("seed"), "headline": headline, "command": command, "commit": commit or None,
             "machine": _machine_name(provenance.get("machine") or {}), "date": (provenance.get("created") or "")[:10] or None}

@@ -1,8 +1,8 @@
 """The paper's Table 4 with our numbers beside it: every finished fine-tuning run under a directory (runs/ or
 the record, results/), the best one per corpus chosen on dev strict F1 (as the paper selects), its test F1 with
 a bootstrap interval; beside it each profile's test F1 over its seeds (mean ± standard deviation), the
-BiLSTM-CNN-Char baseline's, and the Spark NLP paper's; a row for every registered corpus, saying so when
-nothing was run for it."""
+BiLSTM-CNN-Char baseline's, the Spark NLP paper's, and the paper's released checkpoint scored here (make released);
+a row for every registered corpus, saying so when nothing was run for it."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from openmed_repro.evaluation import metrics
 from openmed_repro.data import paper
 from openmed_repro.infra import runs
 from openmed_repro.evaluation import significance
+from openmed_repro.released import checkpoints
 
 TRANSFORMER_METHODS = ("lora", "full")
+RELEASED = "released checkpoint, scored here"
 
 
 def finished_runs(root: str | Path = "runs", profiles: list[str] | None = None) -> pd.DataFrame:
@@ -54,6 +56,33 @@ def baseline_runs(root: str | Path = "runs", profiles: list[str] | None = None) 
     return pd.DataFrame(rows, columns=["corpus", "profile", "seed", "test F1"])
 
 
+def released_runs(root: str | Path = "runs") -> pd.DataFrame:
+    """One row per finished run of a released checkpoint under `root` (corpus, checkpoint, test F1)."""
+    rows = []
+    for path in sorted(Path(root).rglob(runs.METRICS)):
+        record = runs.read_json(path)
+        if "checkpoint" in record and "test" in record:
+            rows.append({"corpus": Path(record["dataset"]).name, "checkpoint": record["checkpoint"],
+                         "test F1": 100 * record["test"]["strict"]["f1"]})
+    return pd.DataFrame(rows, columns=["corpus", "checkpoint", "test F1"])
+
+
+def released_figure(released: pd.DataFrame, corpus: str) -> str:
+    """The column "released checkpoint, scored here": its test F1, else whether released.yaml pairs one."""
+    scored = released[released["corpus"] == corpus]
+    if not scored.empty:
+        return "; ".join(f"{f1:.2f}" for f1 in scored["test F1"])
+    return "not scored here" if checkpoints.for_corpus(corpus) else "none released"
+
+
+def best_run(candidates: pd.DataFrame, corpus: str) -> pd.Series | None:
+    """The corpus's run chosen on dev strict F1, as the paper selects (test F1 breaks ties); None without one."""
+    runs_here = candidates[candidates["corpus"] == corpus]
+    if runs_here.empty:
+        return None
+    return runs_here.sort_values(["dev F1", "test F1"], ascending=False).iloc[0]
+
+
 def seed_spread(values: pd.Series) -> str:
     """Test F1 over seeds: "80.01 ± 1.16 (3)" (mean ± sample standard deviation, seeds), one seed as "80.48"."""
     if values.empty:
@@ -72,13 +101,14 @@ def _per_seed(runs_here: pd.DataFrame) -> pd.Series:
 def table(root: str | Path = "runs", samples: int = 10_000, seed: int = 0,
           profiles: list[str] | None = None, data_dir: str | Path | None = None,
           baseline_profiles: list[str] | None = None) -> pd.DataFrame:
-    """Table 4: corpus, paper F1, best prior system, the Spark NLP paper's BiLSTM-CNN-Char, our run chosen on
-    dev with its test F1, 95% interval and difference to the paper, then each profile's test F1 over seeds
-    ("ours <profile> (<method>)") and the BiLSTM-CNN-Char baseline's ("ours BiLSTM"); every registered corpus
-    appears. `root` is runs/ or the record (results/), whose intervals read the gold tags from the corpora (in
-    `data_dir` when given)."""
+    """Table 4: corpus, paper F1, the released checkpoint's F1 scored here, best prior system, the Spark NLP
+    paper's BiLSTM-CNN-Char, our run chosen on dev with its test F1, 95% interval and difference to the paper,
+    then each profile's test F1 over seeds ("ours <profile> (<method>)") and the BiLSTM-CNN-Char baseline's
+    ("ours BiLSTM"); every registered corpus appears. `root` is runs/ or the record (results/), whose intervals
+    read the gold tags from the corpora (in `data_dir` when given)."""
     candidates = finished_runs(root, profiles)
     baselines = baseline_runs(root, baseline_profiles or profiles)
+    released = released_runs(root)
     reported = paper.table4()
     spark = config.read_parameters("paper.yaml")["spark_nlp_bilstm_cnn_char_f1"]
     columns = [(profile, method) for profile, method in
@@ -89,7 +119,7 @@ def table(root: str | Path = "runs", samples: int = 10_000, seed: int = 0,
     for key in keys:
         claimed = reported.get(key) or {}
         prior = claimed.get("best_prior") or {}
-        row = {"corpus": key, "paper F1": claimed.get("f1"),
+        row = {"corpus": key, "paper F1": claimed.get("f1"), RELEASED: released_figure(released, key),
                "best prior": f"{prior['f1']:.2f} ({prior['system']})" if prior else "none",
                "Spark NLP BiLSTM (paper)": spark.get(key)}
         runs_here = candidates[candidates["corpus"] == key]
@@ -101,7 +131,7 @@ def table(root: str | Path = "runs", samples: int = 10_000, seed: int = 0,
             rows.append({**row, "reproduced F1": None, "95% CI": "not run", "difference": None, **spread,
                          "run": "not run here", "runs": 0})
             continue
-        chosen = runs_here.sort_values(["dev F1", "test F1"], ascending=False).iloc[0]
+        chosen = best_run(runs_here, key)
         interval = _interval(Path(chosen["run_dir"]), samples, seed, data_dir)
         rows.append({**row, "reproduced F1": round(chosen["test F1"], 2),
                      "95% CI": f"{interval.low * 100:.1f}-{interval.high * 100:.1f}" if interval else "no predictions",
