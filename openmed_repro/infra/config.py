@@ -90,7 +90,8 @@ class RunConfig:
     # many optimizer steps, so that evaluation every epoch and early stopping keep their meaning (0: no floor).
     # A run capped by max_train_sentences takes the budget it is given: the floor is for whole splits.
     min_optimizer_steps: NonNegative[int] = 0
-    precision: Precision = "auto"                  # bf16 where the GPU supports it, else fp16; fp32 on a CPU
+    precision: Precision = "auto"                  # GPU: bf16 where supported, else fp16; CPU: bf16 where it has
+                                                   # bf16 units (AMX, AVX-512 BF16), else fp32 (infra/devices.py)
     gradient_checkpointing: bool = False
     group_by_length: bool = True
     max_train_sentences: Positive[int] | None = None
