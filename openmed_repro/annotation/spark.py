@@ -35,11 +35,15 @@ def _pyspark():
 
 
 def session(master: str = "local[*]"):
-    """A Spark session whose Python workers run this interpreter (so they import this package)."""
+    """A Spark session whose Python workers run this interpreter and, where they share its file system (local
+    mode, a standalone cluster on this machine), import this package from the same directory as the driver."""
     SparkSession, _ = _pyspark()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    package_root = str(Path(__file__).resolve().parents[2])
+    python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
     return (SparkSession.builder.master(master).appName("openmed-repro annotate")
+            .config("spark.executorEnv.PYTHONPATH", python_path)
             .config("spark.ui.enabled", "false").config("spark.python.worker.reuse", "true")
             .config("spark.sql.session.timeZone", "UTC").getOrCreate())
 
