@@ -9,6 +9,7 @@ first (infra/devices.py); this module only carries it out."""
 from __future__ import annotations
 
 import copy
+import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -48,8 +49,12 @@ class OnnxInt8TokenClassifier(torch.nn.Module):
             exported, quantized = Path(directory) / "model.onnx", Path(directory) / "int8.onnx"
             export_onnx(model, exported)
             # MatMul weights only (not the attention's activation-by-activation products), one scale per row.
-            quantize_dynamic(str(exported), str(quantized), weight_type=QuantType.QInt8, per_channel=True,
-                             extra_options={"MatMulConstBOnly": True})
+            logging.disable(logging.WARNING)   # its advice to pre-process the graph, printed on every call
+            try:
+                quantize_dynamic(str(exported), str(quantized), weight_type=QuantType.QInt8, per_channel=True,
+                                 extra_options={"MatMulConstBOnly": True})
+            finally:
+                logging.disable(logging.NOTSET)
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = torch.get_num_threads()
             options.inter_op_num_threads = 1
