@@ -6,7 +6,8 @@
     openmed-repro sweep --profile cpu --max-train-sentences 5000 --epochs 2 --out runs/all-corpora
     openmed-repro ablation --dapt-adapter runs/dapt/minilm-l6-cpu-seed42/adapter --corpora ncbi_disease s800
     openmed-repro book --profile cpu [--no-execute] [--check]
-    openmed-repro annotate --run RUN_DIR INPUT OUTPUT [--on-error skip|fail] [--spark [--master URL]]
+    openmed-repro annotate --run RUN_DIR INPUT OUTPUT [--on-error skip|fail] [--precision fp32|auto|bf16|int8]
+                           [--spark [--master URL]]
     openmed-repro corpus-stats
     openmed-repro summary RUN_DIR [EXECUTED_NOTEBOOK]
     openmed-repro run-dir finetune|dapt|baseline|hpo [KEY=VALUE ...]
@@ -264,6 +265,9 @@ def add_annotate(commands) -> None:
     parser.add_argument("--max-batch-tokens", type=int, default=None,
                         help="padded sub-words per forward pass (default: the predictor's, sized for a CPU)")
     parser.add_argument("--chunk-documents", type=int, default=256, help="documents sorted by length together")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "auto", "bf16", "int8", "fp16"),
+                        help="fp32 (exact, as evaluation); auto: bf16 where the CPU has bf16 units (AMX, AVX-512 "
+                             "BF16), else int8 where it has VNNI (ONNX Runtime: pip install .[int8]), else fp32")
     parser.add_argument("--spark", action="store_true", help="run as a PySpark job (pip install .[spark])")
     parser.add_argument("--master", default="local[*]", help="Spark master URL (with --spark)")
     parser.add_argument("--partitions", type=int, default=None, help="minimum input partitions (with --spark)")
@@ -275,7 +279,7 @@ def annotate_command(args: argparse.Namespace) -> None:
     from openmed_repro.annotation import annotate
 
     common = dict(fmt=args.format, on_error=args.on_error, batch_size=args.batch_size,
-                  max_batch_tokens=args.max_batch_tokens,
+                  max_batch_tokens=args.max_batch_tokens, precision=args.precision,
                   chunk_documents=args.chunk_documents, id_field=args.id_field, text_field=args.text_field)
     if args.spark:
         from openmed_repro.annotation import spark as spark_annotate
@@ -289,7 +293,8 @@ def annotate_command(args: argparse.Namespace) -> None:
         summary = annotate.annotate_file(args.run, args.input, args.output, **common)
     print(json.dumps({"documents": summary.documents, "entities": summary.entities,
                       "skipped_lines": [p.line for p in summary.problems], "seconds": round(summary.seconds, 2),
-                      "documents_per_second": round(summary.documents_per_second, 2), "output": str(args.output)}))
+                      "documents_per_second": round(summary.documents_per_second, 2), "precision": summary.precision,
+                      "output": str(args.output)}))
 
 
 # corpus-stats: the statistics table of the corpora found here

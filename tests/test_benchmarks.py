@@ -148,3 +148,34 @@ def test_the_peak_is_measured_in_the_precision_asked_for(monkeypatch):
     monkeypatch.setattr(torch.Tensor, "__matmul__", recording_matmul)
     assert performance.matmul_peak(64, repeats=2, dtype=torch.bfloat16) > 0
     assert multiplied and set(multiplied) == {(torch.bfloat16, torch.bfloat16)}
+
+
+def test_the_precision_benchmark_records_the_cpu_its_units_and_each_precision_against_fp32(synthetic_corpus,
+                                                                                          tmp_path):
+    from openmed_repro.training import finetune
+
+    run_dir = tmp_path / "run"
+    finetune.run(config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "epochs": 2}), run_dir)
+    done = subprocess.run([sys.executable, str(config.PROJECT_ROOT / "benchmarks" / "precision.py"), "--run",
+                           str(run_dir), "--rounds", "1", "--train-sentences", "0", "--out", str(tmp_path / "bench")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((tmp_path / "bench" / "precision.json").read_text())
+    assert record["threads"] == 1 and "precision.py --run" in record["command"]
+    assert {"amx_bf16", "avx512_bf16", "avx512_vnni", "bf16_units"} <= set(record["machine"]["cpu_units"])
+    assert record["auto"]["prediction"] in {"fp32", "bf16", "int8"} and record["auto"]["why"]
+    rows = record["inference"]["precisions"]
+    assert set(rows) == {"fp32", "bf16", "int8"} and rows["fp32"]["sentences_with_identical_entities"] == 1.0
+    assert all(0 <= row["sentences_with_identical_entities"] <= 1 and row["sentences_per_second"] > 0
+               for row in rows.values())
+    assert record["targets"]["precision_auto_chose"] == record["auto"]["prediction"]
+
+
+def test_annotation_entities_are_compared_sentence_by_sentence():
+    from openmed_repro.annotation import annotate
+
+    throughput = benchmark_scripts.load("annotate_throughput")
+    document = annotate.Document("d", "Lung cancer kills. Asthma too.", 1)
+    found = [[annotate.Entity("d", 0, 11, "Disease", "Lung cancer", 0.9),
+              annotate.Entity("d", 19, 25, "Disease", "Asthma", 0.8)]]
+    assert throughput.sentence_entities([document], found) == [{(0, 11, "Disease")}, {(19, 25, "Disease")}]

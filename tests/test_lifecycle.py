@@ -155,3 +155,23 @@ def test_a_recorded_run_is_read_from_the_record(synthetic_corpus, tmp_path, monk
     recorded = record.record_one(tmp_path / "runs" / "finetune" / "run", tmp_path / "results").path
     again = lifecycle.run(settings, recorded, lambda run_dir: never_trains(settings, run_dir))
     assert again.reused and again.metrics == {"f1": 0.5}
+
+
+@pytest.mark.parametrize("flags, trained_in", [(("amx_bf16", "amx_int8"), "bf16"), (("avx512_vnni",), "fp32")])
+def test_the_provenance_records_the_cpus_units_and_the_precision_auto_trained_in(synthetic_corpus, tmp_path,
+                                                                               monkeypatch, flags, trained_in):
+    import torch
+
+    from openmed_repro.infra import cpu_units, devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(devices, "cpu_units", lambda: cpu_units.CpuUnits(frozenset(flags)))
+    settings = config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "precision": "auto"})
+    result = lifecycle.run(settings, tmp_path / "run", lambda run_dir: stand_in([])(settings, run_dir))
+    provenance = runs.read_json(result.run_dir / runs.PROVENANCE)
+    assert provenance["precision"] == trained_in and provenance["config"]["precision"] == "auto"
+    assert {flag for flag in flags if provenance["machine"]["cpu_units"][flag]} == set(flags)
+    baseline_settings = config.load_baseline_config("smoke", {"dataset": str(synthetic_corpus)})
+    result = lifecycle.run(baseline_settings, tmp_path / "baseline",
+                           lambda run_dir: stand_in([])(baseline_settings, run_dir))
+    assert runs.read_json(result.run_dir / runs.PROVENANCE)["precision"] == "fp32"

@@ -69,6 +69,7 @@ class Summary:
     problems: list[Problem]
     seconds: float                       # model loading included
     load_seconds: float | None = None    # of which loading the model (in-process only)
+    precision: str = "fp32"              # what the model predicted in (`auto` resolved, by the driver on Spark)
 
     @property
     def documents_per_second(self) -> float:
@@ -180,16 +181,20 @@ def run_config_of(run_dir: Path) -> RunConfig:
 class Annotator:
     """A run's model, loaded once (LoRA merged into the backbone for speed), annotating batches of documents
     through the predictor evaluation uses. A forward pass holds at most `batch_size` windows and
-    `max_batch_tokens` padded sub-words (None: the predictor's default)."""
+    `max_batch_tokens` padded sub-words (None: the predictor's default). `precision`: fp32 (exact, the
+    default), bf16, int8, fp16 (a GPU) or auto (what this machine does fast: infra/devices.py)."""
 
-    def __init__(self, run_dir: str | Path, batch_size: int = 32, max_batch_tokens: int | None = None):
-        from openmed_repro.models import predictor
-        from openmed_repro.models import token_classifier
+    def __init__(self, run_dir: str | Path, batch_size: int = 32, max_batch_tokens: int | None = None,
+                 precision: str = "fp32"):
+        from openmed_repro.infra import devices
+        from openmed_repro.models import low_precision, predictor, token_classifier
 
         run_dir = Path(run_dir)
         self.run_config = run_config_of(run_dir)
+        self.precision = devices.resolve_inference_precision(precision)
         model, self.tokenizer, self.labels = token_classifier.load(run_dir / runs.MODEL_DIR, self.run_config)
-        self.model = predictor.inference_model(model, keep_original=False)
+        self.model = low_precision.prepare(predictor.inference_model(model, keep_original=False), self.precision,
+                                           keep_original=False)
         self.batch_size = batch_size
         self.max_batch_tokens = predictor.MAX_BATCH_TOKENS if max_batch_tokens is None else max_batch_tokens
 
@@ -222,14 +227,14 @@ def chunks(items: Iterable, size: int) -> Iterator[list]:
 def annotate_file(run_dir: str | Path, input_path: str | Path, output_path: str | Path, fmt: str = "auto",
                   on_error: str = "skip", batch_size: int = 32, chunk_documents: int = 256,
                   id_field: str = "id", text_field: str = "text", progress: bool = True,
-                  max_batch_tokens: int | None = None) -> Summary:
+                  max_batch_tokens: int | None = None, precision: str = "fp32") -> Summary:
     """Annotate every document of `input_path` into the JSONL file `output_path` (written whole or not at
-    all). Malformed lines are reported on stderr and skipped, or stop the run (on_error="fail") before
-    the model is loaded."""
+    all) with the model in `precision` (Annotator). Malformed lines are reported on stderr and skipped, or
+    stop the run (on_error="fail") before the model is loaded."""
     documents, problems = read_documents(input_path, fmt, on_error, id_field, text_field)
     report(problems, input_path)
     started = time.perf_counter()
-    annotator = Annotator(run_dir, batch_size, max_batch_tokens)
+    annotator = Annotator(run_dir, batch_size, max_batch_tokens, precision)
     loaded = time.perf_counter()
     count = 0
     with runs.atomic_path(output_path) as temporary, temporary.open("w", encoding="utf-8") as out, \
@@ -239,7 +244,8 @@ def annotate_file(run_dir: str | Path, input_path: str | Path, output_path: str 
                 out.writelines(entity.json_line() + "\n" for entity in entities)
                 count += len(entities)
             bar.update(len(chunk))
-    return Summary(len(documents), count, problems, time.perf_counter() - started, loaded - started)
+    return Summary(len(documents), count, problems, time.perf_counter() - started, loaded - started,
+                   annotator.precision)
 
 
 def read_entities(path: str | Path) -> list[dict]:

@@ -22,7 +22,7 @@ from openmed_repro.annotation import annotate as local
 from openmed_repro.errors import OpenMedError
 
 OUTPUT_FORMATS = ("auto", "jsonl", "parquet")
-_ANNOTATORS: dict[tuple[str, int, int | None, int], local.Annotator] = {}
+_ANNOTATORS: dict[tuple[str, int, int | None, int, str], local.Annotator] = {}
 
 
 def _pyspark():
@@ -35,11 +35,15 @@ def _pyspark():
 
 
 def session(master: str = "local[*]"):
-    """A Spark session whose Python workers run this interpreter (so they import this package)."""
+    """A Spark session whose Python workers run this interpreter and, where they share its file system (local
+    mode, a standalone cluster on this machine), import this package from the same directory as the driver."""
     SparkSession, _ = _pyspark()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    package_root = str(Path(__file__).resolve().parents[2])
+    python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
     return (SparkSession.builder.master(master).appName("openmed-repro annotate")
+            .config("spark.executorEnv.PYTHONPATH", python_path)
             .config("spark.ui.enabled", "false").config("spark.python.worker.reuse", "true")
             .config("spark.sql.session.timeZone", "UTC").getOrCreate())
 
@@ -52,25 +56,27 @@ def output_kind(path: str, requested: str = "auto") -> str:
     return "parquet" if str(path).rstrip("/").lower().endswith(".parquet") else "jsonl"
 
 
-def _annotator(run_dir: str, batch_size: int, max_batch_tokens: int | None, threads: int) -> local.Annotator:
-    """The worker's model: loaded on first use, kept for every later partition this worker runs."""
-    key = (run_dir, batch_size, max_batch_tokens, threads)
+def _annotator(run_dir: str, batch_size: int, max_batch_tokens: int | None, threads: int,
+               precision: str) -> local.Annotator:
+    """The worker's model: loaded on first use, kept for every later partition this worker runs; `auto`
+    resolves on the executor's own CPU."""
+    key = (run_dir, batch_size, max_batch_tokens, threads, precision)
     if key not in _ANNOTATORS:
         import torch
 
         torch.set_num_threads(threads)
-        _ANNOTATORS[key] = local.Annotator(run_dir, batch_size, max_batch_tokens)
+        _ANNOTATORS[key] = local.Annotator(run_dir, batch_size, max_batch_tokens, precision)
     return _ANNOTATORS[key]
 
 
 def _annotate_partition(run_dir: str, batch_size: int, max_batch_tokens: int | None, threads: int,
-                        chunk_documents: int, documents):
+                        precision: str, chunk_documents: int, documents):
     """Entities of one partition's documents, in input order."""
     documents = iter(documents)
     first = next(documents, None)
     if first is None:
         return
-    annotator = _annotator(run_dir, batch_size, max_batch_tokens, threads)
+    annotator = _annotator(run_dir, batch_size, max_batch_tokens, threads, precision)
     pending = [first]
     for document in documents:
         pending.append(document)
@@ -101,11 +107,15 @@ def annotate(run_dir: str | Path, input_path: str, output_path: str, master: str
              output_format: str = "auto", on_error: str = "skip", batch_size: int = 32,
              chunk_documents: int = 256, id_field: str = "id", text_field: str = "text",
              partitions: int | None = None, threads_per_task: int = 1, spark=None,
-             max_batch_tokens: int | None = None) -> local.Summary:
-    """Annotate `input_path` into `output_path` on Spark; malformed lines are reported (driver's stderr) and
-    skipped, or stop the job (on_error="fail") before any model is loaded."""
+             max_batch_tokens: int | None = None, precision: str = "fp32") -> local.Summary:
+    """Annotate `input_path` into `output_path` on Spark with the model in `precision` (local.Annotator);
+    malformed lines are reported (driver's stderr) and skipped, or stop the job (on_error="fail") before any
+    model is loaded."""
+    from openmed_repro.infra import devices
+
     if on_error not in local.ON_ERROR:
         raise OpenMedError(f"parameter on_error={on_error!r}; valid: {', '.join(local.ON_ERROR)}")
+    resolved = devices.resolve_inference_precision(precision)   # an invalid value fails here, not in executors
     run_dir = str(Path(run_dir).resolve())
     local.run_config_of(Path(run_dir))       # a bad run directory fails here, not in every executor
     fmt = local.input_format(input_path, fmt)
@@ -140,7 +150,8 @@ def annotate(run_dir: str | Path, input_path: str, output_path: str, master: str
     document_count = documents.count()
     counter = spark.sparkContext.accumulator(0)
     entities = documents.mapPartitions(partial(_annotate_partition, run_dir, batch_size, max_batch_tokens,
-                                               threads_per_task, chunk_documents)).map(partial(_counted, counter))
+                                               threads_per_task, precision, chunk_documents)) \
+        .map(partial(_counted, counter))
     if out_format == "parquet":
         schema = types.StructType([
             types.StructField("id", types.StringType(), False), types.StructField("start", types.IntegerType(), False),
@@ -151,4 +162,5 @@ def annotate(run_dir: str | Path, input_path: str, output_path: str, master: str
     else:
         entities.map(local.Entity.json_line).saveAsTextFile(str(output_path))
     parsed.unpersist()
-    return local.Summary(document_count, counter.value, problems, time.perf_counter() - started)
+    return local.Summary(document_count, counter.value, problems, time.perf_counter() - started,
+                         precision=resolved)

@@ -55,6 +55,7 @@ NonNegative = typing.Annotated[_T, NON_NEGATIVE]
 Fraction = typing.Annotated[float, NON_NEGATIVE, BELOW_ONE]            # [0, 1)
 PositiveFraction = typing.Annotated[float, POSITIVE, BELOW_ONE]        # (0, 1)
 Precision = typing.Literal["auto", "fp32", "bf16", "fp16"]
+InferencePrecision = typing.Literal["auto", "fp32", "bf16", "fp16", "int8"]
 Scheduler = typing.Literal["cosine", "linear", "constant_with_warmup"]
 
 
@@ -90,7 +91,11 @@ class RunConfig:
     # many optimizer steps, so that evaluation every epoch and early stopping keep their meaning (0: no floor).
     # A run capped by max_train_sentences takes the budget it is given: the floor is for whole splits.
     min_optimizer_steps: NonNegative[int] = 0
-    precision: Precision = "auto"                  # bf16 where the GPU supports it, else fp16; fp32 on a CPU
+    precision: Precision = "auto"                  # GPU: bf16 where supported, else fp16; CPU: bf16 where it has
+                                                   # bf16 units (AMX, AVX-512 BF16), else fp32 (infra/devices.py)
+    # The precision of the final dev and test predictions: None is exact fp32, as every recorded run; auto,
+    # bf16 or int8 trade exactness for speed where the CPU has the units (models/low_precision.py).
+    eval_precision: InferencePrecision | None = None
     gradient_checkpointing: bool = False
     group_by_length: bool = True
     max_train_sentences: Positive[int] | None = None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from openmed_repro.errors import OpenMedError
 from openmed_repro.infra import config, runs
-from openmed_repro.infra.devices import device_name, machine
+from openmed_repro.infra.devices import device_name, machine, resolve_precision
 
 Settings = config.RunConfig | config.DaptConfig | config.BaselineConfig | config.ReleasedConfig
 
@@ -38,6 +38,11 @@ class Outcome:
     scratch: tuple[str, ...] = ()
 
 
+def training_precision(settings: Settings) -> str:
+    """The precision the run trains in: its `precision` resolved on this machine (the BiLSTM baseline: fp32)."""
+    return "fp32" if isinstance(settings, config.BaselineConfig) else resolve_precision(settings.precision)
+
+
 def run(settings: Settings, run_dir: str | Path | None, train: Callable[[Path], Outcome]) -> RunResult:
     """`train(run_dir)` in `run_dir` (default: runs.default_directory), which trains (or resumes), writes the
     model and predictions and returns the Outcome; a complete directory of the same settings is read back
@@ -54,7 +59,7 @@ def run(settings: Settings, run_dir: str | Path | None, train: Callable[[Path], 
     outcome = train(run_dir)
     runs.write_json(run_dir / runs.LOG_HISTORY, outcome.log_history)
     runs.write_json(run_dir / runs.PROVENANCE, runs.provenance(settings, outcome.data, device_name(), machine(),
-                                                                   run_dir))
+                                                                   run_dir, training_precision(settings)))
     runs.write_json(run_dir / runs.METRICS, outcome.metrics)
     for name in outcome.scratch:
         scratch = run_dir / name

@@ -157,8 +157,9 @@ def read_json(path: Path):
 
 
 def provenance(run_config: config.RunConfig, data: dict, device: str, machine: dict,
-               run_dir: str | Path | None = None) -> dict:
-    """Git commit, package versions, data checksums, configuration, seed, device, machine and command of a run:
+               run_dir: str | Path | None = None, precision: str | None = None) -> dict:
+    """Git commit, package versions, data checksums, configuration, seed, device, machine (with its CPU's
+    low-precision units), the precision training ran in (what `auto` resolved to) and command of a run:
     portable (the corpus named by key and sha256, the run directory relative to the repository)."""
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -168,6 +169,7 @@ def provenance(run_config: config.RunConfig, data: dict, device: str, machine: d
         "packages": {name: _version(name) for name in PACKAGES},
         "device": device,
         "machine": machine,
+        "precision": precision,
         "command": command(),
         "run_dir": portable_path(run_dir) if run_dir is not None else None,
         "seed": getattr(run_config, "seed", None),   # a released checkpoint is scored, not trained: no seed

@@ -36,7 +36,7 @@ def predict_with_scores(model, tokenizer, sentences: Sequence[Sequence[str]], la
     activations stay in the CPU's caches; neither limit changes a tag."""
     windows = encoding.encode(sentences, tokenizer, max_length=max_length, overlap=overlap)
     collator = DataCollatorForTokenClassification(tokenizer)
-    device = next(model.parameters()).device
+    device = next(iter(model.parameters()), torch.empty(0)).device   # a runtime's model (int8) holds none
     # Every window position gets a global index; the merge picks indices, which then look up tag and score.
     bases, total = [], 0
     for window in windows:

@@ -276,7 +276,8 @@ def work(run_config: RunConfig, search: SearchConfig, run_dir: str | Path | None
             continue
         study.optimize(evaluate, n_trials=1, catch=(SurplusTrial,))
     runs.write_json(run_dir / runs.PROVENANCE, runs.provenance(run_config, corpus.provenance(), devices.device_name(),
-                                                               devices.machine(), run_dir))
+                                                               devices.machine(), run_dir,
+                                                               devices.resolve_precision(run_config.precision)))
     return write_results(study, run_dir, search, run_config)
 
 

@@ -17,14 +17,14 @@ from transformers import (DataCollatorForTokenClassification, EarlyStoppingCallb
                           TrainingArguments, set_seed)
 from transformers.trainer_utils import get_last_checkpoint
 
-from openmed_repro.models import backbones, predictor, token_classifier
+from openmed_repro.models import backbones, low_precision, predictor, token_classifier
 from openmed_repro.data import corpora
 from openmed_repro.data import encoding
 from openmed_repro.infra import footprint
 from openmed_repro.evaluation import metrics
 from openmed_repro.infra import lifecycle
 from openmed_repro.infra import runs
-from openmed_repro.infra.devices import device_name
+from openmed_repro.infra.devices import device_name, resolve_inference_precision
 from openmed_repro.infra.config import RunConfig
 from openmed_repro.training.trainer_arguments import training_arguments
 from openmed_repro.data.iob import Sentence
@@ -166,9 +166,12 @@ def train_and_score(run_config: RunConfig, run_dir: Path) -> lifecycle.Outcome:
     model_mb = token_classifier.save(trained.model, trained.tokenizer, trained.labels, run_dir / runs.MODEL_DIR)
     splits = {"devel": subset(corpus.devel, run_config.max_eval_sentences),
               "test": subset(corpus.test, run_config.max_eval_sentences)}
+    precision = resolve_inference_precision(run_config.eval_precision or "fp32")
+    model = trained.model if precision == "fp32" else low_precision.prepare(
+        predictor.inference_model(trained.model), precision, keep_original=False)
     scores = {}
     for split, sentences in splits.items():
-        predicted = predictor.predict(trained.model, trained.tokenizer, [s.tokens for s in sentences],
+        predicted = predictor.predict(model, trained.tokenizer, [s.tokens for s in sentences],
                                       trained.labels, run_config.max_length, run_config.overlap,
                                       run_config.eval_batch_size)
         runs.write_predictions(run_dir / f"predictions_{split}.tsv", sentences, predicted)
@@ -189,4 +192,6 @@ def train_and_score(run_config: RunConfig, run_dir: Path) -> lifecycle.Outcome:
                       **{split: len(s) for split, s in splits.items()}},
         "device": device_name(),
     }
+    if run_config.eval_precision is not None:
+        record["eval_precision"] = precision
     return lifecycle.Outcome(record, trained.log_history, corpus.provenance())
