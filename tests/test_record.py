@@ -199,6 +199,9 @@ def test_a_search_and_a_benchmark_are_recorded_as_their_own_files_and_found_with
     (bench / "performance.json").write_text(json.dumps({"command": f"performance.py --out {bench}"}))
     (bench / "performance.partial.json").write_text("{}")
     finetune_run = copy_run(run_dir, tmp_path)
+    assert record.finished(runs_root) == [search, bench / "performance.json"], "a smoke run is left out"
+    settings = json.loads((finetune_run / "config.json").read_text())
+    (finetune_run / "config.json").write_text(json.dumps({**settings, "profile": "cpu"}))
     assert record.finished(runs_root) == [finetune_run, search, bench / "performance.json"]
 
     outcome = record.record(record.finished(runs_root), results)

@@ -124,8 +124,15 @@ def finished(runs_root: Path = Path("runs")) -> list[Path]:
         elif chapter == "hpo":
             found += [p.parent for p in sorted(root.rglob(SEARCH_SUMMARY))]
         else:
-            found += [p.parent for p in sorted(root.rglob(runs.METRICS))]
+            found += [p.parent for p in sorted(root.rglob(runs.METRICS)) if not _smoke(p.parent)]
     return found
+
+
+def _smoke(run_dir: Path) -> bool:
+    """A run of the smoke profile (tiny random models, the tests' runs): its numbers mean nothing, so --all
+    leaves it out of the record (naming it explicitly still records it)."""
+    settings = run_dir / runs.CONFIG
+    return settings.is_file() and runs.read_json(settings).get("profile") == "smoke"
 
 
 def contents(source: Path, name: str, command: str | None = None) -> dict[str, bytes]:
@@ -225,8 +232,9 @@ def listing(results: Path = RESULTS) -> pd.DataFrame:
         else:
             continue
         rows.append(_row(results, kind, directory))
-    return pd.DataFrame(rows, columns=["name", "chapter", "kind", "path", "corpus", "backbone", "profile", "method",
-                                       "seed", "headline", "command", "commit", "machine", "date"])
+    table = pd.DataFrame(rows, columns=["name", "chapter", "kind", "path", "corpus", "backbone", "profile", "method",
+                                        "seed", "headline", "command", "commit", "machine", "date"])
+    return table.astype({"seed": "Int64"})   # a benchmark has no seed: the others stay integers (42, not 42.0)
 
 
 def _row(results: Path, kind: str, path: Path) -> dict:
@@ -294,7 +302,7 @@ def write_index(results: Path = RESULTS) -> Path:
 
 
 def _cell(value) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
         return ""
     return str(value).replace("|", "\\|")
 
