@@ -220,3 +220,14 @@ def test_without_runs_the_evaluation_chapter_compares_the_default_directories_of
     main_job = runs.run_directory("finetune", {"dataset": "ncbi_disease", "profile": "cpu"})
     baseline = runs.run_directory("baseline", {"dataset": "ncbi_disease", "profile": "cpu"})
     assert settings.runs == [str(main_job), f"{main_job}-tuned", str(baseline)]
+
+
+def test_the_cost_of_the_record_is_its_training_hours_per_chapter_and_profile_with_the_machines(tmp_path):
+    for name, profile, seconds in (("a", "cpu", 1800.0), ("b", "cpu", 3600.0), ("c", "cpu-fast", 900.0)):
+        directory = tmp_path / "finetune" / name
+        directory.mkdir(parents=True)
+        (directory / "metrics.json").write_text(json.dumps({"profile": profile, "train_seconds": seconds}))
+        (directory / "provenance.json").write_text(json.dumps({"machine": {"cpu": "Xeon", "threads": 1}}))
+    table = results.cost(tmp_path)
+    assert table.loc[("finetune", "cpu"), "runs"] == 2 and table.loc[("finetune", "cpu"), "training hours"] == 1.5
+    assert table.loc[("finetune", "cpu-fast"), "machines"] == "Xeon, 1 thread(s)"

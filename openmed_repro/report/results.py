@@ -154,3 +154,23 @@ def _interval(run_dir: Path, samples: int, seed: int, data_dir: str | Path | Non
         return None
     _, gold, predicted = saved_predictions.read(run_dir, "test", data_dir=data_dir)
     return significance.bootstrap_interval(metrics.sentence_counts(gold, predicted), samples, seed=seed)
+
+
+def cost(root: str | Path = "runs") -> pd.DataFrame:
+    """What the runs under `root` cost, per chapter and profile: runs, hours of training (the runs' own
+    train_seconds, so the load of a shared machine is in them) and the machines they ran on (provenance)."""
+    rows = []
+    for path in sorted(Path(root).rglob(runs.METRICS)):
+        metrics = runs.read_json(path)
+        if "train_seconds" not in metrics:
+            continue
+        provenance = path.parent / runs.PROVENANCE
+        machine = (runs.read_json(provenance).get("machine") or {}) if provenance.is_file() else {}
+        rows.append({"chapter": path.relative_to(root).parts[0], "profile": metrics.get("profile"),
+                     "hours": metrics["train_seconds"] / 3600,
+                     "machine": f"{machine.get('cpu') or 'unknown CPU'}, {machine.get('threads') or '?'} thread(s)"})
+    if not rows:
+        return pd.DataFrame(columns=["runs", "training hours", "machines"])
+    table = pd.DataFrame(rows).groupby(["chapter", "profile"]).agg(
+        runs=("hours", "size"), hours=("hours", "sum"), machines=("machine", lambda m: "; ".join(sorted(set(m)))))
+    return table.rename(columns={"hours": "training hours"}).round(2)
