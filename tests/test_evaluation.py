@@ -231,3 +231,11 @@ def test_the_cost_of_the_record_is_its_training_hours_per_chapter_and_profile_wi
     table = results.cost(tmp_path)
     assert table.loc[("finetune", "cpu"), "runs"] == 2 and table.loc[("finetune", "cpu"), "training hours"] == 1.5
     assert table.loc[("finetune", "cpu-fast"), "machines"] == "Xeon, 1 thread(s)"
+
+
+def test_the_seed_spread_is_judged_against_the_papers_negligible_variance(tmp_path):
+    assert results.seed_variance(tmp_path).startswith("No corpus has two seeds")
+    for seed, f1 in ((42, 0.80), (1, 0.78), (2, 0.82)):
+        write_run(tmp_path / f"lora-{seed}", degraded(7), seed=seed, test_f1=f1)
+    text = results.seed_variance(tmp_path)
+    assert "does not hold here" in text and "ncbi_disease (cpu, 3 seeds): sd 2.00, range 4.00 points" in text

@@ -174,3 +174,24 @@ def cost(root: str | Path = "runs") -> pd.DataFrame:
     table = pd.DataFrame(rows).groupby(["chapter", "profile"]).agg(
         runs=("hours", "size"), hours=("hours", "sum"), machines=("machine", lambda m: "; ".join(sorted(set(m)))))
     return table.rename(columns={"hours": "training hours"}).round(2)
+
+
+NEGLIGIBLE_SD = 0.5   # points of test F1: a seed spread below this is "negligible", as the paper calls its own
+
+
+def seed_variance(root: str | Path = "runs", profiles: list[str] | None = None) -> str:
+    """In words, whether the paper's claim that its variance across seeds is negligible holds for the runs
+    here: each corpus and profile with two or more seeds, its standard deviation and range of test F1."""
+    candidates = finished_runs(root, profiles)
+    parts = []
+    for (corpus, profile), group in candidates.groupby(["corpus", "profile"]):
+        values = _per_seed(group)
+        if len(values) >= 2:
+            parts.append((corpus, profile, len(values), values.std(ddof=1), values.max() - values.min()))
+    if not parts:
+        return "No corpus has two seeds of one profile yet: the seed spread is not measured."
+    listed = "; ".join(f"{corpus} ({profile}, {n} seeds): sd {sd:.2f}, range {spread:.2f} points"
+                       for corpus, profile, n, sd, spread in parts)
+    negligible = all(sd < NEGLIGIBLE_SD for *_, sd, _ in parts)
+    verdict = ("holds here" if negligible else "does not hold here") + f" (negligible: sd below {NEGLIGIBLE_SD} points)"
+    return f"The paper calls its variance across seeds negligible; this {verdict}. {listed}."
