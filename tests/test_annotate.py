@@ -11,6 +11,7 @@ import pytest
 from openmed_repro.annotation import annotate
 from openmed_repro import cli
 from openmed_repro.data import iob, sentences
+from openmed_repro.models import saved_model
 from openmed_repro.infra import config, runs
 from openmed_repro.training import finetune
 from openmed_repro.errors import OpenMedError
@@ -132,6 +133,20 @@ def test_the_command_writes_jsonl_entities_and_reports_skipped_lines(run_dir, tm
 def test_an_unfinished_or_foreign_run_directory_is_refused(tmp_path):
     with pytest.raises(OpenMedError, match="holds no model/ of a fine-tuning run"):
         annotate.Annotator(tmp_path)
+
+
+@pytest.mark.parametrize("name, keep", [("config.json", 100), (f"model/{saved_model.ADAPTER_WEIGHTS}", 1000),
+                                        ("model/labels.json", 0)])
+def test_a_damaged_run_is_refused_in_one_line_naming_the_file(run_dir, tmp_path, capsys, name, keep):
+    damaged = tmp_path / "run"
+    shutil.copytree(run_dir, damaged, ignore=shutil.ignore_patterns("checkpoints"))
+    (damaged / name).write_bytes((damaged / name).read_bytes()[:keep])
+    source = write_lines(tmp_path / "in.jsonl", [json.dumps({"id": "a", "text": ABSTRACT})])
+    out = tmp_path / "entities.jsonl"
+    assert cli.main(["annotate", "--run", str(damaged), str(source), str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"openmed-repro: error: {damaged / name}: ") and error.count("\n") == 1
+    assert not out.exists()
 
 
 def test_the_console_script_is_installed():

@@ -2,11 +2,13 @@
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
 
 import pytest
+import safetensors.torch
 from peft import PeftModel
 from transformers import Trainer
 
@@ -84,6 +86,48 @@ def test_the_saved_adapter_reproduces_the_predictions_exactly(finished, syntheti
     assert again == predicted
 
 
+def cut(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def emptied(path):
+    path.write_bytes(b"")
+
+
+def removed(path):
+    path.unlink()
+
+
+def without_head(path):
+    tensors = safetensors.torch.load_file(path)
+    safetensors.torch.save_file({k: v for k, v in tensors.items() if "classifier" not in k}, path)
+
+
+def damaged_copy(model_dir, tmp_path, name, damage):
+    """A copy of a saved model directory with one file damaged as an interrupted copy or a full disk leaves it."""
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    damage(copy / name)
+    return copy
+
+
+@pytest.mark.parametrize("name, damage, complaint", [
+    ("adapter_model.safetensors", emptied, "damaged weights"),
+    ("adapter_model.safetensors", cut, "damaged weights"),
+    ("adapter_model.safetensors", removed, "missing"),
+    ("adapter_model.safetensors", without_head, "no classification head"),
+    ("adapter_config.json", cut, "unreadable JSON"),
+    ("labels.json", emptied, "unreadable JSON"),
+    ("tokenizer.json", cut, "unreadable JSON"),
+])
+def test_a_damaged_saved_adapter_is_refused_in_one_line_naming_the_file(finished, synthetic_corpus, tmp_path,
+                                                                        name, damage, complaint):
+    directory = damaged_copy(finished.run_dir / "model", tmp_path, name, damage)
+    with pytest.raises(OpenMedError, match=complaint) as refused:
+        token_classifier.load(directory, smoke(synthetic_corpus))
+    assert str(refused.value).startswith(f"{directory / name}: ") and "\n" not in str(refused.value)
+
+
 def test_prediction_batches_hold_a_token_budget_and_their_size_does_not_change_a_tag(finished, synthetic_corpus):
     lengths = [30, 5, 200, 12, 12, 64, 5000, 31]
     batches = predictor.length_batches(lengths, batch_size=3, max_tokens=64)
@@ -128,13 +172,29 @@ def test_a_run_directory_of_other_parameters_is_refused(finished, synthetic_corp
         finetune.run(smoke(synthetic_corpus, learning_rate=0.01), finished.run_dir)
 
 
-def test_full_fine_tuning_trains_every_parameter_and_reloads(synthetic_corpus, tmp_path):
-    run_config = smoke(synthetic_corpus, method="full", epochs=1)
-    result = finetune.run(run_config, tmp_path / "full")
-    assert result.metrics["trainable_parameters"] == result.metrics["total_parameters"]
-    model, tokenizer, labels = token_classifier.load(tmp_path / "full" / "model", run_config)
-    tokens, _, predicted = runs.read_predictions(tmp_path / "full" / "predictions_test.tsv")
+@pytest.fixture(scope="module")
+def full(synthetic_corpus, tmp_path_factory):
+    return finetune.run(smoke(synthetic_corpus, method="full", epochs=1), tmp_path_factory.mktemp("runs") / "full")
+
+
+def test_full_fine_tuning_trains_every_parameter_and_reloads(full, synthetic_corpus):
+    assert full.metrics["trainable_parameters"] == full.metrics["total_parameters"]
+    model, tokenizer, labels = token_classifier.load(full.run_dir / "model", smoke(synthetic_corpus, method="full"))
+    tokens, _, predicted = runs.read_predictions(full.run_dir / "predictions_test.tsv")
     assert predictor.predict(model, tokenizer, tokens, labels, 32, 8) == predicted
+
+
+@pytest.mark.parametrize("name, damage, complaint", [
+    ("model.safetensors", cut, "damaged weights"),
+    ("model.safetensors", without_head, "no classification head"),
+    ("config.json", cut, "unreadable JSON"),
+])
+def test_a_damaged_fully_fine_tuned_model_is_refused_in_one_line_naming_the_file(full, synthetic_corpus, tmp_path,
+                                                                                 name, damage, complaint):
+    directory = damaged_copy(full.run_dir / "model", tmp_path, name, damage)
+    with pytest.raises(OpenMedError, match=complaint) as refused:
+        token_classifier.load(directory, smoke(synthetic_corpus, method="full"))
+    assert str(refused.value).startswith(f"{directory / name}: ") and "\n" not in str(refused.value)
 
 
 KILL_AFTER_FIRST_CHECKPOINT = textwrap.dedent("""

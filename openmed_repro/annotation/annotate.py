@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from openmed_repro.infra import config
 from openmed_repro.data import iob, sentences
+from openmed_repro.models import saved_model
 from openmed_repro.infra import runs
 from openmed_repro.infra.config import RunConfig
 from openmed_repro.errors import OpenMedError
@@ -168,13 +169,16 @@ def entities_of(document: Document, spans: Sequence[tuple[int, int]], tags: Sequ
 
 
 def run_config_of(run_dir: Path) -> RunConfig:
-    """The validated configuration a finished fine-tuning run recorded."""
-    if not (run_dir / runs.MODEL_DIR / "labels.json").is_file():
+    """The validated configuration a finished fine-tuning run recorded, once its saved model is checked whole
+    (a damaged file is named here, not deep inside the model's loading)."""
+    if not (run_dir / runs.MODEL_DIR / saved_model.LABELS_FILE).is_file():
         raise OpenMedError(f"parameter run: {run_dir} holds no model/ of a fine-tuning run "
                            "(give a run directory written by notebooks/finetune.ipynb)")
     if not runs.is_complete(run_dir):
         raise OpenMedError(f"parameter run: {run_dir} is an unfinished run (no metrics.json); finish it first")
-    return config.validated(RunConfig, runs.read_json(run_dir / runs.CONFIG), str(run_dir / runs.CONFIG))
+    run_config = config.validated(RunConfig, runs.read_json(run_dir / runs.CONFIG), str(run_dir / runs.CONFIG))
+    saved_model.check(run_dir / runs.MODEL_DIR)
+    return run_config
 
 
 class Annotator:

@@ -93,7 +93,7 @@ def claim(run_dir: Path, run_config: config.RunConfig) -> None:
     existing = run_dir / CONFIG
     wanted = run_config.to_dict()
     if existing.is_file():
-        recorded = json.loads(existing.read_text(encoding="utf-8"))
+        recorded = read_json(existing)
         # A parameter added after the run was recorded counts as unchanged when it is None (unset).
         changed = sorted(k for k in wanted.keys() | recorded.keys() if wanted.get(k) != recorded.get(k))
         if changed:
@@ -143,7 +143,18 @@ def _new_temporary(path: Path) -> Path:
 
 
 def read_json(path: Path):
-    return json.loads(path.read_text(encoding="utf-8"))
+    """The value of a JSON file; one that cannot be read or parsed (cut by an interrupted copy or a full disk)
+    is an error naming it, in one line."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise OpenMedError(f"{path}: cannot read ({error.strerror or error})") from error
+    except json.JSONDecodeError as error:
+        raise OpenMedError(f"{path}: unreadable JSON ({error.msg} at line {error.lineno} column {error.colno}); "
+                           "the file is damaged: restore it or run again") from error
+    except UnicodeDecodeError as error:
+        raise OpenMedError(f"{path}: unreadable JSON (not UTF-8 at byte {error.start}); the file is damaged: "
+                           "restore it or run again") from error
 
 
 def provenance(run_config: config.RunConfig, data: dict, device: str, machine: dict,

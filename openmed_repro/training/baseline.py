@@ -14,6 +14,7 @@ transitions (I-X after anything but B-X/I-X) or by a per-word softmax.
 from __future__ import annotations
 
 import copy
+import pickle
 import random
 import re
 import time
@@ -385,13 +386,28 @@ def load_model(directory: Path) -> tuple[Tagger, Vocabulary, BaselineConfig]:
         raise OpenMedError(f"{directory}: no tagger.pt (give the model/ directory of a finished baseline run)")
     settings = config.validated(BaselineConfig, runs.read_json(directory / "settings.json"), str(directory))
     vocabulary = Vocabulary(**runs.read_json(directory / "vocabulary.json"))
-    model = Tagger(settings, vocabulary, torch.zeros(len(vocabulary.words), _word_dim(directory)))
-    model.load_state_dict(torch.load(directory / "tagger.pt", weights_only=True))
+    weights = _weights(directory / "tagger.pt")
+    model = Tagger(settings, vocabulary, torch.zeros(len(vocabulary.words), weights["words.weight"].size(1)))
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise OpenMedError(f"{directory / 'tagger.pt'}: its weights do not fit the tagger of settings.json and "
+                           f"vocabulary.json ({str(error).splitlines()[-1].strip()}); they come from different "
+                           "runs") from error
     return model.eval(), vocabulary, settings
 
 
-def _word_dim(directory: Path) -> int:
-    return torch.load(directory / "tagger.pt", weights_only=True)["words.weight"].size(1)
+def _weights(path: Path) -> dict:
+    """The tagger's saved weights; an empty, truncated or foreign file is an error naming it."""
+    try:
+        weights = torch.load(path, weights_only=True)
+    except (OSError, EOFError, RuntimeError, KeyError, pickle.UnpicklingError) as error:
+        reason = str(error).splitlines()[0] if str(error) else "the file ends early"
+        raise OpenMedError(f"{path}: damaged weights ({type(error).__name__}: {reason}); restore the file or "
+                           "train again") from error
+    if not isinstance(weights, dict) or "words.weight" not in weights:
+        raise OpenMedError(f"{path}: damaged weights (no words.weight); restore the file or train again")
+    return weights
 
 
 def run(settings: BaselineConfig, run_dir: str | Path | None = None) -> lifecycle.RunResult:
