@@ -50,6 +50,14 @@ def test_a_run_writes_every_artefact_and_metrics_last(finished):
     assert all(len(f["sha256"]) == 64 for f in provenance["data"]["files"].values())
 
 
+def test_every_file_of_a_run_has_an_ordinary_new_files_permissions(finished):
+    """safetensors writes weights through an owner-only temporary (0600); a run's files follow the umask."""
+    modes = {path.relative_to(finished.run_dir).as_posix(): oct(path.stat().st_mode & 0o777)
+             for path in finished.run_dir.rglob("*") if path.is_file()}
+    assert "model/adapter_model.safetensors" in modes
+    assert {name: mode for name, mode in modes.items() if mode != oct(0o666 & ~runs.umask())} == {}
+
+
 def test_a_run_records_the_energy_and_emissions_of_its_training(finished):
     [record] = footprint.read(finished.run_dir)
     assert record["chapter"] == "finetune" and record["outcome"] == "finished"

@@ -142,6 +142,22 @@ def _new_temporary(path: Path) -> Path:
             continue
 
 
+def follow_umask(directory: Path) -> None:
+    """Every file under `directory` that a library wrote through an owner-only temporary (safetensors does:
+    mode 0600) gets an ordinary new file's permissions, 0666 less the umask, like every other file of a run."""
+    mode = 0o666 & ~umask()
+    for path in Path(directory).rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o777 == 0o600 != mode:
+            path.chmod(mode)
+
+
+def umask() -> int:
+    """The process's umask (reading it means setting it, so it is set back at once)."""
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
 def read_json(path: Path):
     """The value of a JSON file; one that cannot be read or parsed (cut by an interrupted copy or a full disk)
     is an error naming it, in one line."""
