@@ -12,8 +12,9 @@ import safetensors.torch
 from peft import PeftModel
 from transformers import Trainer
 
+from openmed_repro.data import corpora, encoding
 from openmed_repro.infra import config
-from openmed_repro.models import predictor
+from openmed_repro.models import backbones, predictor
 from openmed_repro.training import finetune
 from openmed_repro.models import token_classifier
 from openmed_repro.infra import footprint
@@ -27,7 +28,8 @@ def smoke(corpus_dir, **overrides) -> config.RunConfig:
 
 
 def without_timings(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if k not in {"train_seconds", "train_tokens_per_second"}}
+    return {k: v for k, v in metrics.items()
+            if k not in {"train_seconds", "train_tokens_per_second", "train_attempts"}}
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +218,7 @@ KILL_AFTER_FIRST_CHECKPOINT = textwrap.dedent("""
         save(self, *args, **kwargs)
         os.kill(os.getpid(), signal.SIGKILL)   # as abrupt as a power cut or an OOM kill
     Trainer._save_checkpoint = save_then_die
-    run_config = config.load_run_config("smoke", {"dataset": sys.argv[1], "epochs": 3})
+    run_config = config.load_run_config("smoke", {"dataset": sys.argv[1], "epochs": int(sys.argv[3])})
     finetune.run(run_config, sys.argv[2])
 """)
 
@@ -224,8 +226,8 @@ KILL_AFTER_FIRST_CHECKPOINT = textwrap.dedent("""
 def test_an_interrupted_run_looks_incomplete_and_resumes_to_the_same_metrics(synthetic_corpus, tmp_path,
                                                                              monkeypatch):
     run_dir = tmp_path / "interrupted"
-    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_CHECKPOINT, str(synthetic_corpus), str(run_dir)],
-                            capture_output=True, text=True, timeout=300)
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_CHECKPOINT, str(synthetic_corpus), str(run_dir),
+                             "3"], capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert not runs.is_complete(run_dir)
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["checkpoint-6"]
@@ -240,6 +242,29 @@ def test_an_interrupted_run_looks_incomplete_and_resumes_to_the_same_metrics(syn
     assert not resumed.reused
     assert [e["epoch"] for e in resumed.log_history if "eval_strict_f1" in e] == [1.0, 2.0, 3.0]
     assert without_timings(resumed.metrics) == without_timings(uninterrupted.metrics)
+    assert resumed.metrics["train_attempts"] == 2 and uninterrupted.metrics["train_attempts"] == 1
+    assert [r["outcome"] for r in footprint.read(run_dir)] == ["unfinished", "finished"]
+
+
+def test_a_run_killed_after_its_last_checkpoint_still_times_its_training_when_resumed(finished, synthetic_corpus,
+                                                                                      tmp_path):
+    """The resume has nothing left to train: its timing and footprint still count the attempt that trained,
+    and tokens per second divide the tokens trained by that time, not by the resume's half second."""
+    run_dir = tmp_path / "killed"
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_CHECKPOINT, str(synthetic_corpus), str(run_dir),
+                             "1"], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    [unfinished] = footprint.read(run_dir)
+    assert unfinished["outcome"] == "unfinished" and unfinished["duration_s"] > 0
+    resumed = finetune.run(smoke(synthetic_corpus, epochs=1), run_dir).metrics
+    first, last = footprint.read(run_dir)
+    assert first == unfinished and last["outcome"] == "finished"
+    assert resumed["train_attempts"] == 2
+    assert resumed["train_seconds"] >= unfinished["duration_s"] - 0.1
+    assert resumed["train_tokens"] * 2 == finished.metrics["train_tokens"] > 0   # one epoch of the two
+    rounding = 0.05 / resumed["train_seconds"]   # metrics.json keeps train_seconds to 0.1 s
+    assert resumed["train_tokens_per_second"] == pytest.approx(resumed["train_tokens"] / resumed["train_seconds"],
+                                                               rel=2 * rounding)
 
 
 def test_a_small_split_passes_over_itself_until_the_run_takes_the_minimum_optimizer_steps(synthetic_corpus):
@@ -257,6 +282,17 @@ def test_a_small_split_passes_over_itself_until_the_run_takes_the_minimum_optimi
 def test_the_step_floor_is_what_a_small_corpus_trains_with(synthetic_corpus, tmp_path):
     settings = smoke(synthetic_corpus, epochs=1, min_optimizer_steps=30, max_train_sentences=None)
     result = finetune.run(settings, tmp_path / "floor")
-    assert finetune.passes_per_epoch(result.metrics["sentences"]["train"], settings) > 1
+    passes = finetune.passes_per_epoch(result.metrics["sentences"]["train"], settings)
+    assert passes > 1
+    assert result.metrics["train_tokens"] == passes * window_tokens(settings)   # every pass was trained
     log_history = json.loads((tmp_path / "floor" / "log_history.json").read_text())
     assert max(entry["step"] for entry in log_history) >= 30
+
+
+def window_tokens(run_config: config.RunConfig) -> int:
+    """Sub-words (special tokens included, no padding) of one pass over the training windows."""
+    corpus = corpora.load(run_config.dataset)
+    tokenizer = backbones.load_tokenizer(backbones.resolve(run_config.backbone))
+    windows = encoding.encode([s.tokens for s in finetune.subset(corpus.train, run_config.max_train_sentences)],
+                              tokenizer, max_length=run_config.max_length, overlap=run_config.overlap)
+    return sum(len(w.input_ids) for w in windows)

@@ -310,10 +310,12 @@ class TrainedBaseline:
     words_from_backbone: int | None
 
 
-def train(settings: BaselineConfig, corpus: corpora.Corpus, run_dir: Path) -> TrainedBaseline:
+def train(settings: BaselineConfig, corpus: corpora.Corpus, run_dir: Path,
+          checkpointed: Callable[[], None] = lambda: None) -> TrainedBaseline:
     """Adam with gradient clipping, dev strict F1 after every epoch, the best epoch's weights kept, early
     stopping after `early_stopping_patience` epochs without improvement. An interrupted run resumes from
-    the checkpoint of its last finished epoch and ends with the same weights."""
+    the checkpoint of its last finished epoch and ends with the same weights; its seconds add up every
+    attempt's epochs. `checkpointed` is called after each epoch's checkpoint (the footprint's update)."""
     torch.manual_seed(settings.seed)
     train_sentences = subset(corpus.train, settings.max_train_sentences)
     dev_sentences = subset(corpus.devel, settings.max_eval_sentences)
@@ -362,6 +364,7 @@ def train(settings: BaselineConfig, corpus: corpora.Corpus, run_dir: Path) -> Tr
         state["seconds"] += time.perf_counter() - started
         _save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                       "rng": torch.get_rng_state(), "state": state})
+        checkpointed()
     model.load_state_dict(state["best_weights"])
     return TrainedBaseline(model, vocabulary, state["log_history"], state["seconds"], state["best_epoch"], whole)
 
@@ -420,8 +423,8 @@ def train_and_score(settings: BaselineConfig, run_dir: Path) -> lifecycle.Outcom
     """The chapter's own work inside the run lifecycle: train, save the tagger, predict and score dev and
     test; the epoch checkpoint goes once the run is complete."""
     corpus = corpora.load(settings.dataset, settings.data_dir, repair=settings.repair)
-    with footprint.track(run_dir, "baseline", Path(settings.dataset).name, settings.country):
-        trained = train(settings, corpus, run_dir)
+    with footprint.track(run_dir, "baseline", Path(settings.dataset).name, settings.country) as attempt:
+        trained = train(settings, corpus, run_dir, attempt.update)
     model_mb = save_model(trained, settings, run_dir / runs.MODEL_DIR)
     splits = {"devel": subset(corpus.devel, settings.max_eval_sentences),
               "test": subset(corpus.test, settings.max_eval_sentences)}
