@@ -258,7 +258,8 @@ def add_annotate(commands) -> None:
                         help="input format (auto: by suffix, .jsonl/.json/.ndjson, .parquet, else text)")
     parser.add_argument("--output-format", default="auto", choices=("auto", "jsonl", "parquet"))
     parser.add_argument("--on-error", default="skip", choices=("skip", "fail"),
-                        help="a malformed input line is reported and skipped, or stops the run")
+                        help="a malformed input line or a document that cannot be annotated is reported and "
+                             "skipped, or stops the run")
     parser.add_argument("--id-field", default="id")
     parser.add_argument("--text-field", default="text")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")

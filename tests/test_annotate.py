@@ -5,12 +5,17 @@ import os
 import shutil
 import subprocess
 import sys
+from functools import partial
+from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from openmed_repro.annotation import annotate
 from openmed_repro import cli
 from openmed_repro.data import iob, sentences
+from openmed_repro.models import predictor, saved_model
 from openmed_repro.infra import config, runs
 from openmed_repro.training import finetune
 from openmed_repro.errors import OpenMedError
@@ -111,6 +116,99 @@ def test_plain_text_is_one_document_a_line_with_the_line_number_as_id(tmp_path):
     assert problems == [annotate.Problem(2, "empty line")]
 
 
+def test_a_document_that_is_no_text_is_skipped_and_every_other_one_annotated(run_dir, tmp_path, capsys):
+    """JSON's "\\ud800" is a lone UTF-16 surrogate: valid JSON, no character of any text. The tokenizer
+    raised on it, and the run lost the other documents."""
+    lines = [json.dumps({"id": "a", "text": ABSTRACT}), '{"id": "b", "text": "Asthma \\ud800 in patients."}',
+             json.dumps({"id": "c", "text": "Lung cancer and asthma."})]
+    source = write_lines(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "entities.jsonl"
+    assert cli.main(["annotate", "--run", str(run_dir), str(source), str(out)]) == 0
+    captured = capsys.readouterr()
+    assert (f"{source}:2: field 'text' holds a lone surrogate (\\ud800 at character 8), which is not text; "
+            "skipped") in captured.err
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["documents"] == 2 and summary["skipped_lines"] == [2]
+    annotate.annotate_file(run_dir, write_lines(tmp_path / "good.jsonl", lines[::2]), tmp_path / "good-entities.jsonl",
+                           progress=False)
+    assert out.read_text() == (tmp_path / "good-entities.jsonl").read_text() != ""
+
+
+def failing_on(word: str):
+    """predictor.predict_with_scores, failing on any batch that holds `word`, as a device error would."""
+    predict = predictor.predict_with_scores
+
+    def predict_or_fail(model, tokenizer, sentences, *args, **kwargs):
+        if any(word in token for sentence in sentences for token in sentence):
+            raise RuntimeError("CUDA error: device-side assert triggered\nCompile with TORCH_USE_CUDA_DSA")
+        return predict(model, tokenizer, sentences, *args, **kwargs)
+    return predict_or_fail
+
+
+def test_a_document_whose_prediction_fails_costs_only_itself_or_stops_the_run_with_on_error_fail(
+        run_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(predictor, "predict_with_scores", failing_on("poison"))
+    texts = [f"Lung cancer in patient {i}." for i in range(5)]
+    texts[2] = "Asthma and poison ivy."
+    source = write_lines(tmp_path / "in.jsonl", [json.dumps({"id": i, "text": t}) for i, t in enumerate(texts)])
+    summary = annotate.annotate_file(run_dir, source, tmp_path / "entities.jsonl", progress=False, chunk_documents=2)
+    failed = annotate.Problem(3, "annotation failed (RuntimeError: CUDA error: device-side assert triggered)")
+    assert summary.problems == [failed] and summary.documents == 4
+    assert f"{source}:3: {failed.reason}; skipped" in capsys.readouterr().err
+    assert {e["id"] for e in annotate.read_entities(tmp_path / "entities.jsonl")} <= {"0", "1", "3", "4"}
+    with pytest.raises(OpenMedError, match=r"in.jsonl:3: annotation failed \(RuntimeError"):
+        annotate.annotate_file(run_dir, source, tmp_path / "stopped.jsonl", progress=False, on_error="fail")
+    assert not (tmp_path / "stopped.jsonl").exists()
+
+
+def test_on_spark_a_document_whose_annotation_fails_is_reported_and_its_partition_goes_on(annotator, monkeypatch):
+    from openmed_repro.annotation import spark as spark_annotate
+
+    monkeypatch.setattr(predictor, "predict_with_scores", failing_on("poison"))
+    monkeypatch.setattr(spark_annotate, "_annotator", lambda *settings: annotator)
+    documents = [annotate.Document(str(i), text, i + 1) for i, text in
+                 enumerate(["Lung cancer.", "poison", "Asthma in patients.", "Colon tumor."])]
+    failures = []
+    partition = partial(spark_annotate._annotate_partition, "run", 32, None, 1, 2)
+    entities = list(partition("skip", "in.jsonl", SimpleNamespace(add=failures.extend), iter(documents)))
+    assert failures == [annotate.Problem(2, "annotation failed (RuntimeError: CUDA error: device-side assert "
+                                            "triggered)")]
+    assert entities == [e for found in annotator.annotate([documents[0], *documents[2:]]) for e in found]
+    with pytest.raises(OpenMedError, match=r"^in.jsonl:2: annotation failed"):
+        list(partition("fail", "in.jsonl", SimpleNamespace(add=failures.extend), iter(documents)))
+
+
+def test_entities_whose_text_holds_a_unicode_line_separator_are_read_back(tmp_path):
+    """JSON leaves U+2028 and U+0085 unescaped; they end a line for str.splitlines, never for JSONL."""
+    entities = [annotate.Entity("d", 0, 12, "Disease", "lung\u2028cancer", 0.9),
+                annotate.Entity("d", 20, 26, "Disease", "a\x85sthma", 0.8)]
+    (tmp_path / "entities.jsonl").write_text("".join(e.json_line() + "\n" for e in entities), encoding="utf-8")
+    assert annotate.read_entities(tmp_path / "entities.jsonl") == [json.loads(e.json_line()) for e in entities]
+
+
+AWKWARD = ["lung", " cancer", "\n", "\r", "\t", "\x00", "\x85", "\u2028", "\u200b", "\ufeff", "\ud800",
+           "\U0001f600", "e\u0301"]
+ANY_TEXT = st.lists(st.one_of(st.characters(exclude_categories=()), st.sampled_from(AWKWARD)), max_size=40) \
+    .map("".join)   # st.text would never draw a lone surrogate
+
+
+@settings(max_examples=25, deadline=None)
+@given(texts=st.lists(ANY_TEXT, min_size=1, max_size=4))
+def test_documents_of_any_text_are_annotated_or_reported_and_their_entities_read_back(annotator, tmp_path_factory,
+                                                                                      texts):
+    """Fuzzing the whole way from an input line to the output read back, through the model."""
+    read = [annotate.document_of_line(json.dumps({"id": i, "text": t}).encode(), i + 1, "jsonl")
+            for i, t in enumerate(texts)]
+    documents = [d for d in read if isinstance(d, annotate.Document)]
+    results = annotator.annotate_each(documents)
+    assert len(results) == len(documents)
+    entities = [e for found in results if not isinstance(found, annotate.Problem) for e in found]
+    path = tmp_path_factory.mktemp("fuzz") / "entities.jsonl"
+    path.write_text("".join(e.json_line() + "\n" for e in entities), encoding="utf-8")
+    for entity in annotate.read_entities(path):
+        assert texts[int(entity["id"])][entity["start"]:entity["end"]] == entity["text"] != ""
+
+
 def test_the_command_writes_jsonl_entities_and_reports_skipped_lines(run_dir, tmp_path, capsys):
     source = write_lines(tmp_path / "in.jsonl", [json.dumps({"id": "a", "text": ABSTRACT}), "oops",
                                                  json.dumps({"id": "b", "text": "Lung cancer and asthma."})])
@@ -132,6 +230,20 @@ def test_the_command_writes_jsonl_entities_and_reports_skipped_lines(run_dir, tm
 def test_an_unfinished_or_foreign_run_directory_is_refused(tmp_path):
     with pytest.raises(OpenMedError, match="holds no model/ of a fine-tuning run"):
         annotate.Annotator(tmp_path)
+
+
+@pytest.mark.parametrize("name, keep", [("config.json", 100), (f"model/{saved_model.ADAPTER_WEIGHTS}", 1000),
+                                        ("model/labels.json", 0)])
+def test_a_damaged_run_is_refused_in_one_line_naming_the_file(run_dir, tmp_path, capsys, name, keep):
+    damaged = tmp_path / "run"
+    shutil.copytree(run_dir, damaged, ignore=shutil.ignore_patterns("checkpoints"))
+    (damaged / name).write_bytes((damaged / name).read_bytes()[:keep])
+    source = write_lines(tmp_path / "in.jsonl", [json.dumps({"id": "a", "text": ABSTRACT})])
+    out = tmp_path / "entities.jsonl"
+    assert cli.main(["annotate", "--run", str(damaged), str(source), str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"openmed-repro: error: {damaged / name}: ") and error.count("\n") == 1
+    assert not out.exists()
 
 
 def test_the_console_script_is_installed():
@@ -175,6 +287,43 @@ def test_spark_local_mode_writes_exactly_the_in_process_output(run_dir, spark, t
     assert len(list((tmp_path / "spark").glob("part-*"))) >= 2
     parts = "".join(p.read_text() for p in sorted((tmp_path / "spark").glob("part-*")))
     assert parts == (tmp_path / "local.jsonl").read_text() and parts
+
+
+def test_spark_skips_exactly_the_lines_in_process_annotation_skips(run_dir, spark, tmp_path):
+    """One reader for both: on Spark, invalid UTF-8 was annotated with replacement characters and a bare
+    carriage return cut a line in two."""
+    from openmed_repro.annotation import spark as spark_annotate
+
+    good = [json.dumps({"id": f"d{i}", "text": f"{ABSTRACT} Case {i}: colon tumor."}).encode() for i in range(6)]
+    lines = [b"\xef\xbb\xbf" + good[0], good[1], b'{"id": "latin-1", "text": "caf\xe9 and lung cancer"}', good[2],
+             b'{"id": "surrogate", "text": "\\ud800 asthma"}', good[3] + b"\r" + good[4], good[5] + b"\r"]
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"\n".join(lines) + b"\n")
+    here = annotate.annotate_file(run_dir, source, tmp_path / "local.jsonl", progress=False)
+    there = spark_annotate.annotate(run_dir, str(source), str(tmp_path / "spark"), spark=spark, partitions=3)
+    assert [p.line for p in here.problems] == [3, 5, 6]
+    assert there.problems == here.problems and there.documents == here.documents == 4
+    parts = "".join(p.read_text() for p in sorted((tmp_path / "spark").glob("part-*")))
+    assert parts == (tmp_path / "local.jsonl").read_text() and parts
+
+
+def test_a_failed_spark_job_leaves_nothing_behind_and_the_same_command_runs_again(run_dir, spark, tmp_path):
+    """Its executors cannot load the run (an unknown backbone): the job fails with that one-line reason, and
+    no half-written output directory refuses the rerun once the run is fixed."""
+    from openmed_repro.annotation import spark as spark_annotate
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("checkpoints"))
+    recorded = runs.read_json(run / runs.CONFIG)
+    runs.write_json(run / runs.CONFIG, {**recorded, "backbone": "no-such-backbone"})
+    source = write_lines(tmp_path / "in.jsonl", [json.dumps({"id": i, "text": ABSTRACT}) for i in range(3)])
+    out = tmp_path / "entities"
+    with pytest.raises(OpenMedError, match=r"^parameter backbone: unknown backbone 'no-such-backbone'"):
+        spark_annotate.annotate(run, str(source), str(out), spark=spark)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "run"]
+    runs.write_json(run / runs.CONFIG, recorded)
+    summary = spark_annotate.annotate(run, str(source), str(out), spark=spark)
+    assert summary.documents == 3 and len(annotate.read_entities(out)) == summary.entities > 0
 
 
 def test_spark_reads_and_writes_parquet_with_the_same_entities(run_dir, spark, tmp_path):

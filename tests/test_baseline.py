@@ -50,6 +50,20 @@ def test_the_kept_weights_are_the_best_dev_epoch_and_reload_exactly(finished):
     assert baseline.predict(model, vocabulary, tokens, settings.max_word_chars) == predicted
 
 
+@pytest.mark.parametrize("name, damage, complaint", [
+    ("tagger.pt", lambda path: path.write_bytes(b""), "damaged weights"),
+    ("tagger.pt", lambda path: path.write_bytes(path.read_bytes()[:1000]), "damaged weights"),
+    ("vocabulary.json", lambda path: path.write_text('{"words": ["<pad>"'), "unreadable JSON"),
+])
+def test_a_damaged_saved_tagger_is_refused_in_one_line_naming_the_file(finished, tmp_path, name, damage, complaint):
+    directory = tmp_path / "model"
+    shutil.copytree(finished.run_dir / "model", directory)
+    damage(directory / name)
+    with pytest.raises(OpenMedError, match=complaint) as refused:
+        baseline.load_model(directory)
+    assert str(refused.value).startswith(f"{directory / name}: ") and "\n" not in str(refused.value)
+
+
 def test_a_complete_baseline_run_is_read_back_and_other_settings_are_refused(finished, synthetic_corpus,
                                                                             monkeypatch):
     monkeypatch.setattr(baseline, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))

@@ -2,16 +2,19 @@
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
 
 import pytest
+import safetensors.torch
 from peft import PeftModel
 from transformers import Trainer
 
+from openmed_repro.data import corpora, encoding
 from openmed_repro.infra import config
-from openmed_repro.models import predictor
+from openmed_repro.models import backbones, predictor
 from openmed_repro.training import finetune
 from openmed_repro.models import token_classifier
 from openmed_repro.infra import footprint
@@ -25,7 +28,8 @@ def smoke(corpus_dir, **overrides) -> config.RunConfig:
 
 
 def without_timings(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if k not in {"train_seconds", "train_tokens_per_second"}}
+    return {k: v for k, v in metrics.items()
+            if k not in {"train_seconds", "train_tokens_per_second", "train_attempts"}}
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +50,14 @@ def test_a_run_writes_every_artefact_and_metrics_last(finished):
     provenance = json.loads((finished.run_dir / "provenance.json").read_text())
     assert provenance["seed"] == 42 and provenance["packages"]["transformers"]
     assert all(len(f["sha256"]) == 64 for f in provenance["data"]["files"].values())
+
+
+def test_every_file_of_a_run_has_an_ordinary_new_files_permissions(finished):
+    """safetensors writes weights through an owner-only temporary (0600); a run's files follow the umask."""
+    modes = {path.relative_to(finished.run_dir).as_posix(): oct(path.stat().st_mode & 0o777)
+             for path in finished.run_dir.rglob("*") if path.is_file()}
+    assert "model/adapter_model.safetensors" in modes
+    assert {name: mode for name, mode in modes.items() if mode != oct(0o666 & ~runs.umask())} == {}
 
 
 def test_a_run_records_the_energy_and_emissions_of_its_training(finished):
@@ -82,6 +94,48 @@ def test_the_saved_adapter_reproduces_the_predictions_exactly(finished, syntheti
     tokens, _, predicted = runs.read_predictions(finished.run_dir / "predictions_test.tsv")
     again = predictor.predict(model, tokenizer, tokens, labels, run_config.max_length, run_config.overlap)
     assert again == predicted
+
+
+def cut(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def emptied(path):
+    path.write_bytes(b"")
+
+
+def removed(path):
+    path.unlink()
+
+
+def without_head(path):
+    tensors = safetensors.torch.load_file(path)
+    safetensors.torch.save_file({k: v for k, v in tensors.items() if "classifier" not in k}, path)
+
+
+def damaged_copy(model_dir, tmp_path, name, damage):
+    """A copy of a saved model directory with one file damaged as an interrupted copy or a full disk leaves it."""
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    damage(copy / name)
+    return copy
+
+
+@pytest.mark.parametrize("name, damage, complaint", [
+    ("adapter_model.safetensors", emptied, "damaged weights"),
+    ("adapter_model.safetensors", cut, "damaged weights"),
+    ("adapter_model.safetensors", removed, "missing"),
+    ("adapter_model.safetensors", without_head, "no classification head"),
+    ("adapter_config.json", cut, "unreadable JSON"),
+    ("labels.json", emptied, "unreadable JSON"),
+    ("tokenizer.json", cut, "unreadable JSON"),
+])
+def test_a_damaged_saved_adapter_is_refused_in_one_line_naming_the_file(finished, synthetic_corpus, tmp_path,
+                                                                        name, damage, complaint):
+    directory = damaged_copy(finished.run_dir / "model", tmp_path, name, damage)
+    with pytest.raises(OpenMedError, match=complaint) as refused:
+        token_classifier.load(directory, smoke(synthetic_corpus))
+    assert str(refused.value).startswith(f"{directory / name}: ") and "\n" not in str(refused.value)
 
 
 def test_prediction_batches_hold_a_token_budget_and_their_size_does_not_change_a_tag(finished, synthetic_corpus):
@@ -128,13 +182,29 @@ def test_a_run_directory_of_other_parameters_is_refused(finished, synthetic_corp
         finetune.run(smoke(synthetic_corpus, learning_rate=0.01), finished.run_dir)
 
 
-def test_full_fine_tuning_trains_every_parameter_and_reloads(synthetic_corpus, tmp_path):
-    run_config = smoke(synthetic_corpus, method="full", epochs=1)
-    result = finetune.run(run_config, tmp_path / "full")
-    assert result.metrics["trainable_parameters"] == result.metrics["total_parameters"]
-    model, tokenizer, labels = token_classifier.load(tmp_path / "full" / "model", run_config)
-    tokens, _, predicted = runs.read_predictions(tmp_path / "full" / "predictions_test.tsv")
+@pytest.fixture(scope="module")
+def full(synthetic_corpus, tmp_path_factory):
+    return finetune.run(smoke(synthetic_corpus, method="full", epochs=1), tmp_path_factory.mktemp("runs") / "full")
+
+
+def test_full_fine_tuning_trains_every_parameter_and_reloads(full, synthetic_corpus):
+    assert full.metrics["trainable_parameters"] == full.metrics["total_parameters"]
+    model, tokenizer, labels = token_classifier.load(full.run_dir / "model", smoke(synthetic_corpus, method="full"))
+    tokens, _, predicted = runs.read_predictions(full.run_dir / "predictions_test.tsv")
     assert predictor.predict(model, tokenizer, tokens, labels, 32, 8) == predicted
+
+
+@pytest.mark.parametrize("name, damage, complaint", [
+    ("model.safetensors", cut, "damaged weights"),
+    ("model.safetensors", without_head, "no classification head"),
+    ("config.json", cut, "unreadable JSON"),
+])
+def test_a_damaged_fully_fine_tuned_model_is_refused_in_one_line_naming_the_file(full, synthetic_corpus, tmp_path,
+                                                                                 name, damage, complaint):
+    directory = damaged_copy(full.run_dir / "model", tmp_path, name, damage)
+    with pytest.raises(OpenMedError, match=complaint) as refused:
+        token_classifier.load(directory, smoke(synthetic_corpus, method="full"))
+    assert str(refused.value).startswith(f"{directory / name}: ") and "\n" not in str(refused.value)
 
 
 KILL_AFTER_FIRST_CHECKPOINT = textwrap.dedent("""
@@ -148,7 +218,7 @@ KILL_AFTER_FIRST_CHECKPOINT = textwrap.dedent("""
         save(self, *args, **kwargs)
         os.kill(os.getpid(), signal.SIGKILL)   # as abrupt as a power cut or an OOM kill
     Trainer._save_checkpoint = save_then_die
-    run_config = config.load_run_config("smoke", {"dataset": sys.argv[1], "epochs": 3})
+    run_config = config.load_run_config("smoke", {"dataset": sys.argv[1], "epochs": int(sys.argv[3])})
     finetune.run(run_config, sys.argv[2])
 """)
 
@@ -156,8 +226,8 @@ KILL_AFTER_FIRST_CHECKPOINT = textwrap.dedent("""
 def test_an_interrupted_run_looks_incomplete_and_resumes_to_the_same_metrics(synthetic_corpus, tmp_path,
                                                                              monkeypatch):
     run_dir = tmp_path / "interrupted"
-    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_CHECKPOINT, str(synthetic_corpus), str(run_dir)],
-                            capture_output=True, text=True, timeout=300)
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_CHECKPOINT, str(synthetic_corpus), str(run_dir),
+                             "3"], capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert not runs.is_complete(run_dir)
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["checkpoint-6"]
@@ -172,6 +242,29 @@ def test_an_interrupted_run_looks_incomplete_and_resumes_to_the_same_metrics(syn
     assert not resumed.reused
     assert [e["epoch"] for e in resumed.log_history if "eval_strict_f1" in e] == [1.0, 2.0, 3.0]
     assert without_timings(resumed.metrics) == without_timings(uninterrupted.metrics)
+    assert resumed.metrics["train_attempts"] == 2 and uninterrupted.metrics["train_attempts"] == 1
+    assert [r["outcome"] for r in footprint.read(run_dir)] == ["unfinished", "finished"]
+
+
+def test_a_run_killed_after_its_last_checkpoint_still_times_its_training_when_resumed(finished, synthetic_corpus,
+                                                                                      tmp_path):
+    """The resume has nothing left to train: its timing and footprint still count the attempt that trained,
+    and tokens per second divide the tokens trained by that time, not by the resume's half second."""
+    run_dir = tmp_path / "killed"
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_CHECKPOINT, str(synthetic_corpus), str(run_dir),
+                             "1"], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    [unfinished] = footprint.read(run_dir)
+    assert unfinished["outcome"] == "unfinished" and unfinished["duration_s"] > 0
+    resumed = finetune.run(smoke(synthetic_corpus, epochs=1), run_dir).metrics
+    first, last = footprint.read(run_dir)
+    assert first == unfinished and last["outcome"] == "finished"
+    assert resumed["train_attempts"] == 2
+    assert resumed["train_seconds"] >= unfinished["duration_s"] - 0.1
+    assert resumed["train_tokens"] * 2 == finished.metrics["train_tokens"] > 0   # one epoch of the two
+    rounding = 0.05 / resumed["train_seconds"]   # metrics.json keeps train_seconds to 0.1 s
+    assert resumed["train_tokens_per_second"] == pytest.approx(resumed["train_tokens"] / resumed["train_seconds"],
+                                                               rel=2 * rounding)
 
 
 def test_a_small_split_passes_over_itself_until_the_run_takes_the_minimum_optimizer_steps(synthetic_corpus):
@@ -189,6 +282,17 @@ def test_a_small_split_passes_over_itself_until_the_run_takes_the_minimum_optimi
 def test_the_step_floor_is_what_a_small_corpus_trains_with(synthetic_corpus, tmp_path):
     settings = smoke(synthetic_corpus, epochs=1, min_optimizer_steps=30, max_train_sentences=None)
     result = finetune.run(settings, tmp_path / "floor")
-    assert finetune.passes_per_epoch(result.metrics["sentences"]["train"], settings) > 1
+    passes = finetune.passes_per_epoch(result.metrics["sentences"]["train"], settings)
+    assert passes > 1
+    assert result.metrics["train_tokens"] == passes * window_tokens(settings)   # every pass was trained
     log_history = json.loads((tmp_path / "floor" / "log_history.json").read_text())
     assert max(entry["step"] for entry in log_history) >= 30
+
+
+def window_tokens(run_config: config.RunConfig) -> int:
+    """Sub-words (special tokens included, no padding) of one pass over the training windows."""
+    corpus = corpora.load(run_config.dataset)
+    tokenizer = backbones.load_tokenizer(backbones.resolve(run_config.backbone))
+    windows = encoding.encode([s.tokens for s in finetune.subset(corpus.train, run_config.max_train_sentences)],
+                              tokenizer, max_length=run_config.max_length, overlap=run_config.overlap)
+    return sum(len(w.input_ids) for w in windows)

@@ -1,6 +1,8 @@
 """Energy and emissions of training calls: CodeCarbon offline, the paper's formula beside it, records that
 survive interruptions, and totals per chapter."""
 
+import json
+
 import pytest
 
 from openmed_repro.infra import footprint
@@ -40,6 +42,25 @@ def test_work_that_fails_midway_still_records_the_energy_it_spent_and_a_resumed_
     with footprint.track(tmp_path, "finetune", "s800"):
         busy(0.2)
     assert [r["outcome"] for r in footprint.read(tmp_path)] == ["stopped: KeyboardInterrupt", "finished"]
+
+
+def test_an_attempt_killed_outright_leaves_its_record_as_of_its_last_update(tmp_path):
+    """What a SIGKILL leaves is the file as it is inside the block: the record of the last update (training
+    updates at every checkpoint), which the next attempt keeps beside its own."""
+    with footprint.track(tmp_path, "finetune", "s800") as attempt:
+        [started] = footprint.read(tmp_path)
+        busy(0.5)
+        attempt.update()
+        [updated] = footprint.read(tmp_path)
+        busy(0.2)
+    assert started["outcome"] == updated["outcome"] == "unfinished"
+    assert started["duration_s"] < 0.5 <= updated["duration_s"] and updated["energy_kwh"] > started["energy_kwh"]
+    [finished] = footprint.read(tmp_path)
+    assert finished["outcome"] == "finished" and finished["duration_s"] >= 0.7
+    (tmp_path / footprint.RECORD).write_text(json.dumps({"records": [updated]}))   # as the kill left it
+    with footprint.track(tmp_path, "finetune", "s800"):
+        busy(0.2)
+    assert [r["outcome"] for r in footprint.read(tmp_path)] == ["unfinished", "finished"]
 
 
 def test_a_named_country_uses_codecarbons_own_grid_intensity_instead_of_the_papers(tmp_path):

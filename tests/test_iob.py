@@ -57,9 +57,24 @@ def test_unknown_tag_prefix_is_an_error_naming_file_and_line(tmp_path, tag):
         read_iob(path)
 
 
+@pytest.mark.parametrize("content, line", [("a\tO\n\tB-Disease\n", 2), ("a\tO\n\u00a0\tO\n", 2)])
+def test_an_empty_token_is_an_error_naming_file_and_line(tmp_path, content, line):
+    """Found by fuzzing: a line that starts with its tab gave a token "" the tokenizer has no sub-word for."""
+    path = write(tmp_path, content)
+    with pytest.raises(OpenMedError, match=rf"{path}:{line}: empty token"):
+        read_iob(path)
+
+
+def test_a_carriage_return_inside_a_line_is_an_error_not_a_lost_token(tmp_path):
+    """Found by fuzzing: with old Mac line endings "b" vanished into an ignored middle column of "a"'s line."""
+    path = write(tmp_path, "x\tO\na\tO\rb\tB-Disease\n")
+    with pytest.raises(OpenMedError, match=rf"{path}:2: a carriage return inside the line"):
+        read_iob(path)
+
+
 def test_empty_split_is_an_error(tmp_path):
     path = write(tmp_path, "\n\n  \n")
-    with pytest.raises(OpenMedError, match=rf"{path}: empty split"):
+    with pytest.raises(OpenMedError, match=rf"{path}:1: empty split"):
         read_iob(path)
 
 

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from openmed_repro.errors import OpenMedError
 from openmed_repro.infra import runs
 
 
@@ -36,3 +37,26 @@ def test_an_atomically_written_file_has_an_ordinary_new_files_permissions(tmp_pa
     finally:
         os.umask(umask)
     assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("content, reason", [(b'{"test": {"f1": 0.', "unreadable JSON"), (b"", "unreadable JSON"),
+                                             (b'{"a": "\xff"}', "unreadable JSON")])
+def test_a_cut_or_garbled_json_file_is_an_error_naming_it(tmp_path, content, reason):
+    path = tmp_path / "metrics.json"
+    path.write_bytes(content)
+    with pytest.raises(OpenMedError, match=reason) as refused:
+        runs.read_json(path)
+    assert str(refused.value).startswith(f"{path}: ")
+
+
+def test_files_a_library_wrote_owner_only_get_the_permissions_the_umask_asks_for(tmp_path):
+    weights = tmp_path / "model" / "adapter_model.safetensors"
+    weights.parent.mkdir()
+    weights.write_bytes(b"weights")
+    weights.chmod(0o600)
+    umask = os.umask(0o002)
+    try:
+        runs.follow_umask(tmp_path)
+    finally:
+        os.umask(umask)
+    assert weights.stat().st_mode & 0o777 == 0o664

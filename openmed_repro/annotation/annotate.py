@@ -9,8 +9,10 @@ Choices made here: sentences and words as data/sentences.py splits them; an I-X 
 X entity opens one (iob.spans_of, the lenient reading of seqeval's default mode); an entity's score is the
 mean softmax probability of its words' predicted tags (at each word's first sub-word); scores are rounded to
 4 decimals. A malformed input
-line (empty, invalid JSON, no id or text field) is reported with its line number and skipped, or stops the
-run with `on_error="fail"`: it is never dropped silently."""
+line (not UTF-8, empty, invalid JSON, no id or text field, a lone surrogate) or a document whose annotation
+fails is reported with its line number and skipped, the rest annotated, or it stops the run with
+`on_error="fail"`: it is never dropped silently. In-process and on Spark a line is read by one function
+(document_of_line), so both skip exactly the same lines."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from tqdm.auto import tqdm
 
 from openmed_repro.infra import config
 from openmed_repro.data import iob, sentences
+from openmed_repro.models import saved_model
 from openmed_repro.infra import runs
 from openmed_repro.infra.config import RunConfig
 from openmed_repro.errors import OpenMedError
@@ -42,7 +45,7 @@ class Document:
 
 @dataclass(frozen=True)
 class Problem:
-    """A malformed input line: its number (1-based) and what is wrong with it."""
+    """A skipped input line (malformed, or its document's annotation failed): its number (1-based) and why."""
 
     line: int
     reason: str
@@ -110,17 +113,33 @@ def document_of(record, number: int, id_field: str = "id", text_field: str = "te
         return Problem(number, f"field {text_field!r} is {type(record[text_field]).__name__}, not a string")
     if record.get(id_field) is None or isinstance(record[id_field], (dict, list, bool)):
         return Problem(number, f"no {id_field!r} field (a string or number)")
-    return Document(str(record[id_field]), record[text_field], number)
+    document = Document(str(record[id_field]), record[text_field], number)
+    for field, value in ((text_field, document.text), (id_field, document.id)):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:   # JSON's "\ud800": valid JSON, but no character of any text
+            return Problem(number, f"field {field!r} holds a lone surrogate (\\u{ord(value[error.start]):04x} at "
+                                   f"character {error.start + 1}), which is not text")
+    return document
 
 
-def read_lines(path: Path) -> Iterator[tuple[int, str | None]]:
-    """(line number, text) of every line; text None where the line is not UTF-8."""
+def document_of_line(raw: bytes, number: int, fmt: str, id_field: str = "id",
+                     text_field: str = "text") -> Document | Problem:
+    """One input line as bytes (its line break kept or not) as a Document, or the Problem that makes it
+    unusable. The one reading of a line, in-process and on Spark, so that both skip exactly the same lines."""
+    try:
+        line = bytes(raw).rstrip(b"\r\n").decode("utf-8")
+    except UnicodeDecodeError as error:
+        return Problem(number, f"not UTF-8 (byte {raw[error.start]:#04x} at byte {error.start + 1} of the line)")
+    if number == 1:
+        line = line.removeprefix("\ufeff")   # the byte order mark some editors write
+    return parse_line(line, number, fmt, id_field, text_field)
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of every line: lines end at "\n" only, as Spark's reader is told to cut them."""
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                yield number, raw.rstrip(b"\r\n").decode("utf-8")
-            except UnicodeDecodeError:
-                yield number, None
+        yield from enumerate(handle, start=1)
 
 
 def read_documents(path: str | Path, fmt: str = "auto", on_error: str = "skip", id_field: str = "id",
@@ -137,15 +156,20 @@ def read_documents(path: str | Path, fmt: str = "auto", on_error: str = "skip", 
     if not path.is_file():
         raise OpenMedError(f"{path}: input file not found")
     documents, problems = [], []
-    for number, line in read_lines(path):
-        parsed = Problem(number, "not UTF-8") if line is None else parse_line(line, number, fmt, id_field, text_field)
+    for number, raw in read_lines(path):
+        parsed = document_of_line(raw, number, fmt, id_field, text_field)
         if isinstance(parsed, Problem):
             if on_error == "fail":
-                raise OpenMedError(f"{path}:{parsed.line}: {parsed.reason} (use on_error=skip to skip such lines)")
+                raise stopped_at(path, parsed)
             problems.append(parsed)
         else:
             documents.append(parsed)
     return documents, problems
+
+
+def stopped_at(source: str | Path, problem: Problem) -> OpenMedError:
+    """The error that stops a run at a skipped line (on_error="fail")."""
+    return OpenMedError(f"{source}:{problem.line}: {problem.reason} (use on_error=skip to skip such lines)")
 
 
 def report(problems: Sequence[Problem], source: str | Path, stream=None) -> None:
@@ -169,13 +193,16 @@ def entities_of(document: Document, spans: Sequence[tuple[int, int]], tags: Sequ
 
 
 def run_config_of(run_dir: Path) -> RunConfig:
-    """The validated configuration a finished fine-tuning run recorded."""
-    if not (run_dir / runs.MODEL_DIR / "labels.json").is_file():
+    """The validated configuration a finished fine-tuning run recorded, once its saved model is checked whole
+    (a damaged file is named here, not deep inside the model's loading)."""
+    if not (run_dir / runs.MODEL_DIR / saved_model.LABELS_FILE).is_file():
         raise OpenMedError(f"parameter run: {run_dir} holds no model/ of a fine-tuning run "
                            "(give a run directory written by notebooks/finetune.ipynb)")
     if not runs.is_complete(run_dir):
         raise OpenMedError(f"parameter run: {run_dir} is an unfinished run (no metrics.json); finish it first")
-    return config.validated(RunConfig, runs.read_json(run_dir / runs.CONFIG), str(run_dir / runs.CONFIG))
+    run_config = config.validated(RunConfig, runs.read_json(run_dir / runs.CONFIG), str(run_dir / runs.CONFIG))
+    saved_model.check(run_dir / runs.MODEL_DIR)
+    return run_config
 
 
 class Annotator:
@@ -212,6 +239,21 @@ class Annotator:
             by_document[id(document)].extend(entities_of(document, spans, sentence_tags, sentence_probabilities))
         return [by_document[id(d)] for d in documents]
 
+    def annotate_each(self, documents: Sequence[Document]) -> list[list[Entity] | Problem]:
+        """The entities of each document, or the Problem of one whose tokenization or prediction failed: a
+        batch that fails is annotated again document by document, so a bad document costs only itself."""
+        try:
+            return self.annotate(documents)
+        except Exception:   # the document at fault is found by annotating each one alone
+            return [self._annotate_alone(document) for document in documents]
+
+    def _annotate_alone(self, document: Document) -> list[Entity] | Problem:
+        try:
+            return self.annotate([document])[0]
+        except Exception as error:   # any failure of this document, reported with its line, never silently
+            first_line = (str(error).strip().splitlines() or [""])[0][:200]
+            return Problem(document.line, f"annotation failed ({type(error).__name__}: {first_line})")
+
 
 def chunks(items: Iterable, size: int) -> Iterator[list]:
     chunk = []
@@ -229,27 +271,35 @@ def annotate_file(run_dir: str | Path, input_path: str | Path, output_path: str 
                   id_field: str = "id", text_field: str = "text", progress: bool = True,
                   max_batch_tokens: int | None = None, precision: str = "fp32") -> Summary:
     """Annotate every document of `input_path` into the JSONL file `output_path` (written whole or not at
-    all) with the model in `precision` (Annotator). Malformed lines are reported on stderr and skipped, or
-    stop the run (on_error="fail") before the model is loaded."""
+    all, so a failed or interrupted run is simply run again) with the model in `precision` (Annotator).
+    Malformed lines are reported on stderr and skipped, or stop the run (on_error="fail") before the model is
+    loaded; so are documents whose annotation fails, as they come."""
     documents, problems = read_documents(input_path, fmt, on_error, id_field, text_field)
     report(problems, input_path)
     started = time.perf_counter()
     annotator = Annotator(run_dir, batch_size, max_batch_tokens, precision)
     loaded = time.perf_counter()
-    count = 0
+    count = annotated = 0
     with runs.atomic_path(output_path) as temporary, temporary.open("w", encoding="utf-8") as out, \
             tqdm(total=len(documents), desc="annotating", unit="doc", disable=not progress) as bar:
         for chunk in chunks(documents, chunk_documents):
-            for entities in annotator.annotate(chunk):
-                out.writelines(entity.json_line() + "\n" for entity in entities)
-                count += len(entities)
+            for result in annotator.annotate_each(chunk):
+                if isinstance(result, Problem):
+                    if on_error == "fail":
+                        raise stopped_at(input_path, result)
+                    report([result], input_path)
+                    problems.append(result)
+                    continue
+                out.writelines(entity.json_line() + "\n" for entity in result)
+                count += len(result)
+                annotated += 1
             bar.update(len(chunk))
-    return Summary(len(documents), count, problems, time.perf_counter() - started, loaded - started,
-                   annotator.precision)
+    return Summary(annotated, count, sorted(problems, key=lambda p: p.line), time.perf_counter() - started,
+                   loaded - started, annotator.precision)
 
 
 def read_entities(path: str | Path) -> list[dict]:
     """The entities of a JSONL output file, or of a Spark output directory (its part files in order)."""
     path = Path(path)
     files = sorted(path.glob("part-*")) if path.is_dir() else [path]
-    return [json.loads(line) for file in files for line in file.read_text(encoding="utf-8").splitlines() if line]
+    return [json.loads(line) for file in files for line in file.read_text(encoding="utf-8").split("\n") if line]

@@ -4,17 +4,25 @@ model loaded once per Python worker (Spark reuses its Python workers, so one loa
 
     openmed-repro annotate --spark --master spark://host:7077 --run RUN_DIR abstracts.jsonl entities/
 
-Input: text or JSONL (line numbers are kept for problem reports), or Parquet with id and text columns
-(problems name the row, 1-based). Output: a directory of JSONL part files whose concatenation in name
-order is, line for line, what in-process annotation writes; or Parquet (`*.parquet`, columns id, start, end,
-type, text, score). On a cluster, RUN_DIR, the input and the output must be paths every executor can read
-(a shared file system or HDFS/S3 URLs for the data) and every executor needs this package installed."""
+Input: text or JSONL, read as bytes and cut at "\n" only, each line through the in-process reader
+(annotate.document_of_line), so both paths skip exactly the same lines, by the same line numbers; or Parquet
+with id and text columns (problems name the row, 1-based). A document whose annotation fails is skipped and
+reported like a malformed line. Output: a directory of JSONL part files whose concatenation in name order is,
+line for line, what in-process annotation writes; or Parquet (`*.parquet`, columns id, start, end, type, text,
+score). The job writes into a hidden directory beside the output that becomes the output when it succeeds and
+is removed when it fails, so a failed or interrupted job is simply run again. On a cluster, RUN_DIR, the input
+and the output must be paths every executor can read (a shared file system or HDFS/S3 URLs for the data) and
+every executor needs this package installed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import secrets
 import sys
 import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -70,22 +78,30 @@ def _annotator(run_dir: str, batch_size: int, max_batch_tokens: int | None, thre
 
 
 def _annotate_partition(run_dir: str, batch_size: int, max_batch_tokens: int | None, threads: int,
-                        precision: str, chunk_documents: int, documents):
-    """Entities of one partition's documents, in input order."""
-    documents = iter(documents)
-    first = next(documents, None)
-    if first is None:
-        return
-    annotator = _annotator(run_dir, batch_size, max_batch_tokens, threads, precision)
-    pending = [first]
-    for document in documents:
-        pending.append(document)
-        if len(pending) == chunk_documents:
-            for entities in annotator.annotate(pending):
-                yield from entities
-            pending = []
-    for entities in annotator.annotate(pending):
-        yield from entities
+                        precision: str, chunk_documents: int, on_error: str, source: str, failures, documents):
+    """Entities of one partition's documents, in input order. A document whose annotation fails goes to the
+    `failures` accumulator, or stops the job (on_error="fail") with the error the driver reports."""
+    for chunk in local.chunks(documents, chunk_documents):
+        annotator = _annotator(run_dir, batch_size, max_batch_tokens, threads, precision)
+        for result in annotator.annotate_each(chunk):
+            if isinstance(result, local.Problem):
+                if on_error == "fail":
+                    raise local.stopped_at(source, result)
+                failures.add([result])
+            else:
+                yield from result
+
+
+class _ProblemList:
+    """The AccumulatorParam of the problems gathered from the executors (a task run twice reports its problems
+    twice: the driver keeps one per line)."""
+
+    def zero(self, value):
+        return []
+
+    def addInPlace(self, problems, more):
+        problems.extend(more)
+        return problems
 
 
 def _counted(counter, entity: local.Entity) -> local.Entity:
@@ -95,7 +111,7 @@ def _counted(counter, entity: local.Entity) -> local.Entity:
 
 def _parse_text_line(fmt: str, id_field: str, text_field: str, numbered):
     line, index = numbered
-    return local.parse_line(line, index + 1, fmt, id_field, text_field)
+    return local.document_of_line(line, index + 1, fmt, id_field, text_field)
 
 
 def _parse_row(id_field: str, text_field: str, numbered):
@@ -110,7 +126,8 @@ def annotate(run_dir: str | Path, input_path: str, output_path: str, master: str
              max_batch_tokens: int | None = None, precision: str = "fp32") -> local.Summary:
     """Annotate `input_path` into `output_path` on Spark with the model in `precision` (local.Annotator);
     malformed lines are reported (driver's stderr) and skipped, or stop the job (on_error="fail") before any
-    model is loaded."""
+    model is loaded; so are documents whose annotation fails, once the job is done (or at the first, which
+    stops it)."""
     from openmed_repro.infra import devices
 
     if on_error not in local.ON_ERROR:
@@ -123,7 +140,6 @@ def annotate(run_dir: str | Path, input_path: str, output_path: str, master: str
     if Path(output_path).exists():
         raise OpenMedError(f"{output_path}: output already exists; Spark writes a new directory (remove it first)")
     spark = spark or session(master)
-    _, types = _pyspark()
     started = time.perf_counter()
     if fmt == "parquet":
         frame = spark.read.parquet(str(input_path))
@@ -131,12 +147,12 @@ def annotate(run_dir: str | Path, input_path: str, output_path: str, master: str
         if missing:
             raise OpenMedError(f"{input_path}: no column(s) {', '.join(missing)}; columns: {', '.join(frame.columns)}")
         rows = frame.select(id_field, text_field).rdd
-        rows = rows.repartition(partitions) if partitions else rows
         parsed = rows.zipWithIndex().map(partial(_parse_row, id_field, text_field))
     else:
         if not Path(input_path).exists() and "://" not in str(input_path):
             raise OpenMedError(f"{input_path}: input file not found")
-        lines = spark.sparkContext.textFile(str(input_path), minPartitions=partitions or 2)
+        lines = spark.read.option("lineSep", "\n").text(str(input_path))   # bytes kept as they are: cast below
+        lines = lines.select(lines.value.cast("binary")).rdd.map(lambda row: bytes(row[0]))
         parsed = lines.zipWithIndex().map(partial(_parse_text_line, fmt, id_field, text_field))
     parsed = parsed.persist()
     problems = sorted(parsed.filter(lambda item: isinstance(item, local.Problem)).collect(), key=lambda p: p.line)
@@ -147,20 +163,77 @@ def annotate(run_dir: str | Path, input_path: str, output_path: str, master: str
                            f"{len(problems)} malformed line(s) in all)")
     local.report(problems, input_path)
     documents = parsed.filter(lambda item: isinstance(item, local.Document))
+    documents = _in_input_order(documents, parsed.count(), partitions or spark.sparkContext.defaultParallelism)
     document_count = documents.count()
     counter = spark.sparkContext.accumulator(0)
+    failures = spark.sparkContext.accumulator([], _ProblemList())
     entities = documents.mapPartitions(partial(_annotate_partition, run_dir, batch_size, max_batch_tokens,
-                                               threads_per_task, precision, chunk_documents)) \
-        .map(partial(_counted, counter))
+                                               threads_per_task, precision, chunk_documents, on_error, str(input_path),
+                                               failures)).map(partial(_counted, counter))
+    try:
+        with _written_whole(spark, str(output_path)) as temporary:
+            _write(spark, entities, out_format, temporary)
+    except Exception as error:
+        reported = _project_error(error)
+        if reported is None:
+            raise
+        raise reported from None
+    finally:
+        parsed.unpersist()
+    failed = sorted({problem.line: problem for problem in failures.value}.values(), key=lambda p: p.line)
+    local.report(failed, input_path)
+    return local.Summary(document_count - len(failed), counter.value, sorted(problems + failed, key=lambda p: p.line),
+                         time.perf_counter() - started, precision=resolved)
+
+
+def _write(spark, entities, out_format: str, path: str) -> None:
+    _, types = _pyspark()
     if out_format == "parquet":
         schema = types.StructType([
             types.StructField("id", types.StringType(), False), types.StructField("start", types.IntegerType(), False),
             types.StructField("end", types.IntegerType(), False), types.StructField("type", types.StringType(), False),
             types.StructField("text", types.StringType(), False), types.StructField("score", types.DoubleType(), False)])
         spark.createDataFrame(entities.map(lambda e: (e.id, e.start, e.end, e.type, e.text, e.score)), schema) \
-            .write.parquet(str(output_path))
+            .write.parquet(path)
     else:
-        entities.map(local.Entity.json_line).saveAsTextFile(str(output_path))
-    parsed.unpersist()
-    return local.Summary(document_count, counter.value, problems, time.perf_counter() - started,
-                         precision=resolved)
+        entities.map(local.Entity.json_line).saveAsTextFile(path)
+
+
+def _in_input_order(documents, lines: int, partitions: int):
+    """`documents` over at least `partitions` partitions, each a run of consecutive lines in input order, so
+    that the part files, read in name order, follow the input as in-process output does."""
+    if documents.getNumPartitions() >= partitions:
+        return documents
+    return documents.keyBy(lambda document: document.line) \
+        .repartitionAndSortWithinPartitions(partitions, partial(_block_of, lines, partitions)).values()
+
+
+def _block_of(lines: int, partitions: int, line: int) -> int:
+    return (line - 1) * partitions // max(lines, 1)
+
+
+@contextlib.contextmanager
+def _written_whole(spark, output_path: str) -> Iterator[str]:
+    """A hidden directory beside `output_path` for the job to write into: it becomes `output_path` (one rename)
+    when the job succeeds and is removed when it fails, so nothing half-written stops the same command from
+    running again. Through Hadoop's file system, so an HDFS or S3 output works the same as a local one."""
+    location = output_path.rstrip("/") if "://" in output_path else str(Path(output_path).absolute())
+    parent, _, name = location.rpartition("/")
+    hadoop = spark.sparkContext._jvm.org.apache.hadoop.fs
+    target, temporary = hadoop.Path(location), hadoop.Path(f"{parent}/.{name}.{secrets.token_hex(4)}.tmp")
+    file_system = target.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    try:
+        yield temporary.toString()
+        if not file_system.rename(temporary, target):
+            raise OpenMedError(f"{output_path}: the finished output could not be moved there from {temporary}")
+    except BaseException:
+        with contextlib.suppress(Exception):   # the job's own error is the one to report
+            file_system.delete(temporary, True)
+        raise
+
+
+def _project_error(error: Exception) -> OpenMedError | None:
+    """The OpenMedError an executor raised (on_error="fail", a run its executors cannot load), out of the
+    Spark exception that carries its traceback as text; None for any other failure."""
+    found = re.search(r"OpenMedError: (.+)", str(error))
+    return OpenMedError(found.group(1).strip()) if found else None

@@ -72,6 +72,9 @@ def read_iob(path: str | Path, repair: bool = False) -> IobFile:
         if not line.strip():
             close_sentence()
             continue
+        if "\r" in line:   # a line break to an editor, none here: the token after it would be lost unseen
+            raise OpenMedError(f"{path}:{number}: a carriage return inside the line (old Mac line endings, or a "
+                               "stray \\r); convert the file to \\n line endings")
         columns = line.split("\t") if "\t" in line else line.split()
         if columns[0] == DOCSTART:
             docstarts += 1
@@ -82,6 +85,9 @@ def read_iob(path: str | Path, repair: bool = False) -> IobFile:
                 f"{path}:{number}: one column {line!r}; expected a token and a tag separated by a tab"
             )
         token, tag = columns[0], columns[-1]
+        if not token.strip():
+            raise OpenMedError(f"{path}:{number}: empty token before the tag {tag!r}; expected a token and a tag "
+                               "separated by a tab")
         if tag != OUTSIDE:
             match = _TAG.match(tag)
             if match is None:
@@ -101,7 +107,7 @@ def read_iob(path: str | Path, repair: bool = False) -> IobFile:
         tags.append(tag)
     close_sentence()
     if not sentences:
-        raise OpenMedError(f"{path}: empty split (no sentences)")
+        raise OpenMedError(f"{path}:1: empty split (no token line in the whole file)")
     return IobFile(path=path, sentences=sentences, repaired=repaired, docstarts=docstarts)
 
 

@@ -1,7 +1,8 @@
 """Energy and emissions of every training call: CodeCarbon's offline tracker (no network) measures it, and
 the paper's own formula (GPU TDP x hours x grid intensity) is written beside it for the same duration, so
-the two can be compared run by run. Records accumulate in `footprint.json` of the run directory (a
-resumed run adds a record), with CodeCarbon's `emissions.csv` next to it."""
+the two can be compared run by run. Records accumulate in `footprint.json` of the run directory, one per
+attempt (a resumed run adds a record; one killed outright keeps the record of its last update, so every attempt
+counts), with CodeCarbon's `emissions.csv` next to it."""
 
 from __future__ import annotations
 
@@ -34,11 +35,46 @@ def paper_formula(seconds: float) -> dict:
             "emissions_kg": kwh * constants["grid_kg_co2e_per_kwh"]}
 
 
+class Attempt:
+    """One attempt's record in footprint.json, written when the work starts and rewritten in place by each
+    update: what stays of an attempt killed outright (SIGKILL, a power cut) is its last update, outcome
+    "unfinished"."""
+
+    def __init__(self, directory: Path, tracker, chapter: str, subject: str, intensity: float | None):
+        self.path, self.tracker, self.intensity = directory / RECORD, tracker, intensity
+        self.chapter, self.subject = chapter, subject
+        self.index = len(read(directory))
+        self.started = datetime.now(timezone.utc)
+        self.clock = time.perf_counter()
+
+    def update(self) -> None:
+        """The record as measured so far (training calls it at every checkpoint)."""
+        self.write(_measured_so_far(self.tracker), "unfinished")
+
+    def write(self, data, outcome: str) -> None:
+        record = _record(data, self.chapter, self.subject, self.started, time.perf_counter() - self.clock, outcome,
+                         self.intensity)
+        records = read(self.path.parent)
+        records[self.index:self.index + 1] = [record]
+        runs.write_json(self.path, {"records": records})
+
+
+def _measured_so_far(tracker):
+    """A running tracker's reading. CodeCarbon (pinned) has no public one: flush() would also add a row to
+    emissions.csv. A failed reading leaves the update at zero energy, never stops the training."""
+    try:
+        tracker._measure_power_and_energy_if_stale()
+        return tracker._prepare_emissions_data()
+    except Exception:   # noqa: BLE001 - a measurement must never break the work it measures
+        return None
+
+
 @contextlib.contextmanager
-def track(directory: str | Path, chapter: str, subject: str, country: str | None = None) -> Iterator[None]:
+def track(directory: str | Path, chapter: str, subject: str, country: str | None = None) -> Iterator[Attempt]:
     """Measure the enclosed work into `directory`. `country` None: the paper's EU average intensity
     (242 g CO2e/kWh); an ISO 3166-1 alpha-3 code: CodeCarbon's own figure for that country. The record is
-    written even when the work fails or is interrupted, so no measured energy is lost."""
+    written when the work starts, at each `update()` of the Attempt handed out, and when the work ends, also
+    when it fails or is interrupted, so no measured energy is lost."""
     from codecarbon import OfflineEmissionsTracker   # slow to import; only training needs it
 
     directory = Path(directory)
@@ -49,19 +85,18 @@ def track(directory: str | Path, chapter: str, subject: str, country: str | None
     tracker = OfflineEmissionsTracker(
         country_iso_code=country or DEFAULT_COUNTRY, output_dir=str(directory), project_name=f"{chapter}:{subject}",
         log_level="error", allow_multiple_runs=True, tracking_mode="process", measure_power_secs=15, **options)
-    started = datetime.now(timezone.utc)
-    clock = time.perf_counter()
     tracker.start()
+    attempt = Attempt(directory, tracker, chapter, subject, intensity)
+    attempt.update()
     outcome = "finished"
     try:
-        yield
+        yield attempt
     except BaseException as error:   # a pruned trial, Ctrl-C, an error: the energy was still spent
         outcome = f"stopped: {type(error).__name__}"
         raise
     finally:
         tracker.stop()
-        _append(directory, _record(tracker.final_emissions_data, chapter, subject, started,
-                                   time.perf_counter() - clock, outcome, intensity))
+        attempt.write(tracker.final_emissions_data, outcome)
 
 
 def _record(data, chapter: str, subject: str, started: datetime, seconds: float, outcome: str,
@@ -81,12 +116,6 @@ def _record(data, chapter: str, subject: str, started: datetime, seconds: float,
         "tracker": f"codecarbon {getattr(data, 'codecarbon_version', '?')}",
         "paper_formula": paper_formula(seconds),
     }
-
-
-def _append(directory: Path, record: dict) -> None:
-    path = directory / RECORD
-    records = runs.read_json(path)["records"] if path.is_file() else []
-    runs.write_json(path, {"records": [*records, record]})
 
 
 def read(directory: str | Path) -> list[dict]:

@@ -1,7 +1,7 @@
 """The life of one training run, the same for fine-tuning, DAPT and the baseline: claim the directory (another
-configuration's is refused), read a finished run back, else train, then write the log history, the
-provenance and metrics.json last. Apart from runs.py because it needs torch (the device's name), and reading
-a run directory (annotation, the book) must not import torch."""
+configuration's is refused), read a finished run back, else train, give the run's files the permissions the
+umask asks for, then write the log history, the provenance and metrics.json last. Apart from runs.py because
+it needs torch (the device's name), and reading a run directory (annotation, the book) must not import torch."""
 
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ def run(settings: Settings, run_dir: str | Path | None, train: Callable[[Path], 
         return RunResult(run_dir, runs.read_json(run_dir / runs.METRICS),
                          runs.read_json(run_dir / runs.LOG_HISTORY), reused=True)
     outcome = train(run_dir)
+    runs.follow_umask(run_dir)
     runs.write_json(run_dir / runs.LOG_HISTORY, outcome.log_history)
     runs.write_json(run_dir / runs.PROVENANCE, runs.provenance(settings, outcome.data, device_name(), machine(),
                                                                    run_dir, training_precision(settings)))

@@ -103,7 +103,7 @@ def claim(run_dir: Path, run_config: config.RunConfig) -> None:
     if in_record(run_dir):   # the record names paths portably (a corpus directory by its name)
         wanted = portable(wanted)
     if existing.is_file():
-        recorded = json.loads(existing.read_text(encoding="utf-8"))
+        recorded = read_json(existing)
         # A parameter added after the run was recorded counts as unchanged when it is None (unset).
         changed = sorted(k for k in wanted.keys() | recorded.keys() if wanted.get(k) != recorded.get(k))
         if changed:
@@ -152,8 +152,35 @@ def _new_temporary(path: Path) -> Path:
             continue
 
 
+def follow_umask(directory: Path) -> None:
+    """Every file under `directory` that a library wrote through an owner-only temporary (safetensors does:
+    mode 0600) gets an ordinary new file's permissions, 0666 less the umask, like every other file of a run."""
+    mode = 0o666 & ~umask()
+    for path in Path(directory).rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o777 == 0o600 != mode:
+            path.chmod(mode)
+
+
+def umask() -> int:
+    """The process's umask (reading it means setting it, so it is set back at once)."""
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
 def read_json(path: Path):
-    return json.loads(path.read_text(encoding="utf-8"))
+    """The value of a JSON file; one that cannot be read or parsed (cut by an interrupted copy or a full disk)
+    is an error naming it, in one line."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise OpenMedError(f"{path}: cannot read ({error.strerror or error})") from error
+    except json.JSONDecodeError as error:
+        raise OpenMedError(f"{path}: unreadable JSON ({error.msg} at line {error.lineno} column {error.colno}); "
+                           "the file is damaged: restore it or run again") from error
+    except UnicodeDecodeError as error:
+        raise OpenMedError(f"{path}: unreadable JSON (not UTF-8 at byte {error.start}); the file is damaged: "
+                           "restore it or run again") from error
 
 
 def provenance(run_config: config.RunConfig, data: dict, device: str, machine: dict,

@@ -10,9 +10,9 @@ from peft import PeftModel, get_peft_model
 
 from openmed_repro.infra import runs
 from openmed_repro.infra.config import RunConfig
-from openmed_repro.models import backbones
+from openmed_repro.models import backbones, saved_model
 
-LABELS_FILE = "labels.json"
+LABELS_FILE = saved_model.LABELS_FILE
 
 
 def build(run_config: RunConfig, backbone: backbones.Backbone, labels: list[str], tokenizer):
@@ -42,11 +42,11 @@ def save(model, tokenizer, labels: list[str], directory: Path) -> float:
 
 def load(directory: Path, run_config: RunConfig):
     """(model, tokenizer, labels) of a saved run: the backbone with the saved adapter and head, or the
-    saved full model."""
-    labels = runs.read_json(directory / LABELS_FILE)
+    saved full model. A missing or damaged file is an error naming it (saved_model.check)."""
+    labels = saved_model.check(directory)
     saved = backbones.Backbone("saved", str(directory), "local", str(directory))
     tokenizer = backbones.load_tokenizer(saved)
-    if (directory / "adapter_config.json").is_file():
+    if (directory / saved_model.ADAPTER_CONFIG).is_file():
         base = _base(run_config, backbones.resolve(run_config.backbone), labels, len(tokenizer))
         model = PeftModel.from_pretrained(base, directory)
     else:

@@ -16,6 +16,7 @@ per-word softmax. Which start is best is chosen on dev strict F1 (`choose_word_e
 from __future__ import annotations
 
 import copy
+import pickle
 import random
 import time
 from collections import Counter
@@ -341,10 +342,12 @@ class TrainedBaseline:
     word2vec: dict | None = None        # what trained the word2vec start: text sha256, settings, counts
 
 
-def train(settings: BaselineConfig, corpus: corpora.Corpus, run_dir: Path) -> TrainedBaseline:
+def train(settings: BaselineConfig, corpus: corpora.Corpus, run_dir: Path,
+          checkpointed: Callable[[], None] = lambda: None) -> TrainedBaseline:
     """Adam with gradient clipping, dev strict F1 after every epoch, the best epoch's weights kept, early
     stopping after `early_stopping_patience` epochs without improvement. An interrupted run resumes from
-    the checkpoint of its last finished epoch and ends with the same weights."""
+    the checkpoint of its last finished epoch and ends with the same weights; its seconds add up every
+    attempt's epochs. `checkpointed` is called after each epoch's checkpoint (the footprint's update)."""
     torch.manual_seed(settings.seed)
     train_sentences = subset(corpus.train, settings.max_train_sentences)
     dev_sentences = subset(corpus.devel, settings.max_eval_sentences)
@@ -396,6 +399,7 @@ def train(settings: BaselineConfig, corpus: corpora.Corpus, run_dir: Path) -> Tr
         state["seconds"] += time.perf_counter() - started
         _save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                       "rng": torch.get_rng_state(), "state": state})
+        checkpointed()
     model.load_state_dict(state["best_weights"])
     return TrainedBaseline(model, vocabulary, state["log_history"], state["seconds"], state["best_epoch"], whole,
                            found, word2vec)
@@ -421,13 +425,28 @@ def load_model(directory: Path) -> tuple[Tagger, Vocabulary, BaselineConfig]:
         raise OpenMedError(f"{directory}: no tagger.pt (give the model/ directory of a finished baseline run)")
     settings = config.validated(BaselineConfig, runs.read_json(directory / "settings.json"), str(directory))
     vocabulary = Vocabulary(**runs.read_json(directory / "vocabulary.json"))
-    model = Tagger(settings, vocabulary, torch.zeros(len(vocabulary.words), _word_dim(directory)))
-    model.load_state_dict(torch.load(directory / "tagger.pt", weights_only=True))
+    weights = _weights(directory / "tagger.pt")
+    model = Tagger(settings, vocabulary, torch.zeros(len(vocabulary.words), weights["words.weight"].size(1)))
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise OpenMedError(f"{directory / 'tagger.pt'}: its weights do not fit the tagger of settings.json and "
+                           f"vocabulary.json ({str(error).splitlines()[-1].strip()}); they come from different "
+                           "runs") from error
     return model.eval(), vocabulary, settings
 
 
-def _word_dim(directory: Path) -> int:
-    return torch.load(directory / "tagger.pt", weights_only=True)["words.weight"].size(1)
+def _weights(path: Path) -> dict:
+    """The tagger's saved weights; an empty, truncated or foreign file is an error naming it."""
+    try:
+        weights = torch.load(path, weights_only=True)
+    except (OSError, EOFError, RuntimeError, KeyError, pickle.UnpicklingError) as error:
+        reason = str(error).splitlines()[0] if str(error) else "the file ends early"
+        raise OpenMedError(f"{path}: damaged weights ({type(error).__name__}: {reason}); restore the file or "
+                           "train again") from error
+    if not isinstance(weights, dict) or "words.weight" not in weights:
+        raise OpenMedError(f"{path}: damaged weights (no words.weight); restore the file or train again")
+    return weights
 
 
 def run(settings: BaselineConfig, run_dir: str | Path | None = None) -> lifecycle.RunResult:
@@ -440,8 +459,8 @@ def train_and_score(settings: BaselineConfig, run_dir: Path) -> lifecycle.Outcom
     """The chapter's own work inside the run lifecycle: train, save the tagger, predict and score dev and
     test; the epoch checkpoint goes once the run is complete."""
     corpus = corpora.load(settings.dataset, settings.data_dir, repair=settings.repair)
-    with footprint.track(run_dir, "baseline", Path(settings.dataset).name, settings.country):
-        trained = train(settings, corpus, run_dir)
+    with footprint.track(run_dir, "baseline", Path(settings.dataset).name, settings.country) as attempt:
+        trained = train(settings, corpus, run_dir, attempt.update)
     model_mb = save_model(trained, settings, run_dir / runs.MODEL_DIR)
     splits = {"devel": subset(corpus.devel, settings.max_eval_sentences),
               "test": subset(corpus.test, settings.max_eval_sentences)}

@@ -25,6 +25,7 @@ from openmed_repro.models import masked_lm
 from openmed_repro.infra.config import DaptConfig
 from openmed_repro.errors import OpenMedError
 from openmed_repro.infra.devices import device_name
+from openmed_repro.training.attempt_clock import AttemptClock
 from openmed_repro.training.trainer_arguments import training_arguments
 
 ADAPTER_DIR = "adapter"
@@ -179,12 +180,14 @@ def adapt(dapt_config: DaptConfig, run_dir: Path) -> lifecycle.Outcome:
                                           or backbones.query_value_modules(model)))
     model = get_peft_model(model, lora)
     checkpoints = run_dir / "checkpoints"
+    clock = AttemptClock()
     trainer = masked_lm.MaskedPositionsTrainer(model=model, args=_arguments(dapt_config, checkpoints, dapt_config.learning_rate),
-                                               train_dataset=training, data_collator=_mlm_collator(tokenizer, dapt_config))
-    with footprint.track(run_dir, "dapt", Path(dapt_config.backbone).name, dapt_config.country):
-        started = time.perf_counter()
+                                               train_dataset=training, data_collator=_mlm_collator(tokenizer, dapt_config),
+                                               callbacks=[clock])
+    with footprint.track(run_dir, "dapt", Path(dapt_config.backbone).name, dapt_config.country) as attempt:
+        clock.start(attempt)
         trainer.train(resume_from_checkpoint=get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None)
-        train_seconds = time.perf_counter() - started
+        train_seconds = clock.seconds
     after = perplexity(model, held_out, tokenizer, dapt_config.eval_batch_size)
 
     model.save_pretrained(run_dir / ADAPTER_DIR)
@@ -196,6 +199,7 @@ def adapt(dapt_config: DaptConfig, run_dir: Path) -> lifecycle.Outcome:
         "head": "shipped with the checkpoint" if head_trained else
                 f"calibrated: {calibration_steps} optimizer steps, encoder frozen",
         "calibration_seconds": round(calibration_seconds, 1), "train_seconds": round(train_seconds, 1),
+        "train_attempts": clock.attempts,
         "optimizer_steps": trainer.state.global_step, "training_passages": len(training),
         "held_out_passages": len(held_out), "training_tokens": sum(len(f["input_ids"]) for f in training),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),

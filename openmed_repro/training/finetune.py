@@ -5,7 +5,6 @@ epoch checkpoints to resume from, and word-level predictions through models/pred
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from openmed_repro.infra import lifecycle
 from openmed_repro.infra import runs
 from openmed_repro.infra.devices import device_name, resolve_inference_precision
 from openmed_repro.infra.config import RunConfig
+from openmed_repro.training.attempt_clock import AttemptClock
 from openmed_repro.training.trainer_arguments import training_arguments
 from openmed_repro.data.iob import Sentence
 
@@ -40,10 +40,12 @@ class FineTuned:
     tokenizer: object
     labels: list[str]
     log_history: list[dict]
-    train_seconds: float
+    train_seconds: float            # every attempt's, a killed one's up to its last checkpoint (AttemptClock)
     trainable_parameters: int
     total_parameters: int
-    train_tokens: int
+    train_tokens: int               # sub-words of one pass over the training windows
+    tokens_trained: int = 0         # sub-words of every training step that made the model, over every attempt
+    attempts: int = 1
 
 
 class InOrderEvaluationTrainer(Trainer):
@@ -79,6 +81,7 @@ def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
     model = token_classifier.build(run_config, backbone, labels, tokenizer)
 
     checkpoints = run_dir / CHECKPOINTS_DIR
+    clock = AttemptClock()
     trainer = InOrderEvaluationTrainer(
         model=model,
         args=_training_arguments(run_config, checkpoints),
@@ -88,19 +91,22 @@ def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
         processing_class=tokenizer,
         compute_metrics=_dev_scorer(dev_windows, dev_sentences, labels),
         preprocess_logits_for_metrics=lambda logits, _: logits.argmax(dim=-1),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=run_config.early_stopping_patience), *callbacks],
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=run_config.early_stopping_patience), clock,
+                   *callbacks],
     )
     resume_from = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    with footprint.track(footprint_dir or run_dir, chapter, Path(run_config.dataset).name, run_config.country):
-        start = time.perf_counter()
+    with footprint.track(footprint_dir or run_dir, chapter, Path(run_config.dataset).name,
+                         run_config.country) as attempt:
+        clock.start(attempt)
         trainer.train(resume_from_checkpoint=resume_from)
-        seconds = time.perf_counter() - start
+        seconds = clock.seconds
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     return FineTuned(
         model=trainer.model, tokenizer=tokenizer, labels=labels, log_history=trainer.state.log_history,
         train_seconds=seconds, trainable_parameters=trainable,
         total_parameters=sum(p.numel() for p in trainer.model.parameters()),
         train_tokens=sum(len(w.input_ids) for w in train_windows),
+        tokens_trained=trainer.state.num_input_tokens_seen, attempts=clock.attempts,
     )
 
 
@@ -150,6 +156,7 @@ def _training_arguments(run_config: RunConfig, output_dir: Path) -> TrainingArgu
         metric_for_best_model="strict_f1",
         greater_is_better=True,
         train_sampling_strategy="group_by_length" if run_config.group_by_length else "random",
+        include_num_input_tokens_seen="non_padding",   # kept in every checkpoint: a resumed count goes on
     )
 
 
@@ -183,9 +190,9 @@ def train_and_score(run_config: RunConfig, run_dir: Path) -> lifecycle.Outcome:
         "method": run_config.method, "seed": run_config.seed,
         "devel": scores["devel"], "test": scores["test"],
         "best_epoch": best.get("epoch"), "epochs_run": max((e["epoch"] for e in epochs), default=0),
-        "train_seconds": round(trained.train_seconds, 1),
-        "train_tokens_per_second": round(trained.train_tokens * max((e["epoch"] for e in epochs), default=0)
-                                         / trained.train_seconds, 1),
+        "train_seconds": round(trained.train_seconds, 1), "train_attempts": trained.attempts,
+        "train_tokens": trained.tokens_trained,
+        "train_tokens_per_second": round(trained.tokens_trained / trained.train_seconds, 1),
         "trainable_parameters": trained.trainable_parameters, "total_parameters": trained.total_parameters,
         "model_mb": round(model_mb, 2),
         "sentences": {"train": len(subset(corpus.train, run_config.max_train_sentences)),
