@@ -169,7 +169,7 @@ def test_on_spark_a_document_whose_annotation_fails_is_reported_and_its_partitio
     documents = [annotate.Document(str(i), text, i + 1) for i, text in
                  enumerate(["Lung cancer.", "poison", "Asthma in patients.", "Colon tumor."])]
     failures = []
-    partition = partial(spark_annotate._annotate_partition, "run", 32, None, 1, 2)
+    partition = partial(spark_annotate._annotate_partition, "run", 32, None, 1, "fp32", 2)
     entities = list(partition("skip", "in.jsonl", SimpleNamespace(add=failures.extend), iter(documents)))
     assert failures == [annotate.Problem(2, "annotation failed (RuntimeError: CUDA error: device-side assert "
                                             "triggered)")]
