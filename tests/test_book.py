@@ -90,7 +90,7 @@ def test_the_book_names_default_runs_by_their_parameters_through_the_run_directo
     evaluate = dict(book.plan("cpu-rerun", tmp_path)[1])["evaluate"]
     assert evaluate["runs"] == ["runs/finetune/ncbi_disease-minilm-l6-cpu-lora-seed42",
                                 "runs/finetune/ncbi_disease-minilm-l6-cpu-lora-seed42-tuned",
-                                "runs/baseline/ncbi_disease-cpu-crf-seed42"]
+                                "runs/baseline/ncbi_disease-cpu-crf-word2vec-dapt-seed42"]
     assert book.run_reference({"chapter": "hpo", "dataset": "s800", "profile": "cpu", "n_trials": 20}) == \
         "runs/hpo/s800-minilm-l6-cpu"
 

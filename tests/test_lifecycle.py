@@ -72,8 +72,8 @@ def test_the_search_claims_the_directory_run_dir_names(synthetic_corpus, tmp_pat
     (["finetune", "profile=paper", "backbone=pubmedbert-large"],
      "runs/finetune/ncbi_disease-pubmedbert-large-paper-lora-seed42"),
     (["dapt"], "runs/dapt/minilm-l6-cpu-seed42"),
-    (["baseline"], "runs/baseline/ncbi_disease-cpu-crf-seed42"),
-    (["baseline", "output=softmax", "seed=1"], "runs/baseline/ncbi_disease-cpu-softmax-seed1"),
+    (["baseline"], "runs/baseline/ncbi_disease-cpu-crf-word2vec-dapt-seed42"),   # the cpu profile's start
+    (["baseline", "output=softmax", "seed=1"], "runs/baseline/ncbi_disease-cpu-softmax-word2vec-dapt-seed1"),
     (["baseline", "word_embeddings=learned"], "runs/baseline/ncbi_disease-cpu-crf-seed42"),
     (["baseline", "word_embeddings=word2vec-dapt"], "runs/baseline/ncbi_disease-cpu-crf-word2vec-dapt-seed42"),
     (["baseline", "word_embeddings=minilm-l6", "seed=1"], "runs/baseline/ncbi_disease-cpu-crf-minilm-l6-seed1"),
