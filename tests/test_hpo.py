@@ -290,7 +290,7 @@ def test_two_workers_share_one_postgresql_study_and_survive_a_killed_worker(synt
     command = [sys.executable, "-m", "openmed_repro.cli", "search", "--dataset", str(synthetic_corpus), "--profile", "smoke",
                "--out", str(tmp_path / "search"), "--storage", postgres_url, "--study-name", "shared",
                "--n-trials", str(n_trials), "--space", space_file, "--heartbeat-interval", "1",
-               "--grace-period", "3", "--set", "epochs=3"]
+               "--grace-period", "3", "--pruner", "none", "--set", "epochs=3"]   # whole trials: one can be killed
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     second = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     killed_trial = None
@@ -328,7 +328,8 @@ def test_the_search_notebook_runs_on_the_smoke_profile(synthetic_corpus, space_f
     executed = papermill.execute_notebook(
         str(config.PROJECT_ROOT / "notebooks" / "hpo.ipynb"), str(tmp_path / "hpo.ipynb"), kernel_name="python3",
         parameters={"dataset": str(synthetic_corpus), "profile": "smoke", "n_trials": 4, "epochs": 2,
-                    "max_train_sentences": 40, "prune_on": "dev_loss", "pruner_startup_trials": 4,
+                    "max_train_sentences": 40, "pruner": "median", "prune_on": "dev_loss", "pruner_startup_trials": 4,
+                    "confirm_seeds": [],
                     "output_dir": str(tmp_path / "run"), "space": space_file, "heartbeat_interval": 1,
                     "grace_period": 3},
         cwd=str(tmp_path), progress_bar=False)
