@@ -251,7 +251,7 @@ def your_rerun(verdict_path: Path) -> list[nbformat.NotebookNode]:
 
 def scorecard_of(profile: str) -> str | None:
     """The scorecard of the paper's claims, for a book that reads the record (None for any other)."""
-    if not config.read_parameters("book.yaml")["profiles"][profile].get("reads_record"):
+    if not reads_record(profile):
         return None
     from openmed_repro.report import scorecard
 
