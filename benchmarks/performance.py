@@ -1,6 +1,7 @@
 """The Performance chapter's measurements, in one process and one sitting so that ratios are comparable on a
 noisy machine: (a) training, our fine-tuning against the standard Hugging Face recipe (standard_recipe.py) on
-the same backbone, corpus and number of epochs; (b) inference, our batched predictor against
+the same backbone, corpus and number of epochs, and ours again in bf16 autocast where the CPU has bf16 units
+(`--low-precision`); (b) inference, our batched predictor against
 `transformers.pipeline("token-classification")` on the same trained model and test sentences; (c) trial time
 saved by pruning, read from two finished search directories when given (search_analyses.py); (d) achieved
 FLOP/s as a fraction of this CPU's fp32 matmul peak, measured in the same run. Also the training options of
@@ -11,7 +12,8 @@ batch 32, the peak is a bf16 matmul on the GPU and peak GPU memory is recorded; 
 of CPU settings, are skipped.
 
     .venv/bin/python benchmarks/performance.py [--profile cpu-fast] [--dataset ncbi_disease] [--out runs/bench]
-        [--search-pruned DIR --search-unpruned DIR] [--device auto|cpu|cuda] [--smoke]
+        [--search-pruned DIR --search-unpruned DIR] [--device auto|cpu|cuda] [--low-precision auto|bf16|none]
+        [--smoke]
 
 --smoke runs the smoke profile (tiny random BERT) on a corpus directory in seconds: it checks that the code
 runs and writes its JSON; its numbers mean nothing.
@@ -20,6 +22,7 @@ runs and writes its JSON; its numbers mean nothing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -43,7 +46,7 @@ from openmed_repro.data import corpora, encoding, iob
 from openmed_repro.infra import devices
 from openmed_repro.models import predictor
 from openmed_repro.training import finetune
-from openmed_repro.evaluation import metrics
+from openmed_repro.evaluation import metrics, significance
 from openmed_repro.infra import plots
 from openmed_repro.infra import runs
 from openmed_repro.errors import OpenMedError
@@ -166,15 +169,18 @@ def strict_scores(gold, predicted) -> dict:
 def train_ours(run_config: config.RunConfig, corpus, work: Path) -> tuple[dict, finetune.FineTuned]:
     clock = Clock()
     with PeakMemory() as memory:
-        trained = finetune.train(run_config, corpus, work / "ours", callbacks=[clock])
+        trained = finetune.train(run_config, corpus, work / f"ours-{run_config.precision}", callbacks=[clock])
     epochs = max((p["epoch"] for p in clock.points), default=0.0)
     train_only = trained.train_seconds - clock.evaluation_seconds()
     test = finetune.subset(corpus.test, run_config.max_eval_sentences)
     predicted = predictor.predict(trained.model, trained.tokenizer, [s.tokens for s in test], trained.labels,
                                   run_config.max_length, run_config.overlap, run_config.eval_batch_size)
     best = max(clock.points, key=lambda p: p["dev_strict_f1"]) if clock.points else {}
+    gold = [s.tags for s in test]
+    interval = significance.bootstrap_interval(metrics.sentence_counts(gold, predicted))
+    precision = "" if run_config.precision == "fp32" else f", {run_config.precision}"
     record = {
-        "recipe": f"ours (profile {run_config.profile}, {run_config.method})",
+        "recipe": f"ours (profile {run_config.profile}, {run_config.method}{precision})",
         "settings": {k: getattr(run_config, k) for k in ("method", "learning_rate", "batch_size", "epochs",
                                                            "lr_scheduler", "warmup_ratio", "weight_decay",
                                                            "label_smoothing", "group_by_length", "lora_r",
@@ -184,7 +190,8 @@ def train_ours(run_config: config.RunConfig, corpus, work: Path) -> tuple[dict, 
         "train_tokens": trained.train_tokens, "epochs_run": epochs,
         "train_tokens_per_second": round(trained.train_tokens * epochs / train_only, 1),
         "dev_curve": clock.points, "best_dev_strict_f1": best.get("dev_strict_f1"), "best_epoch": best.get("epoch"),
-        "test": strict_scores([s.tags for s in test], predicted),
+        "test": strict_scores(gold, predicted),
+        "test_strict_f1_interval": [interval.low, interval.high],
         "trainable_parameters": trained.trainable_parameters, "total_parameters": trained.total_parameters,
         **memory.record(),
     }
@@ -207,6 +214,8 @@ def train_standard(backbone: str, corpus, run_config: config.RunConfig, work: Pa
     tokens = sum(len(f["input_ids"]) for f in features)
     epochs = max((p["epoch"] for p in clock.points), default=0.0)
     predicted = standard_recipe.predict(trainer, tokenizer, test, corpus.labels, recipe)
+    gold = [s.tags for s in test]
+    interval = significance.bootstrap_interval(metrics.sentence_counts(gold, predicted))
     record = {
         "recipe": "standard (run_ner.py: full fine-tuning, Trainer defaults)",
         "settings": {"method": "full", "learning_rate": recipe.learning_rate, "batch_size": recipe.batch_size,
@@ -217,7 +226,8 @@ def train_standard(backbone: str, corpus, run_config: config.RunConfig, work: Pa
         "train_tokens": tokens, "epochs_run": epochs,
         "train_tokens_per_second": round(tokens * epochs / (seconds - clock.evaluation_seconds()), 1),
         "dev_curve": clock.points, "final_dev_strict_f1": clock.points[-1]["dev_strict_f1"] if clock.points else None,
-        "test": strict_scores([s.tags for s in test], predicted),
+        "test": strict_scores(gold, predicted),
+        "test_strict_f1_interval": [interval.low, interval.high],
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         **memory.record(),
     }
@@ -305,6 +315,32 @@ def utilisation(training: dict, inference_record: dict, matmul_params: int, peak
                     "token (for LoRA the weight gradients of frozen matrices are not computed, so this overstates)"}
 
 
+def low_precision_to_compare(requested: str, device: str, run_config: config.RunConfig) -> str | None:
+    """The precision our recipe also trains in, beside its own, for the low-precision training target: `auto`
+    means bf16 on a CPU with bf16 units when the recipe trains in fp32 (on a GPU both recipes are bf16
+    already), `none` skips it."""
+    if requested == "none" or device == "cuda" or run_config.precision != "fp32":
+        return None
+    if requested == "auto":
+        return "bf16" if devices.cpu_units().bf16 else None
+    return requested
+
+
+def low_precision_targets(training: dict) -> dict:
+    """Issue 21's training target: our recipe in bf16 reaches the standard recipe's final dev F1 in at most 0.3
+    of the standard's wall time, and its test F1 lies in the bootstrap interval of our fp32 run's."""
+    low, fp32, standard = training["ours_low_precision"], training["ours"], training["standard"]
+    reached = low["time_to_standard_final_dev_f1"]
+    fraction = None if reached is None else round(reached / standard["wall_seconds"], 3)
+    low_f1, (lower, upper) = low["test"]["strict_f1"], fp32["test_strict_f1_interval"]
+    return {"precision": low["settings"]["precision"],
+            "tokens_per_second_vs_fp32": round(low["train_tokens_per_second"] / fp32["train_tokens_per_second"], 3),
+            "time_to_quality_fraction": fraction,
+            "time_to_quality_met": fraction is not None and fraction <= 0.3,
+            "test_f1_difference_points": round(100 * (low_f1 - fp32["test"]["strict_f1"]), 2),
+            "test_f1_within_fp32_interval": lower <= low_f1 <= upper}
+
+
 def targets(training: dict, inference_record: dict) -> dict:
     ours, standard = training["ours"], training["standard"]
     reached = ours["time_to_standard_final_dev_f1"]
@@ -321,6 +357,7 @@ def targets(training: dict, inference_record: dict) -> dict:
         "inference_speedup_vs_each_pipeline": {n: r["speedup_of_ours"] for n, r in runners.items() if n != "ours"},
         "inference_met": runners[DEFAULT_PIPELINE]["speedup_of_ours"] >= 3 and identical,   # the target's peer
         "inference_met_against_every_pipeline": slowest_pipeline["speedup_of_ours"] >= 3 and identical,
+        **({"low_precision_training": low_precision_targets(training)} if "ours_low_precision" in training else {}),
     }
 
 
@@ -337,6 +374,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (on a CPU run)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="cuda: both recipes in bf16 with batch 32 (the GPU comparison)")
+    parser.add_argument("--low-precision", choices=("auto", "bf16", "none"), default="auto",
+                        help="our recipe also trains in this precision (auto: bf16 where the CPU has bf16 units)")
     parser.add_argument("--options-sentences", type=int, default=320, help="0 skips the training options")
     parser.add_argument("--inference-repeats", type=int, default=2)
     parser.add_argument("--smoke", action="store_true", help="smoke profile on a (synthetic) corpus directory")
@@ -383,6 +422,16 @@ def main(argv: list[str] | None = None) -> dict:
         training["ours"]["time_to_standard_final_dev_f1"] = time_to_reach(training["ours"]["dev_curve"], target)
         training["ours"]["cpu_time_to_standard_final_dev_f1"] = time_to_reach(training["ours"]["dev_curve"], target,
                                                                               "cpu_seconds")
+        low_precision = low_precision_to_compare(args.low_precision, device, run_config)
+        if low_precision:
+            record["low_precision_reason"] = devices.auto_reason()
+            runs.write_json(partial, {**record, "training": training})
+            low_config = dataclasses.replace(run_config, precision=low_precision)
+            low, low_trained = train_ours(low_config, corpus, work)
+            del low_trained
+            low["time_to_standard_final_dev_f1"] = time_to_reach(low["dev_curve"], target)
+            low["cpu_time_to_standard_final_dev_f1"] = time_to_reach(low["dev_curve"], target, "cpu_seconds")
+            training["ours_low_precision"] = low
         record["training"] = training
         runs.write_json(partial, record)
         record["inference"] = inference(trained, run_config, test, args.inference_repeats)

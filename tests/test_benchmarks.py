@@ -11,7 +11,7 @@ import pytest
 
 import benchmark_scripts
 from openmed_repro.report import bench_report
-from openmed_repro.infra import config
+from openmed_repro.infra import config, cpu_units
 
 BENCHMARK = config.PROJECT_ROOT / "benchmarks" / "performance.py"
 NOTEBOOK = config.PROJECT_ROOT / "notebooks" / "performance.ipynb"
@@ -35,7 +35,7 @@ def smoke_bench(synthetic_corpus, tmp_path_factory) -> Path:
     pruned = search_directory(root / "pruned", 100.0, ["COMPLETE", "PRUNED"], [3, 1])
     unpruned = search_directory(root / "unpruned", 160.0, ["COMPLETE", "COMPLETE"], [3, 3])
     done = subprocess.run([sys.executable, str(BENCHMARK), "--smoke", "--dataset", str(synthetic_corpus),
-                           "--options-sentences", "48", "--inference-repeats", "1", "--threads", "1",
+                           "--options-sentences", "48", "--inference-repeats", "1", "--threads", "1", "--low-precision", "bf16",
                            "--search-pruned", str(pruned), "--search-unpruned", str(unpruned),
                            "--out", str(root / "out")], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -45,7 +45,7 @@ def smoke_bench(synthetic_corpus, tmp_path_factory) -> Path:
 def test_the_smoke_benchmark_writes_every_section_and_a_figure(smoke_bench):
     record = json.loads((smoke_bench / "performance-smoke.json").read_text())
     assert (smoke_bench / "performance-smoke.png").stat().st_size > 0
-    assert set(record["training"]) == {"ours", "standard"}
+    assert set(record["training"]) == {"ours", "standard", "ours_low_precision"}
     for run in record["training"].values():
         assert [p["epoch"] for p in run["dev_curve"]] == [1.0, 2.0]
         assert run["train_tokens_per_second"] > 0 and run["peak_rss_mb"] > 0
@@ -56,6 +56,19 @@ def test_the_smoke_benchmark_writes_every_section_and_a_figure(smoke_bench):
     assert all(0 < r["fraction_of_peak"] for r in record["utilisation"]["rows"].values())
     assert {"time_to_quality_met", "test_f1_met", "inference_met", "inference_met_against_every_pipeline"} <= record["targets"].keys()
     assert all(row["tokens_per_second"] and row["error"] is None for row in record["training_options"])
+
+
+def test_our_recipe_also_trains_in_bf16_and_is_judged_against_the_standard_and_its_fp32_interval(smoke_bench):
+    record = json.loads((smoke_bench / "performance-smoke.json").read_text())
+    low = record["training"]["ours_low_precision"]
+    assert low["settings"]["precision"] == "bf16" and record["training"]["ours"]["settings"]["precision"] == "fp32"
+    lower, upper = record["training"]["ours"]["test_strict_f1_interval"]
+    assert lower <= record["training"]["ours"]["test"]["strict_f1"] <= upper
+    judged = record["targets"]["low_precision_training"]
+    assert judged["precision"] == "bf16" and judged["test_f1_within_fp32_interval"] == (lower <= low["test"]["strict_f1"] <= upper)
+    assert judged["tokens_per_second_vs_fp32"] > 0
+    shown = bench_report.targets(record)
+    assert shown["bf16 training: time_to_quality_met"] == judged["time_to_quality_met"]
 
 
 def test_the_search_section_reads_trial_time_saved_by_pruning(smoke_bench):
@@ -75,6 +88,23 @@ def test_search_directories_that_hold_no_finished_search_are_refused_before_any_
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and f"--search-pruned {tmp_path / 'absent'}: not a finished search" in done.stderr
     assert not (tmp_path / "out").exists()   # refused before any work
+
+
+@pytest.mark.parametrize("requested, has_bf16_units, device, profile_precision, compared", [
+    ("auto", True, "cpu", "fp32", "bf16"),
+    ("auto", False, "cpu", "fp32", None),      # a CPU without bf16 units: nothing faster to compare
+    ("auto", True, "cuda", "fp32", None),      # on a GPU both recipes train in bf16 already
+    ("auto", True, "cpu", "bf16", None),       # the recipe is in bf16 already
+    ("bf16", False, "cpu", "fp32", "bf16"),    # asked explicitly
+    ("none", True, "cpu", "fp32", None),
+])
+def test_which_precision_our_recipe_is_also_trained_in(monkeypatch, requested, has_bf16_units, device,
+                                                       profile_precision, compared):
+    performance = import_performance()
+    monkeypatch.setattr(performance.devices, "cpu_units",
+                        lambda: cpu_units.CpuUnits(frozenset({"amx_bf16"} if has_bf16_units else set())))
+    run_config = config.load_run_config("smoke", {"dataset": "ncbi_disease", "precision": profile_precision})
+    assert performance.low_precision_to_compare(requested, device, run_config) == compared
 
 
 def test_the_pipelines_entity_groups_become_word_spans_comparable_with_ours():

@@ -122,20 +122,25 @@ def performance(record: dict):
     training wall time (time to quality), training tokens/s, inference sentences/s, fraction of matmul peak."""
     figure, ((curve, training, inference, utilisation)) = plt.subplots(1, 4, figsize=(16, 3.8))
     runs = record["training"]
-    colours = {"ours": "tab:green", "standard": "tab:gray"}
+    colours = {"ours": "tab:green", "ours_low_precision": "tab:olive", "standard": "tab:gray"}
+    names = {name: name if name == "standard" else f"ours {run['settings'].get('precision', 'fp32')}"
+             for name, run in runs.items()}
     for name, run in runs.items():
         points = [(0.0, 0.0)] + [(p["seconds"], 100 * p["dev_strict_f1"]) for p in run["dev_curve"]]
-        curve.plot(*zip(*points), marker="o", color=colours[name], label=name)
+        curve.plot(*zip(*points), marker="o", color=colours[name], label=names[name])
     final = runs["standard"]["final_dev_strict_f1"]
     if final is not None:
         curve.axhline(100 * final, color="tab:gray", linestyle=":", linewidth=1)
         curve.axvline(runs["standard"]["wall_seconds"] / 2, color="tab:red", linestyle=":", linewidth=1,
                       label="half the standard wall time")
+        if "ours_low_precision" in runs:
+            curve.axvline(0.3 * runs["standard"]["wall_seconds"], color="tab:olive", linestyle=":", linewidth=1,
+                          label="0.3 of it (the bf16 target)")
     curve.set_xlabel("training wall time (s, dev evaluations included)")
     curve.set_ylabel("dev strict F1 (%)")
     curve.set_title("Time to quality")
     curve.legend(fontsize=8)
-    bars = training.bar(list(runs), [r["train_tokens_per_second"] for r in runs.values()],
+    bars = training.bar([names[n] for n in runs], [r["train_tokens_per_second"] for r in runs.values()],
                         color=[colours[n] for n in runs])
     training.bar_label(bars, labels=[f"{r['train_tokens_per_second']:.0f}\ntest F1 {100 * r['test']['strict_f1']:.1f}"
                                      for r in runs.values()], fontsize=8)

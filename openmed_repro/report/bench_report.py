@@ -100,4 +100,13 @@ def search_summary(record: dict) -> str:
 
 
 def targets(record: dict) -> pd.Series:
-    return pd.Series(record["targets"])
+    """Each target and whether it is met, one row each; the low-precision training target's figures are
+    prefixed with its precision."""
+    rows = {}
+    for name, value in record["targets"].items():
+        if isinstance(value, dict):
+            prefix = f"{value.get('precision', name)} training: "
+            rows.update({prefix + key: v for key, v in value.items() if key != "precision"})
+        else:
+            rows[name] = value
+    return pd.Series(rows)
