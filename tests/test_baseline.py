@@ -1,5 +1,6 @@
 """The BiLSTM-CNN-Char baseline on the smoke profile and a synthetic corpus."""
 
+import dataclasses
 import json
 import shutil
 
@@ -7,7 +8,8 @@ import pytest
 import torch
 
 from conftest import write_dapt_text
-from openmed_repro.training import baseline, word_vectors
+from openmed_repro.training import baseline, step_floor, word_vectors
+from openmed_repro.data import corpora
 from openmed_repro.training.word_vectors import Word2VecSettings
 from openmed_repro.infra import config
 from openmed_repro.evaluation import metrics
@@ -77,6 +79,25 @@ def test_early_stopping_ends_training_after_patience_epochs_without_dev_gain(syn
     result = baseline.run(smoke(synthetic_corpus, learning_rate=1e-9, early_stopping_patience=2),
                           tmp_path / "stalled")
     assert result.metrics["epochs_run"] == 3 and result.metrics["best_epoch"] == 1
+
+
+def test_a_small_split_passes_over_itself_until_the_baseline_takes_the_minimum_optimizer_steps(
+        synthetic_corpus, tmp_path, monkeypatch):
+    profile = config.load_baseline_config("cpu", {"dataset": "cll"})
+    assert profile.min_optimizer_steps == 1000
+    # CLL: 120 sentences in batches of 32; 10 epochs of 100 steps need 3,200 sentences an epoch: 27 passes.
+    assert step_floor.passes_per_epoch(120, profile.batch_size, profile.epochs, 1000, capped=False) == 27
+    steps = []
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: steps.append(1))
+    settings = smoke(synthetic_corpus, epochs=1, early_stopping_patience=1, min_optimizer_steps=40,
+                     max_train_sentences=None)
+    baseline.train(settings, corpora.load(settings.dataset), tmp_path)
+    assert len(steps) >= 40
+    unfloored = []
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: unfloored.append(1))
+    baseline.train(dataclasses.replace(settings, min_optimizer_steps=0), corpora.load(settings.dataset),
+                   tmp_path / "without")
+    assert len(unfloored) < 40
 
 
 def test_an_interrupted_baseline_resumes_from_its_last_epoch_to_the_same_predictions(synthetic_corpus, tmp_path,

@@ -183,6 +183,7 @@ class BaselineConfig:
     weight_decay: NonNegative[float] = 0.0
     gradient_clip: Positive[float] = 5.0
     early_stopping_patience: NonNegative[int] = 3
+    min_optimizer_steps: NonNegative[int] = 0   # the step floor (training/step_floor.py); 0: none
     max_train_sentences: Positive[int] | None = None
     max_eval_sentences: Positive[int] | None = None
     repair: bool = False

@@ -40,7 +40,7 @@ from openmed_repro.infra import runs
 from openmed_repro.infra.config import LEARNED, WORD2VEC_DAPT, BaselineConfig
 from openmed_repro.infra.devices import device_name
 from openmed_repro.errors import OpenMedError
-from openmed_repro.training import word_vectors
+from openmed_repro.training import step_floor, word_vectors
 from openmed_repro.training.finetune import subset
 from openmed_repro.training.word_vectors import normalise
 from openmed_repro.data.iob import OUTSIDE, Sentence
@@ -345,7 +345,8 @@ class TrainedBaseline:
 def train(settings: BaselineConfig, corpus: corpora.Corpus, run_dir: Path,
           checkpointed: Callable[[], None] = lambda: None) -> TrainedBaseline:
     """Adam with gradient clipping, dev strict F1 after every epoch, the best epoch's weights kept, early
-    stopping after `early_stopping_patience` epochs without improvement. An interrupted run resumes from
+    stopping after `early_stopping_patience` epochs without improvement; a small corpus passes over its split
+    several times an epoch (the step floor, `min_optimizer_steps`). An interrupted run resumes from
     the checkpoint of its last finished epoch and ends with the same weights; its seconds add up every
     attempt's epochs. `checkpointed` is called after each epoch's checkpoint (the footprint's update)."""
     torch.manual_seed(settings.seed)
@@ -362,6 +363,9 @@ def train(settings: BaselineConfig, corpus: corpora.Corpus, run_dir: Path,
     items = encode([s.tokens for s in train_sentences], vocabulary, settings.max_word_chars,
                    [s.tags for s in train_sentences])
     gold_dev = [s.tags for s in dev_sentences]
+    passes = step_floor.passes_per_epoch(len(items), settings.batch_size, settings.epochs,
+                                         settings.min_optimizer_steps, capped=bool(settings.max_train_sentences))
+    epoch_items = list(range(len(items))) * passes
     state = {"epoch": 0, "best_f1": -1.0, "best_epoch": 0, "best_weights": None, "stale": 0,
              "log_history": [], "seconds": 0.0}
     checkpoint = run_dir / CHECKPOINT
@@ -375,7 +379,7 @@ def train(settings: BaselineConfig, corpus: corpora.Corpus, run_dir: Path,
         if state["stale"] >= settings.early_stopping_patience:
             break
         started = time.perf_counter()
-        order = random.Random(settings.seed * 1_000_003 + epoch).sample(range(len(items)), len(items))
+        order = random.Random(settings.seed * 1_000_003 + epoch).sample(epoch_items, len(epoch_items))
         model.train()
         total, steps = 0.0, 0
         for start in tqdm(range(0, len(order), settings.batch_size), desc=f"epoch {epoch}", unit="batch",

@@ -4,7 +4,6 @@ epoch checkpoints to resume from, and word-level predictions through models/pred
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from openmed_repro.infra import lifecycle
 from openmed_repro.infra import runs
 from openmed_repro.infra.devices import device_name, resolve_inference_precision
 from openmed_repro.infra.config import RunConfig
+from openmed_repro.training import step_floor
 from openmed_repro.training.attempt_clock import AttemptClock
 from openmed_repro.training.trainer_arguments import training_arguments
 from openmed_repro.data.iob import Sentence
@@ -111,14 +111,10 @@ def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
 
 
 def passes_per_epoch(train_windows: int, run_config: RunConfig) -> int:
-    """How many times one epoch passes over the training split: 1, or enough that the run takes at least
-    `min_optimizer_steps` optimizer steps (the same rule for every corpus; only a small corpus needs it). A
-    capped training split (`max_train_sentences`) is a budget chosen on purpose and gets no floor."""
-    if not run_config.min_optimizer_steps or run_config.max_train_sentences:
-        return 1
-    windows_per_epoch = run_config.min_optimizer_steps / run_config.epochs * run_config.batch_size \
-        * run_config.gradient_accumulation_steps
-    return max(1, math.ceil(windows_per_epoch / train_windows))
+    """How many times one epoch passes over the training split (the step floor, step_floor.py)."""
+    return step_floor.passes_per_epoch(train_windows, run_config.batch_size * run_config.gradient_accumulation_steps,
+                                       run_config.epochs, run_config.min_optimizer_steps,
+                                       capped=bool(run_config.max_train_sentences))
 
 
 def _encode(sentences: list[Sentence], tokenizer, label2id: dict[str, int], run_config: RunConfig):
