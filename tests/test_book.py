@@ -161,3 +161,21 @@ def test_a_measured_row_holds_a_figure_and_an_unrun_row_does_not():
     assert book._measured(["91.10", "80.48", "79.6-81.3"])
     assert book._measured(["91.10", "80.0 ± 1.2 (3)"])
     assert not book._measured(["91.10", "–", "not run"])
+
+
+def test_every_run_the_recorded_book_shows_is_one_its_chapter_would_train_today():
+    """A profile changed after a run was recorded (a new parameter, another value) makes the chapter refuse the
+    recorded run when the book is built; caught here, without building. A chapter whose run is not recorded yet
+    is a page saying so and has nothing to check."""
+    from openmed_repro.infra import runs
+
+    chapters = config.read_parameters("book.yaml")["profiles"]["cpu"]
+    loaders = {"finetune": config.load_run_config, "baseline": config.load_baseline_config}
+    checked = []
+    for chapter, load in loaders.items():
+        parameters = chapters[chapter]
+        recorded = config.PROJECT_ROOT / book.record_reference(parameters["output_dir"])
+        if (recorded / runs.METRICS).is_file():
+            runs.claim(recorded, load(parameters["profile"], {"dataset": parameters["dataset"]}))
+            checked.append(chapter)
+    assert "finetune" in checked   # the main job is always in the record
