@@ -1,7 +1,7 @@
 """The Performance chapter's measurements, in one process and one sitting so that ratios are comparable on a
 noisy machine: (a) training, our fine-tuning against the standard Hugging Face recipe (standard_recipe.py) on
 the same backbone, corpus and number of epochs, and ours again in bf16 autocast where the CPU has bf16 units
-(`--low-precision`); (b) inference, our batched predictor against
+(`--low-precision`, with `--low-precision-set` options of its own); (b) inference, our batched predictor against
 `transformers.pipeline("token-classification")` on the same trained model and test sentences; (c) trial time
 saved by pruning, read from two finished search directories when given (search_analyses.py); (d) achieved
 FLOP/s as a fraction of this CPU's fp32 matmul peak, measured in the same run. Also the training options of
@@ -22,7 +22,6 @@ runs and writes its JSON; its numbers mean nothing.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import json
 import os
@@ -179,12 +178,13 @@ def train_ours(run_config: config.RunConfig, corpus, work: Path) -> tuple[dict, 
     gold = [s.tags for s in test]
     interval = significance.bootstrap_interval(metrics.sentence_counts(gold, predicted))
     precision = "" if run_config.precision == "fp32" else f", {run_config.precision}"
+    precision += ", word embeddings frozen" if run_config.freeze_word_embeddings else ""
     record = {
         "recipe": f"ours (profile {run_config.profile}, {run_config.method}{precision})",
         "settings": {k: getattr(run_config, k) for k in ("method", "learning_rate", "batch_size", "epochs",
                                                            "lr_scheduler", "warmup_ratio", "weight_decay",
                                                            "label_smoothing", "group_by_length", "lora_r",
-                                                           "precision")},
+                                                           "precision", "freeze_word_embeddings")},
         "wall_seconds": round(trained.train_seconds, 1),
         "cpu_seconds": clock.points[-1]["cpu_seconds"] if clock.points else None, "evaluation_seconds": round(clock.evaluation_seconds(), 1),
         "train_tokens": trained.train_tokens, "epochs_run": epochs,
@@ -376,6 +376,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="cuda: both recipes in bf16 with batch 32 (the GPU comparison)")
     parser.add_argument("--low-precision", choices=("auto", "bf16", "none"), default="auto",
                         help="our recipe also trains in this precision (auto: bf16 where the CPU has bf16 units)")
+    parser.add_argument("--low-precision-set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides of the low-precision run only, e.g. freeze_word_embeddings=true")
     parser.add_argument("--options-sentences", type=int, default=320, help="0 skips the training options")
     parser.add_argument("--inference-repeats", type=int, default=2)
     parser.add_argument("--smoke", action="store_true", help="smoke profile on a (synthetic) corpus directory")
@@ -394,6 +396,10 @@ def main(argv: list[str] | None = None) -> dict:
     overrides = {"dataset": args.dataset, "data_dir": args.data_dir,
                  **(GPU_SETTINGS if device == "cuda" else {}), **config.key_values(args.set)}
     run_config = config.load_run_config(profile, overrides)
+    low_precision = low_precision_to_compare(args.low_precision, device, run_config)
+    low_config = low_precision and config.validated(config.RunConfig, {   # refused now, not after an hour
+        **run_config.to_dict(), "precision": low_precision,
+        **config.key_values(args.low_precision_set, "--low-precision-set")}, "--low-precision-set")
     corpus = corpora.load(run_config.dataset, run_config.data_dir)
     test = finetune.subset(corpus.test, run_config.max_eval_sentences)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -422,11 +428,9 @@ def main(argv: list[str] | None = None) -> dict:
         training["ours"]["time_to_standard_final_dev_f1"] = time_to_reach(training["ours"]["dev_curve"], target)
         training["ours"]["cpu_time_to_standard_final_dev_f1"] = time_to_reach(training["ours"]["dev_curve"], target,
                                                                               "cpu_seconds")
-        low_precision = low_precision_to_compare(args.low_precision, device, run_config)
-        if low_precision:
+        if low_config:
             record["low_precision_reason"] = devices.auto_reason()
             runs.write_json(partial, {**record, "training": training})
-            low_config = dataclasses.replace(run_config, precision=low_precision)
             low, low_trained = train_ours(low_config, corpus, work)
             del low_trained
             low["time_to_standard_final_dev_f1"] = time_to_reach(low["dev_curve"], target)

@@ -36,6 +36,7 @@ def smoke_bench(synthetic_corpus, tmp_path_factory) -> Path:
     unpruned = search_directory(root / "unpruned", 160.0, ["COMPLETE", "COMPLETE"], [3, 3])
     done = subprocess.run([sys.executable, str(BENCHMARK), "--smoke", "--dataset", str(synthetic_corpus),
                            "--options-sentences", "48", "--inference-repeats", "1", "--threads", "1", "--low-precision", "bf16",
+                           "--low-precision-set", "method=full",
                            "--search-pruned", str(pruned), "--search-unpruned", str(unpruned),
                            "--out", str(root / "out")], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -62,6 +63,7 @@ def test_our_recipe_also_trains_in_bf16_and_is_judged_against_the_standard_and_i
     record = json.loads((smoke_bench / "performance-smoke.json").read_text())
     low = record["training"]["ours_low_precision"]
     assert low["settings"]["precision"] == "bf16" and record["training"]["ours"]["settings"]["precision"] == "fp32"
+    assert low["settings"]["method"] == "full" and record["training"]["ours"]["settings"]["method"] == "lora"
     lower, upper = record["training"]["ours"]["test_strict_f1_interval"]
     assert lower <= record["training"]["ours"]["test"]["strict_f1"] <= upper
     judged = record["targets"]["low_precision_training"]
@@ -105,6 +107,13 @@ def test_which_precision_our_recipe_is_also_trained_in(monkeypatch, requested, h
                         lambda: cpu_units.CpuUnits(frozenset({"amx_bf16"} if has_bf16_units else set())))
     run_config = config.load_run_config("smoke", {"dataset": "ncbi_disease", "precision": profile_precision})
     assert performance.low_precision_to_compare(requested, device, run_config) == compared
+
+
+def test_an_unknown_option_of_the_low_precision_run_is_refused_naming_it_before_any_work(synthetic_corpus, tmp_path):
+    done = subprocess.run([sys.executable, str(BENCHMARK), "--smoke", "--dataset", str(synthetic_corpus),
+                           "--low-precision", "bf16", "--low-precision-set", "freeze=1", "--options-sentences", "0",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0 and "freeze" in done.stderr and not list(tmp_path.iterdir())
 
 
 def test_the_pipelines_entity_groups_become_word_spans_comparable_with_ours():

@@ -194,6 +194,16 @@ def test_full_fine_tuning_trains_every_parameter_and_reloads(full, synthetic_cor
     assert predictor.predict(model, tokenizer, tokens, labels, 32, 8) == predicted
 
 
+def test_full_fine_tuning_can_keep_the_word_embeddings_fixed(synthetic_corpus, tmp_path):
+    settings = smoke(synthetic_corpus, method="full", epochs=1, freeze_word_embeddings=True)
+    model = token_classifier.build(settings, backbones.resolve(settings.backbone), ["O", "B-D", "I-D"],
+                                   backbones.load_tokenizer(backbones.resolve(settings.backbone)))
+    embeddings = model.get_input_embeddings().weight
+    assert not embeddings.requires_grad
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == sum(p.numel() for p in model.parameters()) - embeddings.numel()
+
+
 @pytest.mark.parametrize("name, damage, complaint", [
     ("model.safetensors", cut, "damaged weights"),
     ("model.safetensors", without_head, "no classification head"),

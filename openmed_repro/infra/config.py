@@ -98,6 +98,10 @@ class RunConfig:
     eval_precision: InferencePrecision | None = None
     gradient_checkpointing: bool = False
     group_by_length: bool = True
+    # Full fine-tuning with the input word embeddings fixed: on MiniLM they are half the weights, and on a CPU
+    # their optimizer update costs more time than it gives (the Performance chapter's options). None: they
+    # train. LoRA keeps them fixed anyway.
+    freeze_word_embeddings: bool | None = None
     max_train_sentences: Positive[int] | None = None
     max_eval_sentences: Positive[int] | None = None
     repair: bool = False

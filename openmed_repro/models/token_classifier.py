@@ -16,9 +16,12 @@ LABELS_FILE = saved_model.LABELS_FILE
 
 
 def build(run_config: RunConfig, backbone: backbones.Backbone, labels: list[str], tokenizer):
-    """A fresh head on the backbone, under a new LoRA task adapter (or bare, for full fine-tuning)."""
+    """A fresh head on the backbone, under a new LoRA task adapter (or bare, for full fine-tuning, its word
+    embeddings fixed when `freeze_word_embeddings`)."""
     model = _base(run_config, backbone, labels, len(tokenizer))
     if run_config.method == "full":
+        if run_config.freeze_word_embeddings:
+            model.get_input_embeddings().weight.requires_grad_(False)
         return model
     lora = backbones.lora_config(backbone, model, run_config.lora_r, run_config.lora_alpha,
                                  run_config.lora_dropout, run_config.lora_target_modules)
