@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from openmed_repro.errors import OpenMedError
 from openmed_repro.infra import config
 
 from openmed_repro.data import corpora, saved_predictions
@@ -43,7 +44,9 @@ def finished_runs(root: str | Path = "runs", profiles: list[str] | None = None) 
 
 
 def baseline_runs(root: str | Path = "runs", profiles: list[str] | None = None) -> pd.DataFrame:
-    """One row per finished BiLSTM-CNN-Char run under `root` (corpus, profile, seed, test F1)."""
+    """One row per finished BiLSTM-CNN-Char run under `root` (corpus, profile, seed, test F1) that starts from
+    its profile's word vectors: the other starts of the choice among them are not the profile's runs (nor its
+    seeds)."""
     rows = []
     for path in sorted(Path(root).rglob(runs.METRICS)):
         record = runs.read_json(path)
@@ -51,9 +54,20 @@ def baseline_runs(root: str | Path = "runs", profiles: list[str] | None = None) 
             continue
         if profiles is not None and record.get("profile") not in profiles:
             continue
+        if not _starts_as_its_profile(path.parent, record["profile"]):
+            continue
         rows.append({"corpus": Path(record["dataset"]).name, "profile": record["profile"], "seed": record["seed"],
                      "test F1": 100 * record["test"]["strict"]["f1"]})
     return pd.DataFrame(rows, columns=["corpus", "profile", "seed", "test F1"])
+
+
+def _starts_as_its_profile(run_dir: Path, profile: str) -> bool:
+    settings = runs.read_json(run_dir / runs.CONFIG) if (run_dir / runs.CONFIG).is_file() else {}
+    try:
+        start = config.load_baseline_config(profile, {"dataset": "any"}).word_embeddings
+    except OpenMedError:   # a profile that no longer exists: its runs are shown as they are
+        return True
+    return settings.get("word_embeddings", config.LEARNED) == start
 
 
 def released_runs(root: str | Path = "runs") -> pd.DataFrame:
