@@ -165,6 +165,12 @@ def strict_scores(gold, predicted) -> dict:
             "strict_recall": scores.strict.recall, "default_f1": scores.default.f1}
 
 
+def scored_on_test(gold, predicted) -> dict:
+    """A recipe's test scores and the 95% bootstrap interval of its strict F1 (what another run is judged against)."""
+    interval = significance.bootstrap_interval(metrics.sentence_counts(gold, predicted))
+    return {"test": strict_scores(gold, predicted), "test_strict_f1_interval": [interval.low, interval.high]}
+
+
 def train_ours(run_config: config.RunConfig, corpus, work: Path) -> tuple[dict, finetune.FineTuned]:
     clock = Clock()
     with PeakMemory() as memory:
@@ -175,8 +181,6 @@ def train_ours(run_config: config.RunConfig, corpus, work: Path) -> tuple[dict, 
     predicted = predictor.predict(trained.model, trained.tokenizer, [s.tokens for s in test], trained.labels,
                                   run_config.max_length, run_config.overlap, run_config.eval_batch_size)
     best = max(clock.points, key=lambda p: p["dev_strict_f1"]) if clock.points else {}
-    gold = [s.tags for s in test]
-    interval = significance.bootstrap_interval(metrics.sentence_counts(gold, predicted))
     precision = "" if run_config.precision == "fp32" else f", {run_config.precision}"
     precision += ", word embeddings frozen" if run_config.freeze_word_embeddings else ""
     record = {
@@ -190,8 +194,7 @@ def train_ours(run_config: config.RunConfig, corpus, work: Path) -> tuple[dict, 
         "train_tokens": trained.train_tokens, "epochs_run": epochs,
         "train_tokens_per_second": round(trained.train_tokens * epochs / train_only, 1),
         "dev_curve": clock.points, "best_dev_strict_f1": best.get("dev_strict_f1"), "best_epoch": best.get("epoch"),
-        "test": strict_scores(gold, predicted),
-        "test_strict_f1_interval": [interval.low, interval.high],
+        **scored_on_test([s.tags for s in test], predicted),
         "trainable_parameters": trained.trainable_parameters, "total_parameters": trained.total_parameters,
         **memory.record(),
     }
@@ -214,8 +217,6 @@ def train_standard(backbone: str, corpus, run_config: config.RunConfig, work: Pa
     tokens = sum(len(f["input_ids"]) for f in features)
     epochs = max((p["epoch"] for p in clock.points), default=0.0)
     predicted = standard_recipe.predict(trainer, tokenizer, test, corpus.labels, recipe)
-    gold = [s.tags for s in test]
-    interval = significance.bootstrap_interval(metrics.sentence_counts(gold, predicted))
     record = {
         "recipe": "standard (run_ner.py: full fine-tuning, Trainer defaults)",
         "settings": {"method": "full", "learning_rate": recipe.learning_rate, "batch_size": recipe.batch_size,
@@ -226,8 +227,7 @@ def train_standard(backbone: str, corpus, run_config: config.RunConfig, work: Pa
         "train_tokens": tokens, "epochs_run": epochs,
         "train_tokens_per_second": round(tokens * epochs / (seconds - clock.evaluation_seconds()), 1),
         "dev_curve": clock.points, "final_dev_strict_f1": clock.points[-1]["dev_strict_f1"] if clock.points else None,
-        "test": strict_scores(gold, predicted),
-        "test_strict_f1_interval": [interval.low, interval.high],
+        **scored_on_test([s.tags for s in test], predicted),
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         **memory.record(),
     }

@@ -42,7 +42,7 @@ def training_precision(settings: Settings) -> str:
     """The precision the run trains in: its `precision` resolved on this machine (a run without one, the BiLSTM
     baseline or a released checkpoint scored here: fp32)."""
     precision = getattr(settings, "precision", None)
-    return "fp32" if precision is None or isinstance(settings, config.BaselineConfig) else resolve_precision(precision)
+    return "fp32" if precision is None else resolve_precision(precision)
 
 
 def run(settings: Settings, run_dir: str | Path | None, train: Callable[[Path], Outcome]) -> RunResult:

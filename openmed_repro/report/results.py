@@ -6,6 +6,7 @@ a row for every registered corpus, saying so when nothing was run for it."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pandas as pd
@@ -62,12 +63,20 @@ def baseline_runs(root: str | Path = "runs", profiles: list[str] | None = None) 
 
 
 def _starts_as_its_profile(run_dir: Path, profile: str) -> bool:
-    settings = runs.read_json(run_dir / runs.CONFIG) if (run_dir / runs.CONFIG).is_file() else {}
-    try:
-        start = config.load_baseline_config(profile, {"dataset": "any"}).word_embeddings
-    except OpenMedError:   # a profile that no longer exists: its runs are shown as they are
+    start = _profile_start(profile)
+    if start is None:   # a profile that no longer exists: its runs are shown as they are
         return True
+    settings = runs.read_json(run_dir / runs.CONFIG) if (run_dir / runs.CONFIG).is_file() else {}
     return settings.get("word_embeddings", config.LEARNED) == start
+
+
+@functools.lru_cache(maxsize=None)
+def _profile_start(profile: str) -> str | None:
+    """The word vectors a baseline profile starts from (read once per profile), None for an unknown profile."""
+    try:
+        return config.load_baseline_config(profile, {"dataset": "any"}).word_embeddings
+    except OpenMedError:
+        return None
 
 
 def released_runs(root: str | Path = "runs") -> pd.DataFrame:

@@ -15,4 +15,4 @@ def passes_per_epoch(examples: int, examples_per_step: int, epochs: float, min_o
     no floor."""
     if not min_optimizer_steps or capped or not examples:
         return 1
-    return max(1, math.ceil(min_optimizer_steps / epochs * examples_per_step / examples))
+    return math.ceil(min_optimizer_steps / epochs * examples_per_step / examples)
