@@ -1,4 +1,5 @@
-"""Atomic files: a reader sees the old content or the new, never a part, and no temporary is left behind."""
+"""Run files: a reader sees the old content or the new, never a part, and no temporary is left behind; a run names
+the commit it ran from, also from a tree copied without its repository."""
 
 import os
 
@@ -60,3 +61,18 @@ def test_files_a_library_wrote_owner_only_get_the_permissions_the_umask_asks_for
     finally:
         os.umask(umask)
     assert weights.stat().st_mode & 0o777 == 0o664
+
+
+def test_a_tree_copied_without_git_names_the_commit_its_sender_gives(tmp_path, monkeypatch):
+    monkeypatch.setattr(runs.config, "PROJECT_ROOT", tmp_path)   # no repository here or above
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    monkeypatch.delenv(runs.COMMIT_ENV, raising=False)
+    assert runs._git_state() == {"commit": None, "dirty": None}
+    monkeypatch.setenv(runs.COMMIT_ENV, "0123456789abcdef")
+    assert runs._git_state() == {"commit": "0123456789abcdef", "dirty": None}
+
+
+def test_a_repository_names_its_own_commit_whatever_the_environment_says(monkeypatch):
+    monkeypatch.setenv(runs.COMMIT_ENV, "not-this-one")
+    state = runs._git_state()
+    assert state["commit"] != "not-this-one" and len(state["commit"]) == 40

@@ -26,6 +26,7 @@ LOG_HISTORY = "log_history.json"
 PROVENANCE = "provenance.json"
 MODEL_DIR = "model"                 # a trained tagger (fine-tuning, baseline) of a run directory
 COMMAND_ENV = "OPENMED_REPRO_COMMAND"   # the command a notebook's kernel cannot see (the Makefile sets it)
+COMMIT_ENV = "OPENMED_REPRO_COMMIT"     # the commit of a tree copied without .git (to a cluster node, say)
 PACKAGES = ("torch", "transformers", "tokenizers", "peft", "accelerate", "seqeval", "numpy", "gensim", "openmed-repro")
 CHAPTERS = ("finetune", "dapt", "baseline", "hpo", "released")
 
@@ -275,9 +276,13 @@ def _git_state() -> dict:
         return subprocess.run(["git", *args], cwd=config.PROJECT_ROOT, capture_output=True, text=True,
                               timeout=10).stdout.strip()
     try:
-        return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
+        commit = git("rev-parse", "HEAD") or None
+        if commit:
+            return {"commit": commit, "dirty": bool(git("status", "--porcelain"))}
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+        pass
+    # A copy of the tree has no repository to ask: the commit it was copied from, as its sender says.
+    return {"commit": os.environ.get(COMMIT_ENV) or None, "dirty": None}
 
 
 def _version(name: str) -> str | None:
