@@ -224,15 +224,18 @@ def test_without_runs_the_evaluation_chapter_compares_the_default_directories_of
     assert settings.runs == [str(main_job), f"{main_job}-tuned", str(baseline)]
 
 
-def test_the_cost_of_the_record_is_its_training_hours_per_chapter_and_profile_with_the_machines(tmp_path):
-    for name, profile, seconds in (("a", "cpu", 1800.0), ("b", "cpu", 3600.0), ("c", "cpu-fast", 900.0)):
+def test_the_cost_of_the_record_is_its_training_hours_per_chapter_profile_and_machine(tmp_path):
+    for name, profile, seconds, device in (("a", "cpu", 1800.0, "cpu (1 threads)"), ("b", "cpu", 3600.0, "cpu (1 threads)"),
+                                           ("c", "cpu-fast", 900.0, "cpu (1 threads)"), ("d", "cpu", 360.0, "NVIDIA H200")):
         directory = tmp_path / "finetune" / name
         directory.mkdir(parents=True)
         (directory / "metrics.json").write_text(json.dumps({"profile": profile, "train_seconds": seconds}))
-        (directory / "provenance.json").write_text(json.dumps({"machine": {"cpu": "Xeon", "threads": 1}}))
+        (directory / "provenance.json").write_text(json.dumps({"device": device, "machine": {"cpu": "Xeon", "threads": 1}}))
     table = results.cost(tmp_path)
-    assert table.loc[("finetune", "cpu"), "runs"] == 2 and table.loc[("finetune", "cpu"), "training hours"] == 1.5
-    assert table.loc[("finetune", "cpu-fast"), "machines"] == "Xeon, 1 thread(s)"
+    on_the_cpu = table.loc[("finetune", "cpu", "Xeon, 1 thread(s)")]
+    assert on_the_cpu["runs"] == 2 and on_the_cpu["training hours"] == 1.5
+    assert table.loc[("finetune", "cpu", "GPU: NVIDIA H200"), "training hours"] == 0.1
+    assert table.loc[("finetune", "cpu-fast", "Xeon, 1 thread(s)"), "runs"] == 1
 
 
 def test_the_seed_spread_is_judged_against_the_papers_negligible_variance(tmp_path):

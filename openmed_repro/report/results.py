@@ -180,23 +180,31 @@ def _interval(run_dir: Path, samples: int, seed: int, data_dir: str | Path | Non
 
 
 def cost(root: str | Path = "runs") -> pd.DataFrame:
-    """What the runs under `root` cost, per chapter and profile: runs, hours of training (the runs' own
-    train_seconds, so the load of a shared machine is in them) and the machines they ran on (provenance)."""
+    """What the runs under `root` cost, per chapter, profile and machine: runs and hours of training (the runs'
+    own train_seconds, so the load of a shared machine is in them). A run that trained on a GPU is counted
+    apart from the CPU runs of its profile: an hour of one is not an hour of the other."""
     rows = []
     for path in sorted(Path(root).rglob(runs.METRICS)):
         metrics = runs.read_json(path)
         if "train_seconds" not in metrics:
             continue
         provenance = path.parent / runs.PROVENANCE
-        machine = (runs.read_json(provenance).get("machine") or {}) if provenance.is_file() else {}
+        recorded = runs.read_json(provenance) if provenance.is_file() else {}
         rows.append({"chapter": path.relative_to(root).parts[0], "profile": metrics.get("profile"),
-                     "hours": metrics["train_seconds"] / 3600,
-                     "machine": f"{machine.get('cpu') or 'unknown CPU'}, {machine.get('threads') or '?'} thread(s)"})
+                     "machine": machine_name(recorded), "hours": metrics["train_seconds"] / 3600})
     if not rows:
-        return pd.DataFrame(columns=["runs", "training hours", "machines"])
-    table = pd.DataFrame(rows).groupby(["chapter", "profile"]).agg(
-        runs=("hours", "size"), hours=("hours", "sum"), machines=("machine", lambda m: "; ".join(sorted(set(m)))))
+        return pd.DataFrame(columns=["runs", "training hours"])
+    table = pd.DataFrame(rows).groupby(["chapter", "profile", "machine"]).agg(
+        runs=("hours", "size"), hours=("hours", "sum"))
     return table.rename(columns={"hours": "training hours"}).round(2)
+
+
+def machine_name(provenance: dict) -> str:
+    """What a run trained on, from its provenance: the GPU where its device was one, else the CPU and threads."""
+    device, machine = str(provenance.get("device") or ""), provenance.get("machine") or {}
+    if device and not device.startswith("cpu"):
+        return f"GPU: {device}"
+    return f"{machine.get('cpu') or 'unknown CPU'}, {machine.get('threads') or '?'} thread(s)"
 
 
 NEGLIGIBLE_SD = 0.5   # points of test F1: a seed spread below this is "negligible", as the paper calls its own
