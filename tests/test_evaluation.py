@@ -242,5 +242,23 @@ def test_the_seed_spread_is_judged_against_the_papers_negligible_variance(tmp_pa
     assert results.seed_variance(tmp_path).startswith("No corpus has two seeds")
     for seed, f1 in ((42, 0.80), (1, 0.78), (2, 0.82)):
         write_run(tmp_path / f"lora-{seed}", degraded(7), seed=seed, test_f1=f1)
+    for seed, f1 in ((42, 0.831), (1, 0.834), (2, 0.829)):
+        write_run(tmp_path / f"full-{seed}", degraded(7), seed=seed, test_f1=f1, profile="cpu-fast", method="full")
     text = results.seed_variance(tmp_path)
-    assert "does not hold here" in text and "ncbi_disease (cpu, 3 seeds): sd 2.00, range 4.00 points" in text
+    assert "for profile cpu it does not hold here (ncbi_disease (3 seeds): sd 2.00, range 4.00 points)" in text
+    assert "for profile cpu-fast it holds here (ncbi_disease (3 seeds): sd 0.25, range 0.50 points)" in text
+
+
+def test_the_widest_seed_spread_shows_each_seeds_dev_f1_after_every_epoch(tmp_path):
+    assert results.widest_seed_spread(tmp_path) is None
+    curves = {42: [0.0, 0.0], 1: [0.50, 0.0], 2: [0.59, 0.10]}
+    for seed, dev in curves.items():
+        run = write_run(tmp_path / f"linnaeus-{seed}", degraded(7), dataset="linnaeus", seed=seed, test_f1=max(dev))
+        history = [{"epoch": epoch, "eval_strict_f1": f1} for epoch, f1 in enumerate(dev, start=1)]
+        (run / "log_history.json").write_text(json.dumps(history + [{"epoch": 2.0, "loss": 0.3}]))
+    for seed, f1 in ((42, 0.80), (1, 0.79)):
+        write_run(tmp_path / f"ncbi-{seed}", degraded(7), seed=seed, test_f1=f1)
+    assert results.widest_seed_spread(tmp_path) == ("linnaeus", "cpu")
+    table = results.dev_f1_by_epoch(tmp_path, "linnaeus", "cpu")
+    assert list(table.columns) == ["seed 1", "seed 2", "seed 42"]
+    assert table.loc[1, "seed 2"] == 59.0 and table.loc[2, "seed 1"] == 0.0 and table["seed 42"].max() == 0.0

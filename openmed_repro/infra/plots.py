@@ -163,3 +163,16 @@ def performance(record: dict):
     utilisation.set_title(f"Utilisation (peak {record['utilisation']['matmul_peak_flops'] / 1e9:.0f} GFLOP/s)")
     figure.tight_layout()
     return figure
+
+
+def dev_f1_by_seed(curves, title: str = ""):
+    """Dev strict F1 against epochs, one line per seed (a table of results.dev_f1_by_epoch)."""
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    for seed in curves.columns:
+        axis.plot(curves.index, curves[seed], marker="o", label=seed)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("dev strict F1 (%)")
+    axis.legend()
+    axis.set_title(title or "Dev strict F1 per seed")
+    figure.tight_layout()
+    return figure

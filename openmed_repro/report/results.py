@@ -212,17 +212,43 @@ NEGLIGIBLE_SD = 0.5   # points of test F1: a seed spread below this is "negligib
 
 def seed_variance(root: str | Path = "runs", profiles: list[str] | None = None) -> str:
     """In words, whether the paper's claim that its variance across seeds is negligible holds for the runs
-    here: each corpus and profile with two or more seeds, its standard deviation and range of test F1."""
+    here, profile by profile (LoRA and full fine-tuning need not agree): each corpus with two or more seeds,
+    its standard deviation and range of test F1."""
     candidates = finished_runs(root, profiles)
     parts = []
-    for (corpus, profile), group in candidates.groupby(["corpus", "profile"]):
+    for (profile, corpus), group in candidates.groupby(["profile", "corpus"]):
         values = _per_seed(group)
         if len(values) >= 2:
-            parts.append((corpus, profile, len(values), values.std(ddof=1), values.max() - values.min()))
+            parts.append((profile, corpus, len(values), values.std(ddof=1), values.max() - values.min()))
     if not parts:
         return "No corpus has two seeds of one profile yet: the seed spread is not measured."
-    listed = "; ".join(f"{corpus} ({profile}, {n} seeds): sd {sd:.2f}, range {spread:.2f} points"
-                       for corpus, profile, n, sd, spread in parts)
-    negligible = all(sd < NEGLIGIBLE_SD for *_, sd, _ in parts)
-    verdict = ("holds here" if negligible else "does not hold here") + f" (negligible: sd below {NEGLIGIBLE_SD} points)"
-    return f"The paper calls its variance across seeds negligible; this {verdict}. {listed}."
+    verdicts = []
+    for profile in dict.fromkeys(part[0] for part in parts):
+        measured = [part for part in parts if part[0] == profile]
+        holds = all(sd < NEGLIGIBLE_SD for *_, sd, _ in measured)
+        listed = "; ".join(f"{corpus} ({n} seeds): sd {sd:.2f}, range {spread:.2f} points"
+                           for _, corpus, n, sd, spread in measured)
+        verdicts.append(f"for profile {profile} it {'holds' if holds else 'does not hold'} here ({listed})")
+    return (f"The paper calls its variance across seeds negligible (here: sd below {NEGLIGIBLE_SD} points of test "
+            f"strict F1): " + "; ".join(verdicts) + ".")
+
+
+def widest_seed_spread(root: str | Path = "runs", profiles: list[str] | None = None) -> tuple[str, str] | None:
+    """The (corpus, profile) whose seeds disagree most on test F1 (range), or None without two seeds anywhere."""
+    candidates = finished_runs(root, profiles)
+    spreads = {key: values.max() - values.min() for key, group in candidates.groupby(["corpus", "profile"])
+               if len(values := _per_seed(group)) >= 2}
+    return max(spreads, key=spreads.get) if spreads else None
+
+
+def dev_f1_by_epoch(root: str | Path, corpus: str, profile: str) -> pd.DataFrame:
+    """Dev strict F1 after each epoch, one column per seed, of a corpus's runs of one profile (their
+    log_history.json): where seeds disagree, it shows whether a run never learned or learned and then lost it."""
+    candidates = finished_runs(root, [profile])
+    columns = {}
+    for row in candidates[candidates["corpus"] == corpus].sort_values("seed").itertuples():
+        history = Path(row.run_dir) / runs.LOG_HISTORY
+        if history.is_file():
+            columns[f"seed {row.seed}"] = pd.Series({entry["epoch"]: 100 * entry["eval_strict_f1"]
+                                                     for entry in runs.read_json(history) if "eval_strict_f1" in entry})
+    return pd.DataFrame(columns).rename_axis("epoch").round(2)
