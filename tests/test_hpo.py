@@ -72,6 +72,17 @@ def test_a_search_finishes_exactly_n_trials_starting_from_the_default_configurat
     assert (summary["pruner"], summary["prune_on"], summary["pruner_startup_trials"]) == ("hyperband", "dev_loss", 5)
 
 
+def test_a_worker_that_finds_the_study_finished_leaves_the_provenance_of_the_workers_that_trained_it(
+        corpus_without_a_readable_test_split, space_file, tmp_path):
+    settings, search = run_config(corpus_without_a_readable_test_split), search_config(space_file, n_trials=2)
+    hpo.work(settings, search, tmp_path / "search")
+    provenance = tmp_path / "search" / "provenance.json"
+    trained_on = json.loads(provenance.read_text())
+    provenance.write_text(json.dumps({**trained_on, "device": "the GPU the trials trained on"}))
+    hpo.work(settings, search, tmp_path / "search")
+    assert json.loads(provenance.read_text())["device"] == "the GPU the trials trained on"
+
+
 def test_the_best_parameters_are_a_yaml_file_that_fine_tuning_accepts(
         corpus_without_a_readable_test_split, space_file, tmp_path):
     result = hpo.work(run_config(corpus_without_a_readable_test_split), search_config(space_file, n_trials=2),

@@ -264,6 +264,7 @@ def work(run_config: RunConfig, search: SearchConfig, run_dir: str | Path | None
     space = search_space(search.space)
     study = open_study(run_config, search, space, run_dir)
     evaluate = objective(run_config, corpus, search, space, run_dir)
+    trained = False
     while True:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -275,9 +276,12 @@ def work(run_config: RunConfig, search: SearchConfig, run_dir: str | Path | None
             time.sleep(min(search.heartbeat_interval, 5))
             continue
         study.optimize(evaluate, n_trials=1, catch=(SurplusTrial,))
-    runs.write_json(run_dir / runs.PROVENANCE, runs.provenance(run_config, corpus.provenance(), devices.device_name(),
-                                                               devices.machine(), run_dir,
-                                                               devices.resolve_precision(run_config.precision)))
+        trained = True
+    # The provenance says where trials trained: a worker that only read a finished study back leaves it be.
+    if trained or not (run_dir / runs.PROVENANCE).is_file():
+        runs.write_json(run_dir / runs.PROVENANCE, runs.provenance(
+            run_config, corpus.provenance(), devices.device_name(), devices.machine(), run_dir,
+            devices.resolve_precision(run_config.precision)))
     return write_results(study, run_dir, search, run_config)
 
 
