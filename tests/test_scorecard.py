@@ -11,10 +11,11 @@ def recorded(results, chapter, name, **metrics):
     (directory / "metrics.json").write_text(json.dumps(metrics))
 
 
-def finetuned(results, method, seed, f1, dataset="ncbi_disease"):
-    recorded(results, "finetune", f"{dataset}-{method}-seed{seed}", dataset=dataset, method=method, seed=seed,
+def finetuned(results, method, seed, f1, dataset="ncbi_disease", device="cpu (1 threads)", profile="cpu",
+              seconds=1500.0):
+    recorded(results, "finetune", f"{dataset}-{method}-{profile}-seed{seed}", dataset=dataset, method=method, seed=seed,
              test={"strict": {"f1": f1}}, trainable_parameters=150_000, total_parameters=22_700_000, model_mb=0.6,
-             train_seconds=1500.0, device="cpu (1 threads)")
+             train_seconds=seconds, device=device, profile=profile)
 
 
 def verdict(results, chapter):
@@ -64,6 +65,16 @@ def test_a_claim_about_an_a100_is_not_testable_on_a_cpu_record_and_says_what_was
     finetuned(tmp_path, "lora", 42, 0.8)
     judged, measured = scorecard.claims(tmp_path).iloc[3][["verdict", "measured here"]]
     assert judged == "not testable here: no GPU run in the record" and measured == "25-25 min a run on cpu (1 threads) (1 runs)"
+
+
+def test_the_a100_claim_is_judged_only_on_gpu_runs_of_the_papers_profile(tmp_path):
+    finetuned(tmp_path, "lora", 1, 0.8, device="NVIDIA H200", seconds=90.0)
+    judged, measured = scorecard.claims(tmp_path).iloc[3][["verdict", "measured here"]]
+    assert judged.startswith("not testable here: no GPU run of the paper's profile")
+    assert measured == "1.5-1.5 min a run on NVIDIA H200 with the offline backbone (1 runs)"
+    finetuned(tmp_path, "lora", 2, 0.9, device="NVIDIA H200", profile="paper", seconds=240.0)
+    judged, measured = scorecard.claims(tmp_path).iloc[3][["verdict", "measured here"]]
+    assert (judged, measured) == ("supported at this scale", "4.0-4.0 min on NVIDIA H200 (1 runs)")
 
 
 def test_the_first_page_links_every_claim_to_its_chapter(tmp_path):

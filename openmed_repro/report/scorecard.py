@@ -111,13 +111,19 @@ def _state_of_the_art(finetuned: list[dict]) -> list:
 def _minutes_per_corpus(finetuned: list[dict], reported: dict) -> list:
     low, high = reported["fine_tuning"]["minutes_per_corpus_a100"]
     claim = f"{low}-{high} minutes of fine-tuning a corpus on one A100"
-    gpu = [m for m in finetuned if str(m.get("device", "")).startswith("cuda")]
+    gpu = [m for m in finetuned if not str(m.get("device") or "cpu").startswith("cpu")]   # a GPU's name
     cpu = [m for m in finetuned if m not in gpu]
-    if gpu:
-        minutes = [m["train_seconds"] / 60 for m in gpu]
+    paper_scale = [m for m in gpu if m.get("profile") == "paper"]
+    if paper_scale:
+        minutes = [m["train_seconds"] / 60 for m in paper_scale]
         inside = all(low <= value <= high for value in minutes)
-        return [claim, f"{min(minutes):.1f}-{max(minutes):.1f} min on {gpu[0]['device']} ({len(gpu)} runs)",
+        return [claim, f"{min(minutes):.1f}-{max(minutes):.1f} min on {paper_scale[0]['device']} ({len(paper_scale)} runs)",
                 "supported at this scale" if inside else "contradicted", "finetune"]
+    if gpu:   # the offline backbone on a GPU says nothing about the paper's large ones
+        minutes = [m["train_seconds"] / 60 for m in gpu]
+        return [claim, f"{min(minutes):.1f}-{max(minutes):.1f} min a run on {gpu[0]['device']} with the offline backbone "
+                f"({len(gpu)} runs)", "not testable here: no GPU run of the paper's profile (its backbones are not "
+                "available offline)", "finetune"]
     minutes = [m["train_seconds"] / 60 for m in cpu]
     measured = ("no recorded run" if not minutes else
                 f"{min(minutes):.0f}-{max(minutes):.0f} min a run on {cpu[0]['device']} ({len(cpu)} runs)")
