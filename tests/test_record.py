@@ -203,6 +203,9 @@ def test_a_search_and_a_benchmark_are_recorded_as_their_own_files_and_found_with
     settings = json.loads((finetune_run / "config.json").read_text())
     (finetune_run / "config.json").write_text(json.dumps({**settings, "profile": "cpu"}))
     assert record.finished(runs_root) == [finetune_run, search, bench / "performance.json"]
+    set_aside = runs_root / "finetune" / ".withdrawn" / finetune_run.name
+    shutil.copytree(finetune_run, set_aside)
+    assert set_aside not in record.finished(runs_root), "a hidden folder is never searched"
 
     outcome = record.record(record.finished(runs_root), results)
     assert not outcome.refused

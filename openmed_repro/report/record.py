@@ -113,7 +113,8 @@ def record_name(source: Path) -> str:
 
 def finished(runs_root: Path = Path("runs")) -> list[Path]:
     """Every finished run under runs/finetune, dapt, baseline, released (metrics.json), hpo (summary.json) and every
-    benchmark JSON of runs/bench (not the .partial.json of a sitting cut short)."""
+    benchmark JSON of runs/bench (not the .partial.json of a sitting cut short). A hidden folder (a run set
+    aside, a tool's scratch) is never searched."""
     found = []
     for chapter in FINISHED_ROOTS:
         root = runs_root / chapter
@@ -122,10 +123,14 @@ def finished(runs_root: Path = Path("runs")) -> list[Path]:
         if chapter == "bench":
             found += [p for p in sorted(root.glob("*.json")) if not p.name.endswith(".partial.json")]
         elif chapter == "hpo":
-            found += [p.parent for p in sorted(root.rglob(SEARCH_SUMMARY))]
+            found += [p.parent for p in _visible(root, SEARCH_SUMMARY)]
         else:
-            found += [p.parent for p in sorted(root.rglob(runs.METRICS)) if not _smoke(p.parent)]
+            found += [p.parent for p in _visible(root, runs.METRICS) if not _smoke(p.parent)]
     return found
+
+
+def _visible(root: Path, name: str) -> list[Path]:
+    return [p for p in sorted(root.rglob(name)) if not any(part.startswith(".") for part in p.relative_to(root).parts)]
 
 
 def _smoke(run_dir: Path) -> bool:
