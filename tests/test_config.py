@@ -158,3 +158,13 @@ def test_the_confirmation_seeds_are_a_list_of_integers_and_an_empty_one_skips_it
     assert config.load_search_config({"confirm_seeds": [42, 1]}).confirm_seeds == [42, 1]
     with pytest.raises(OpenMedError, match="parameter confirm_seeds must be a list of integers"):
         config.load_search_config({"confirm_seeds": [42, "1"]})
+
+
+def test_a_run_follows_its_profile_whatever_its_corpus_seed_and_backbone_but_not_with_other_hyper_parameters():
+    own = config.load_run_config("cpu", {"dataset": "s800", "seed": 2, "backbone": "tiny-random-bert"}).to_dict()
+    assert config.follows_its_profile(own)
+    assert config.follows_its_profile({key: value for key, value in own.items() if key != "freeze_word_embeddings"}), \
+        "a parameter added after the run was recorded counts as unset"
+    assert not config.follows_its_profile({**own, "learning_rate": 1e-3})
+    assert not config.follows_its_profile({**own, "precision": "bf16"})
+    assert config.follows_its_profile({**own, "profile": "a-profile-since-removed"})

@@ -164,12 +164,12 @@ def paired_by_seed(root: str | Path, first: tuple[str, str] = ("cpu", "lora"),
                    seed: int = 0, data_dir: str | Path | None = None) -> pd.DataFrame:
     """Two methods (profile, method) run with the same seed on the same corpus, under `root` (runs/ or the
     record): one row per corpus and seed with both F1s, their difference, the approximate randomization
-    p-value and the winner ("tie" when p >= ALPHA)."""
+    p-value and the winner ("tie" when p >= ALPHA). Only each profile's own recipe counts (not a tuned run)."""
     found: dict[tuple[str, str, int, tuple[str, str]], Path] = {}
     for path in sorted(Path(root).rglob(runs.METRICS)):
         m = runs.read_json(path)
         kind = (m.get("profile"), m.get("method"))
-        if kind in (first, second) and "test" in m:
+        if kind in (first, second) and "test" in m and runs.follows_its_profile(path.parent):
             found.setdefault((Path(m["dataset"]).name, m["dataset"], m["seed"], kind), path.parent)
     rows = []
     for (corpus, dataset, run_seed, kind), a_dir in sorted(found.items(), key=lambda item: (item[0][0], item[0][2])):

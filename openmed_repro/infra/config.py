@@ -317,6 +317,22 @@ def load_run_config(profile: str, overrides: dict | None = None, files: typing.S
     return config
 
 
+# What a user varies from run to run without changing a profile's recipe.
+PER_RUN_FIELDS = ("dataset", "data_dir", "seed", "backbone", "dapt_adapter", "country", "repair")
+
+
+def follows_its_profile(recorded: dict) -> bool:
+    """Whether a fine-tuning run's configuration (its config.json) is its profile's recipe, whatever its corpus, seed,
+    backbone or adapter: a tuned run, or one given other hyper-parameters, is not one of the profile's runs (nor
+    one of its seeds). A run of a profile that no longer exists is taken as it is."""
+    try:
+        wanted = load_run_config(recorded["profile"], {"dataset": recorded["dataset"]}).to_dict()
+    except (KeyError, OpenMedError):
+        return True
+    return all(wanted.get(key) == recorded.get(key) for key in wanted.keys() | recorded.keys()
+               if key not in PER_RUN_FIELDS)
+
+
 def load_settings(kind: type, profiles: str, profile: str, overrides: dict | None = None,
                   files: typing.Sequence[str | Path] = ()):
     """A dataclass `kind` from parameters/<profiles>/<profile>.yaml, YAML files and overrides, validated."""

@@ -116,6 +116,13 @@ def claim(run_dir: Path, run_config: config.RunConfig) -> None:
         write_json(existing, wanted)
 
 
+def follows_its_profile(run_dir: Path) -> bool:
+    """Whether the fine-tuning run in `run_dir` is its profile's recipe (config.follows_its_profile); a run
+    without its configuration file is taken as it is."""
+    settings = Path(run_dir) / CONFIG
+    return not settings.is_file() or config.follows_its_profile(read_json(settings))
+
+
 def write_json(path: Path, data) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 

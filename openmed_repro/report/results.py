@@ -28,13 +28,16 @@ RELEASED = "released checkpoint, scored here"
 def finished_runs(root: str | Path = "runs", profiles: list[str] | None = None) -> pd.DataFrame:
     """One row per finished fine-tuning run (a metrics.json with test scores) under `root`, runs/ or the record
     (results/); with `profiles`, only runs of those profiles (so that the tiny-model runs of a smoke book stay
-    out of a cpu book)."""
+    out of a cpu book). A run given other hyper-parameters than its profile's (the search's tuned runs) is not
+    one of the profile's runs, and its chapter shows it."""
     rows = []
     for path in sorted(Path(root).rglob(runs.METRICS)):
         record = runs.read_json(path)
         if record.get("method") not in TRANSFORMER_METHODS or "test" not in record:
             continue
         if profiles is not None and record.get("profile") not in profiles:
+            continue
+        if not runs.follows_its_profile(path.parent):
             continue
         rows.append({"corpus": Path(record["dataset"]).name, "run_dir": str(path.parent),
                      "backbone": record["backbone"], "method": record["method"], "profile": record["profile"],
