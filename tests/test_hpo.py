@@ -367,3 +367,18 @@ def test_a_search_never_runs_in_the_record(synthetic_corpus, tmp_path, monkeypat
     with pytest.raises(OpenMedError, match="never runs in the record"):
         hpo.work(run_config, config.load_search_config({"n_trials": 1}), tmp_path / "results" / "hpo" / "x")
     assert not (tmp_path / "results").exists()
+
+
+def test_the_chapter_says_what_became_of_the_default_configuration_completed_pruned_or_absent():
+    def study_with(*trials):
+        study = optuna.create_study(direction="maximize")
+        for trial in trials:
+            study.add_trial(trial)
+        return study
+    default = {"origin": hpo.DEFAULT_TRIAL, "dev_strict_f1_by_epoch": [0.57, 0.62, 0.671]}
+    pruned = optuna.trial.create_trial(state=hpo.TrialState.PRUNED, user_attrs=default)
+    completed = optuna.trial.create_trial(state=hpo.TrialState.COMPLETE, value=0.8085, user_attrs=default)
+    other = optuna.trial.create_trial(state=hpo.TrialState.COMPLETE, value=0.81, user_attrs={})
+    assert hpo.default_outcome(study_with(pruned, other)) == "pruned after epoch 3 (dev strict F1 67.1 then)"
+    assert hpo.default_outcome(study_with(completed, other)) == "80.8"
+    assert hpo.default_outcome(study_with(other)) == "not in the search space"

@@ -308,6 +308,18 @@ def write_results(study: optuna.Study, run_dir: Path, search: SearchConfig | Non
     return SearchResult(study, best.params, best.value, default_f1, trials)
 
 
+def default_outcome(study: optuna.Study) -> str:
+    """In words, what became of the profile's own configuration (the study's first trial): its dev strict F1, or
+    the epoch the pruner stopped it at (the confirmation then trains it to the end beside the best)."""
+    default = [t for t in study.get_trials(states=FINISHED) if t.user_attrs.get("origin") == DEFAULT_TRIAL]
+    if not default:
+        return "not in the search space"
+    if default[0].state == TrialState.COMPLETE:
+        return f"{100 * default[0].value:.1f}"
+    curve = default[0].user_attrs.get("dev_strict_f1_by_epoch") or []
+    return f"pruned after epoch {len(curve)} (dev strict F1 {100 * curve[-1]:.1f} then)" if curve else "pruned"
+
+
 def tuned_on(run_config: RunConfig) -> str | None:
     """In words, the smaller budget the trials trained on (None: the full training split and epochs the tuned
     run will have): a configuration found there may not transfer to the many more steps of the full run."""
