@@ -2,6 +2,7 @@
 
 import json
 
+from openmed_repro.infra import config
 from openmed_repro.report import scorecard
 
 
@@ -37,6 +38,18 @@ def test_lora_matches_full_fine_tuning_when_its_mean_is_within_one_point(tmp_pat
     judged, measured = verdict(tmp_path, "evaluate")
     assert judged == "supported at this scale"
     assert "LoRA 80.0 ± 1.0 (3 seeds), full 80.2 ± 0.3 (3 seeds)" in measured and "0.66% of the parameters" in measured
+
+
+def test_a_tuned_run_is_not_counted_as_one_more_seed_of_its_profile(tmp_path):
+    for seed, f1 in ((42, 0.80), (1, 0.79), (2, 0.81)):
+        finetuned(tmp_path, "lora", seed, f1)
+        finetuned(tmp_path, "full", seed, 0.802)
+    tuned = tmp_path / "finetune" / "ncbi_disease-lora-cpu-seed1-tuned"
+    recorded(tmp_path, "finetune", tuned.name, dataset="ncbi_disease", method="lora", seed=1, test={"strict": {"f1": 0.99}},
+             device="cpu (1 threads)", profile="cpu", train_seconds=1500.0)
+    settings = config.load_run_config("cpu", {"dataset": "ncbi_disease", "seed": 1, "learning_rate": 1e-3})
+    (tuned / "config.json").write_text(json.dumps(settings.to_dict()))
+    assert "LoRA 80.0 ± 1.0 (3 seeds)" in verdict(tmp_path, "evaluate")[1]
 
 
 def test_lora_two_points_below_full_fine_tuning_contradicts_the_claim(tmp_path):

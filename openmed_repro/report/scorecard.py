@@ -30,7 +30,10 @@ def recorded_metrics(results: Path, chapter: str) -> list[dict]:
 
 def claims(results: Path = runs.RECORD) -> pd.DataFrame:
     """One row per claim: claim, measured here, verdict, chapter."""
-    finetuned = [m for m in recorded_metrics(results, "finetune") if "test" in m]
+    # Each profile's own recipe: the search's tuned runs are its chapter's, not more seeds of the profile.
+    finetuned = [runs.read_json(path) for path in sorted((Path(results) / "finetune").glob(f"*/{runs.METRICS}"))
+                 if runs.follows_its_profile(path.parent)]
+    finetuned = [m for m in finetuned if "test" in m]
     reported = config.read_parameters("paper.yaml")
     rows = [_dapt(recorded_metrics(results, "dapt"), reported),
             _lora_versus_full(finetuned),
