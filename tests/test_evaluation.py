@@ -135,7 +135,8 @@ def test_table_4_shows_each_profile_over_its_seeds_the_baseline_and_the_spark_nl
     for start, f1 in (("word2vec-dapt", 0.7512), ("learned", 0.70)):   # the profile's start, and one it was chosen over
         baseline = tmp_path / f"baseline-{start}"
         baseline.mkdir()
-        (baseline / "config.json").write_text(json.dumps({"word_embeddings": start}))
+        settings = config.load_baseline_config("cpu", {"dataset": "ncbi_disease", "word_embeddings": start})
+        (baseline / "config.json").write_text(json.dumps(settings.to_dict()))
         (baseline / "metrics.json").write_text(json.dumps({
             "dataset": "ncbi_disease", "method": "crf", "profile": "cpu", "seed": 42, "majority_test_strict_f1": 0.1,
             "test": {"strict": {"f1": f1}}}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import types
 import typing
@@ -321,16 +322,25 @@ def load_run_config(profile: str, overrides: dict | None = None, files: typing.S
 PER_RUN_FIELDS = ("dataset", "data_dir", "seed", "backbone", "dapt_adapter", "country", "repair")
 
 
-def follows_its_profile(recorded: dict) -> bool:
-    """Whether a fine-tuning run's configuration (its config.json) is its profile's recipe, whatever its corpus, seed,
-    backbone or adapter: a tuned run, or one given other hyper-parameters, is not one of the profile's runs (nor
-    one of its seeds). A run of a profile that no longer exists is taken as it is."""
-    try:
-        wanted = load_run_config(recorded["profile"], {"dataset": recorded["dataset"]}).to_dict()
-    except (KeyError, OpenMedError):
+def follows_its_profile(recorded: dict, load: typing.Callable | None = None) -> bool:
+    """Whether a run's configuration (its config.json) is its profile's recipe, whatever its corpus, seed,
+    backbone or adapter: a tuned run, a baseline started from other word vectors, any run given other parameters
+    is not one of the profile's runs (nor one of its seeds). `load`: the chapter's loader (load_run_config for
+    fine-tuning, load_baseline_config for the baseline). A run of a profile that no longer exists is taken as it is."""
+    wanted = _recipe(load or load_run_config, recorded.get("profile"), PARAMETERS_DIR)
+    if wanted is None:
         return True
     return all(wanted.get(key) == recorded.get(key) for key in wanted.keys() | recorded.keys()
                if key not in PER_RUN_FIELDS)
+
+
+@functools.lru_cache(maxsize=None)
+def _recipe(load: typing.Callable, profile, parameters_dir: Path) -> dict | None:
+    """A profile's settings, read once per loader, profile and parameters folder (None: no such profile)."""
+    try:
+        return load(profile, {"dataset": "any"}).to_dict()
+    except OpenMedError:
+        return None
 
 
 def load_settings(kind: type, profiles: str, profile: str, overrides: dict | None = None,

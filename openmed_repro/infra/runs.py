@@ -116,11 +116,11 @@ def claim(run_dir: Path, run_config: config.RunConfig) -> None:
         write_json(existing, wanted)
 
 
-def follows_its_profile(run_dir: Path) -> bool:
-    """Whether the fine-tuning run in `run_dir` is its profile's recipe (config.follows_its_profile); a run
-    without its configuration file is taken as it is."""
+def follows_its_profile(run_dir: Path, load=config.load_run_config) -> bool:
+    """Whether the run in `run_dir` is its profile's recipe (config.follows_its_profile, with the chapter's
+    loader); a run without its configuration file is taken as it is."""
     settings = Path(run_dir) / CONFIG
-    return not settings.is_file() or config.follows_its_profile(read_json(settings))
+    return not settings.is_file() or config.follows_its_profile(read_json(settings), load)
 
 
 def write_json(path: Path, data) -> None:

@@ -6,12 +6,10 @@ a row for every registered corpus, saying so when nothing was run for it."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import pandas as pd
 
-from openmed_repro.errors import OpenMedError
 from openmed_repro.infra import config
 
 from openmed_repro.data import corpora, saved_predictions
@@ -58,28 +56,11 @@ def baseline_runs(root: str | Path = "runs", profiles: list[str] | None = None) 
             continue
         if profiles is not None and record.get("profile") not in profiles:
             continue
-        if not _starts_as_its_profile(path.parent, record["profile"]):
+        if not runs.follows_its_profile(path.parent, config.load_baseline_config):
             continue
         rows.append({"corpus": Path(record["dataset"]).name, "profile": record["profile"], "seed": record["seed"],
                      "test F1": 100 * record["test"]["strict"]["f1"]})
     return pd.DataFrame(rows, columns=["corpus", "profile", "seed", "test F1"])
-
-
-def _starts_as_its_profile(run_dir: Path, profile: str) -> bool:
-    start = _profile_start(profile)
-    if start is None:   # a profile that no longer exists: its runs are shown as they are
-        return True
-    settings = runs.read_json(run_dir / runs.CONFIG) if (run_dir / runs.CONFIG).is_file() else {}
-    return settings.get("word_embeddings", config.LEARNED) == start
-
-
-@functools.lru_cache(maxsize=None)
-def _profile_start(profile: str) -> str | None:
-    """The word vectors a baseline profile starts from (read once per profile), None for an unknown profile."""
-    try:
-        return config.load_baseline_config(profile, {"dataset": "any"}).word_embeddings
-    except OpenMedError:
-        return None
 
 
 def released_runs(root: str | Path = "runs") -> pd.DataFrame:

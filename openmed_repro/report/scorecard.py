@@ -23,17 +23,16 @@ from openmed_repro.infra import config, footprint, runs
 LORA_MATCH_POINTS = 1.0   # LoRA "matches" full fine-tuning when its mean test F1 is at most this far below
 
 
-def recorded_metrics(results: Path, chapter: str) -> list[dict]:
-    """metrics.json of every recorded run of a chapter."""
-    return [runs.read_json(path) for path in sorted((Path(results) / chapter).glob(f"*/{runs.METRICS}"))]
+def recorded_metrics(results: Path, chapter: str, profile_loader=None) -> list[dict]:
+    """metrics.json of every recorded run of a chapter; with the chapter's `profile_loader`, only the runs that
+    follow their profile's recipe (the search's tuned runs are its chapter's, not more seeds of the profile)."""
+    return [runs.read_json(path) for path in sorted((Path(results) / chapter).glob(f"*/{runs.METRICS}"))
+            if profile_loader is None or runs.follows_its_profile(path.parent, profile_loader)]
 
 
 def claims(results: Path = runs.RECORD) -> pd.DataFrame:
     """One row per claim: claim, measured here, verdict, chapter."""
-    # Each profile's own recipe: the search's tuned runs are its chapter's, not more seeds of the profile.
-    finetuned = [runs.read_json(path) for path in sorted((Path(results) / "finetune").glob(f"*/{runs.METRICS}"))
-                 if runs.follows_its_profile(path.parent)]
-    finetuned = [m for m in finetuned if "test" in m]
+    finetuned = [m for m in recorded_metrics(results, "finetune", config.load_run_config) if "test" in m]
     reported = config.read_parameters("paper.yaml")
     rows = [_dapt(recorded_metrics(results, "dapt"), reported),
             _lora_versus_full(finetuned),
