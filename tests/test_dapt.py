@@ -1,6 +1,7 @@
 """LoRA DAPT on the smoke profile: calibrated head, perplexity before/after, the adapter hand-off."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -41,6 +42,27 @@ def test_a_dapt_run_reports_perplexity_before_and_after_with_a_calibrated_head(f
         100 * (m["perplexity_before"] - m["perplexity_after"]) / m["perplexity_before"])
     assert m["head"] == f"calibrated: {m['optimizer_steps']} optimizer steps, encoder frozen"
     assert (finished.run_dir / "adapter" / "adapter_config.json").is_file()
+
+
+def test_a_dapt_run_records_its_perplexity_curve_from_the_calibrated_head_to_the_end(finished):
+    m = finished.metrics
+    curve = m["perplexity_curve"]
+    assert curve[0] == {"step": 0, "held_out_perplexity": m["perplexity_before"]}
+    assert curve[-1]["step"] == m["optimizer_steps"]
+    assert curve[-1]["held_out_perplexity"] == pytest.approx(m["perplexity_after"], rel=1e-6)
+    assert [p["step"] for p in curve] == sorted({p["step"] for p in curve})
+
+
+def test_the_recorded_held_out_losses_give_back_both_perplexities_and_the_interval_holds_the_reduction(finished):
+    m = finished.metrics
+    held_out = m["held_out"]
+    assert len(held_out["masked_tokens"]) == m["held_out_passages"]
+    tokens = sum(held_out["masked_tokens"])
+    assert math.exp(sum(held_out["loss_before"]) / tokens) == pytest.approx(m["perplexity_before"], rel=1e-3)
+    assert math.exp(sum(held_out["loss_after"]) / tokens) == pytest.approx(m["perplexity_after"], rel=1e-3)
+    interval = m["perplexity_reduction_interval"]
+    assert interval["percent"] == pytest.approx(m["perplexity_reduction_percent"], abs=0.01)
+    assert interval["low"] <= interval["percent"] <= interval["high"]
 
 
 def test_the_planted_evaluation_sentence_never_reaches_training(finished):

@@ -69,3 +69,17 @@ def test_an_unknown_head_falls_back_to_the_models_forward_pass():
     assert masked_lm.vocabulary_head(model) is None
     total, count = masked_lm.loss_sum(model, inputs)
     assert (total / count).item() == pytest.approx(reference, rel=1e-5)
+
+
+def test_per_row_loss_sums_add_up_to_the_batch_loss_and_count_each_rows_masked_tokens():
+    model = tiny_masked_lm("bert")
+    inputs = batch()
+    with torch.no_grad():
+        total, count = masked_lm.loss_sum(model, inputs)
+        sums, counts = masked_lm.loss_sums_per_row(model, inputs)
+    assert counts == [1, 2, 1]
+    assert sum(sums) == pytest.approx(total.item(), rel=1e-5)
+    single = {k: v[1:2] for k, v in inputs.items()}
+    with torch.no_grad():
+        alone, _ = masked_lm.loss_sum(model, single)
+    assert sums[1] == pytest.approx(alone.item(), rel=1e-4)

@@ -1,7 +1,10 @@
+import math
+
 import numpy as np
 import pytest
 
 from openmed_repro.errors import OpenMedError
+from openmed_repro.evaluation import significance
 from openmed_repro.evaluation.significance import approximate_randomization, bootstrap_interval, micro_f1
 
 
@@ -105,3 +108,21 @@ def test_bootstrap_of_identical_sentences_has_no_spread():
 def test_bootstrap_refuses_a_confidence_outside_zero_and_one():
     with pytest.raises(OpenMedError, match="confidence=95"):
         bootstrap_interval(np.ones((3, 3)), confidence=95)
+
+
+def test_the_perplexity_reduction_is_exact_on_all_passages_and_its_interval_widens_with_fewer_passages():
+    rng = np.random.default_rng(3)
+    tokens = rng.integers(5, 40, 400)
+    before = tokens * rng.normal(3.0, 0.3, 400)
+    after = before - tokens * rng.normal(0.2, 0.3, 400)
+    many = significance.perplexity_reduction_interval(before, after, tokens, samples=2000, seed=1)
+    expected = 100 * (1 - math.exp((after.sum() - before.sum()) / tokens.sum()))
+    assert many.percent == pytest.approx(expected)
+    assert many.low < many.percent < many.high
+    few = significance.perplexity_reduction_interval(before[:40], after[:40], tokens[:40], samples=2000, seed=1)
+    assert few.high - few.low > many.high - many.low
+
+
+def test_a_perplexity_reduction_of_unequal_lists_is_refused():
+    with pytest.raises(OpenMedError, match="equally long"):
+        significance.perplexity_reduction_interval([1.0, 2.0], [1.0], [3, 4])

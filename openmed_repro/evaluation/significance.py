@@ -92,6 +92,51 @@ def bootstrap_interval(counts: np.ndarray, samples: int = 10_000, confidence: fl
                     confidence=confidence, samples=samples, seed=seed)
 
 
+@dataclass(frozen=True)
+class ReductionInterval:
+    """How much lower held-out perplexity is after than before, in percent, with a percentile interval."""
+
+    percent: float
+    low: float
+    high: float
+    confidence: float
+    samples: int
+    seed: int
+
+
+def perplexity_reduction_interval(loss_before, loss_after, masked_tokens, samples: int = 10_000,
+                                  confidence: float = 0.95, seed: int = 0) -> ReductionInterval:
+    """Percentile bootstrap of 100 (1 - ppl_after / ppl_before), resampling held-out passages with replacement;
+    each passage brings its summed masked-token loss before and after and its number of masked tokens, so
+    every resample is token-weighted like the perplexity itself."""
+    before, after, tokens = (np.asarray(x, dtype=float) for x in (loss_before, loss_after, masked_tokens))
+    if not (before.shape == after.shape == tokens.shape) or before.ndim != 1 or len(before) == 0:
+        raise OpenMedError("loss_before, loss_after and masked_tokens must be equally long, non-empty lists")
+    if tokens.sum() <= 0:
+        raise OpenMedError("masked_tokens: no masked token to measure perplexity on")
+    if not 0 < confidence < 1:
+        raise OpenMedError(f"confidence={confidence} must lie strictly between 0 and 1")
+    rng = np.random.default_rng(seed)
+    per_passage = np.stack([before, after, tokens], axis=1)
+    chunk = max(1, _CHUNK_CELLS // max(1, len(before)))
+    reductions = []
+    for start in range(0, samples, chunk):
+        size = min(chunk, samples - start)
+        drawn = rng.integers(0, len(before), (size, len(before))) + np.arange(size)[:, None] * len(before)
+        times_drawn = np.bincount(drawn.ravel(), minlength=size * len(before)).reshape(size, len(before))
+        sums = times_drawn.astype(float) @ per_passage
+        reductions.append(_reduction(sums[:, 0], sums[:, 1], sums[:, 2]))
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(np.concatenate(reductions), [tail, 100 - tail])
+    return ReductionInterval(percent=float(_reduction(before.sum(), after.sum(), tokens.sum())),
+                             low=float(low), high=float(high), confidence=confidence, samples=samples, seed=seed)
+
+
+def _reduction(loss_before, loss_after, tokens):
+    """100 (1 - exp(after / n) / exp(before / n)), with the same n before and after."""
+    return 100 * (1 - np.exp((np.asarray(loss_after) - np.asarray(loss_before)) / np.maximum(tokens, 1)))
+
+
 def _counts(counts: np.ndarray, name: str) -> np.ndarray:
     array = np.asarray(counts)
     if array.ndim != 2 or array.shape[1] != 3 or len(array) == 0:

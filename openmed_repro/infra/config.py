@@ -147,6 +147,7 @@ class DaptConfig:
     precision: Precision = "auto"
     gradient_checkpointing: bool = False
     save_steps: Positive[int] = 200
+    perplexity_steps: Positive[int] | None = None   # held-out perplexity every this many steps (None: save_steps)
     logging_steps: Positive[int] = 50
     country: str | None = None          # footprint: None = the paper's EU average grid, or an ISO alpha-3 code
 

@@ -41,6 +41,25 @@ def loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
     return total, int(selected.sum())
 
 
+def loss_sums_per_row(model, batch: dict[str, torch.Tensor]) -> tuple[list[float], list[int]]:
+    """Per row of `batch`: the summed cross-entropy over its masked tokens and their number (a row without a
+    masked token: 0.0 and 0)."""
+    labels = batch["labels"]
+    selected = labels != IGNORED
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    inner = _unwrapped(model)
+    head = vocabulary_head(inner)
+    if head is None:
+        logits = model(**inputs).logits[selected]
+    else:
+        hidden = getattr(inner, inner.base_model_prefix)(**inputs)[0]
+        logits = head(hidden[selected])
+    per_token = torch.nn.functional.cross_entropy(logits.float(), labels[selected], reduction="none")
+    rows = selected.nonzero()[:, 0]
+    sums = torch.zeros(len(labels), dtype=torch.float64).index_add_(0, rows, per_token.double())
+    return sums.tolist(), selected.sum(dim=1).tolist()
+
+
 class MaskedPositionsTrainer(Trainer):
     """The Trainer with the masked-positions loss, normalised over the whole accumulated batch (the
     token-weighted mean the stock MLM models compute with `num_items_in_batch`)."""

@@ -5,14 +5,17 @@ what adapting the encoder adds, not more head training; DAPT then trains only th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
-from transformers import DataCollatorForLanguageModeling, DataCollatorForTokenClassification, TrainingArguments, set_seed
+from transformers import (DataCollatorForLanguageModeling, DataCollatorForTokenClassification, TrainerCallback,
+                          TrainingArguments, set_seed)
 from transformers.trainer_utils import get_last_checkpoint
 
 from openmed_repro.models import backbones
@@ -24,6 +27,7 @@ from openmed_repro.infra import lifecycle
 from openmed_repro.models import masked_lm
 from openmed_repro.infra.config import DaptConfig
 from openmed_repro.errors import OpenMedError
+from openmed_repro.evaluation import significance
 from openmed_repro.infra.devices import device_name
 from openmed_repro.training.attempt_clock import AttemptClock
 from openmed_repro.training.trainer_arguments import training_arguments
@@ -76,23 +80,51 @@ def masked_once(features: list[dict], tokenizer, probability: float, seed: int) 
     return masked
 
 
-def perplexity(model, masked: list[dict], tokenizer, batch_size: int = 64) -> float:
-    """exp of the mean cross-entropy over every masked token of the held-out set (token-weighted)."""
+def passage_losses(model, masked: list[dict], tokenizer, batch_size: int = 64) -> tuple[list[float], list[int]]:
+    """Per held-out passage: the summed cross-entropy over its masked tokens, and their number, in the
+    passages' order; the bootstrap over passages resamples these pairs."""
     collator = DataCollatorForTokenClassification(tokenizer)
     device = next(model.parameters()).device
     order = sorted(range(len(masked)), key=lambda i: len(masked[i]["input_ids"]))
-    total, count = 0.0, 0
+    losses, counts = [0.0] * len(masked), [0] * len(masked)
+    was_training = model.training
     model.eval()
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
-            batch = collator([masked[i] for i in order[start:start + batch_size]])
+            chosen = order[start:start + batch_size]
+            batch = collator([masked[i] for i in chosen])
             batch = {k: v.to(device) for k, v in batch.items()}
-            batch_total, batch_count = masked_lm.loss_sum(model, batch)
-            total += batch_total.item()
-            count += batch_count
-    if count == 0:
+            for index, total, count in zip(chosen, *masked_lm.loss_sums_per_row(model, batch)):
+                losses[index], counts[index] = total, count
+    model.train(was_training)
+    return losses, counts
+
+
+def perplexity(model, masked: list[dict], tokenizer, batch_size: int = 64) -> float:
+    """exp of the mean cross-entropy over every masked token of the held-out set (token-weighted)."""
+    losses, counts = passage_losses(model, masked, tokenizer, batch_size)
+    return perplexity_of(losses, counts)
+
+
+def perplexity_of(losses: list[float], counts: list[int]) -> float:
+    if sum(counts) == 0:
         raise OpenMedError("the held-out set has no masked token: too few held-out passages")
-    return math.exp(total / count)
+    return math.exp(sum(losses) / sum(counts))
+
+
+class HeldOutPerplexity(TrainerCallback):
+    """Held-out perplexity every `every` optimizer steps, logged into the Trainer's log history before that
+    step's checkpoint is written, so a resumed run keeps the points it measured: the curve that shows whether
+    DAPT has stopped gaining."""
+
+    def __init__(self, measure: Callable[[], float], every: int):
+        self.measure, self.every = measure, every
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every == 0 or state.global_step == state.max_steps:
+            state.log_history.append({"step": state.global_step, "epoch": state.epoch,
+                                      "held_out_perplexity": self.measure()})
+        return control
 
 
 def optimizer_steps(dapt_config: DaptConfig, passages: int) -> int:
@@ -138,8 +170,8 @@ def _mlm_collator(tokenizer, dapt_config: DaptConfig):
 
 
 def _arguments(dapt_config: DaptConfig, output_dir: Path, learning_rate: float, max_steps: int = -1) -> TrainingArguments:
-    """A checkpoint every `save_steps` optimizer steps; no evaluation during training (perplexity is measured
-    before and after)."""
+    """A checkpoint every `save_steps` optimizer steps; no Trainer evaluation (held-out perplexity is measured
+    by HeldOutPerplexity, token-weighted on fixed masks)."""
     return training_arguments(
         dapt_config, output_dir, max_steps=max_steps, learning_rate=learning_rate,
         warmup_steps=dapt_config.warmup_steps, save_strategy="steps", save_steps=dapt_config.save_steps,
@@ -171,7 +203,8 @@ def adapt(dapt_config: DaptConfig, run_dir: Path) -> lifecycle.Outcome:
             started = time.perf_counter()
             calibrate_head(model, dapt_config, training, tokenizer, run_dir, calibration_steps)
             calibration_seconds = time.perf_counter() - started
-    before = perplexity(model, held_out, tokenizer, dapt_config.eval_batch_size)
+    losses_before, masked_tokens = passage_losses(model, held_out, tokenizer, dapt_config.eval_batch_size)
+    before = perplexity_of(losses_before, masked_tokens)
 
     for parameter in model.parameters():
         parameter.requires_grad = False
@@ -181,14 +214,19 @@ def adapt(dapt_config: DaptConfig, run_dir: Path) -> lifecycle.Outcome:
     model = get_peft_model(model, lora)
     checkpoints = run_dir / "checkpoints"
     clock = AttemptClock()
+    curve = HeldOutPerplexity(lambda: perplexity(model, held_out, tokenizer, dapt_config.eval_batch_size),
+                              dapt_config.perplexity_steps or dapt_config.save_steps)
     trainer = masked_lm.MaskedPositionsTrainer(model=model, args=_arguments(dapt_config, checkpoints, dapt_config.learning_rate),
                                                train_dataset=training, data_collator=_mlm_collator(tokenizer, dapt_config),
-                                               callbacks=[clock])
+                                               callbacks=[clock, curve])
     with footprint.track(run_dir, "dapt", Path(dapt_config.backbone).name, dapt_config.country) as attempt:
         clock.start(attempt)
         trainer.train(resume_from_checkpoint=get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None)
         train_seconds = clock.seconds
-    after = perplexity(model, held_out, tokenizer, dapt_config.eval_batch_size)
+    losses_after, _ = passage_losses(model, held_out, tokenizer, dapt_config.eval_batch_size)
+    after = perplexity_of(losses_after, masked_tokens)
+    interval = significance.perplexity_reduction_interval(losses_before, losses_after, masked_tokens,
+                                                          seed=dapt_config.seed)
 
     model.save_pretrained(run_dir / ADAPTER_DIR)
     tokenizer.save_pretrained(run_dir / ADAPTER_DIR)
@@ -196,6 +234,14 @@ def adapt(dapt_config: DaptConfig, run_dir: Path) -> lifecycle.Outcome:
         "backbone": dapt_config.backbone, "profile": dapt_config.profile, "seed": dapt_config.seed,
         "perplexity_before": before, "perplexity_after": after,
         "perplexity_reduction_percent": 100 * (before - after) / before,
+        "perplexity_reduction_interval": dataclasses.asdict(interval),
+        "perplexity_curve": [{"step": 0, "held_out_perplexity": before}] + [
+            {"step": e["step"], "held_out_perplexity": e["held_out_perplexity"]}
+            for e in trainer.state.log_history if "held_out_perplexity" in e],
+        # per held-out passage (in the held-out set's order): masked tokens and summed loss before and after,
+        # so the interval and both perplexities can be recomputed from the record
+        "held_out": {"masked_tokens": masked_tokens, "loss_before": [round(x, 4) for x in losses_before],
+                     "loss_after": [round(x, 4) for x in losses_after]},
         "head": "shipped with the checkpoint" if head_trained else
                 f"calibrated: {calibration_steps} optimizer steps, encoder frozen",
         "calibration_seconds": round(calibration_seconds, 1), "train_seconds": round(train_seconds, 1),
