@@ -22,6 +22,10 @@ HPO_DATASET ?= ncbi_disease
 RUN_DIR ?= $(call run_dir,finetune dataset=ncbi_disease profile=cpu)
 DAPT_RUN ?= $(call run_dir,dapt profile=cpu)
 HPO_RUN ?= $(call run_dir,hpo dataset=$(HPO_DATASET) profile=cpu)
+# The recorded DAPT adapter every "DAPT + LoRA" run starts from (the record keeps it: make dapt, then make record).
+DAPT_ADAPTER ?= $(patsubst runs/%,results/%,$(DAPT_RUN))/adapter
+ABLATION_CORPORA ?= ncbi_disease s800
+LEVER_PROFILES ?= cpu-lora-all-linear cpu-lora-r64
 
 BASELINE_CORPORA ?= ncbi_disease bc5cdr_chem s800
 ANNOTATE_RUN ?= $(RUN_DIR)
@@ -33,7 +37,7 @@ SEARCH_UNPRUNED ?=
 
 HPO_FLAGS ?= -p n_trials 20
 
-.PHONY: venv reproduce tuned table4 released dapt ablation hpo baseline record verify book test bench bench-annotate clean
+.PHONY: venv reproduce tuned table4 table4-dapt levers paper-recipe released dapt ablation hpo baseline record verify book test bench bench-annotate clean
 
 venv: $(STAMP)
 
@@ -87,10 +91,31 @@ dapt: venv
 	mkdir -p $(dir $(DAPT_RUN))
 	$(BIN)/papermill notebooks/dapt.ipynb $(DAPT_RUN).ipynb -k $(KERNEL) --log-output -p profile cpu -p output_dir $(DAPT_RUN)
 
-## The ablation {LoRA, full} x {with, without DAPT} on ncbi_disease and s800 (needs `make dapt`); resumable.
+## The paper's two stages (DAPT, then LoRA from its adapter) beside Table 4's plain LoRA: profile cpu from the
+## recorded DAPT adapter on every local corpus (seed 42), seeds 1 and 2 of the seeded corpora; recorded as they finish.
+table4-dapt: venv
+	$(BIN)/openmed-repro sweep --profile cpu --dapt-adapter $(DAPT_ADAPTER) --corpora $(TABLE4_CORPORA) --record
+	$(BIN)/openmed-repro sweep --profile cpu --dapt-adapter $(DAPT_ADAPTER) --seeds 1 2 \
+		--corpora $(SEEDED_CORPORA) $(COLLAPSED_CORPORA) --record
+
+## The DAPT ablation on full splits: {LoRA (cpu), full (cpu-fast)} x {with, without DAPT} on ABLATION_CORPORA, seeds
+## 42, 1, 2. The plain cells are Table 4's runs (make table4); this trains the DAPT ones, recorded as they finish.
 ablation: venv
-	$(BIN)/openmed-repro ablation --dapt-adapter $(DAPT_RUN)/adapter --corpora ncbi_disease s800 \
-		--max-train-sentences 2000 --epochs 3 --out runs/ablation
+	$(BIN)/openmed-repro sweep --profile cpu --dapt-adapter $(DAPT_ADAPTER) --seeds 42 1 2 \
+		--corpora $(ABLATION_CORPORA) --record
+	$(BIN)/openmed-repro sweep --profile cpu-fast --dapt-adapter $(DAPT_ADAPTER) --seeds 42 1 2 \
+		--corpora $(ABLATION_CORPORA) --record
+
+## What decides LoRA against full fine-tuning at this scale: LoRA on every linear layer of the encoder, and rank 64
+## instead of 16 (profiles cpu-lora-all-linear, cpu-lora-r64), seeds 42, 1, 2 on ABLATION_CORPORA; recorded.
+levers: venv
+	for profile in $(LEVER_PROFILES); do \
+		$(BIN)/openmed-repro sweep --profile $$profile --seeds 42 1 2 --corpora $(ABLATION_CORPORA) --record || exit 1; \
+	done
+
+## The laptop-scale test of the paper after make dapt and make record: the DAPT column, the ablation and the levers
+## (hours on 2 cores; minutes on one GPU, where every fine-tuning run goes when one is visible).
+paper-recipe: table4-dapt ablation levers
 
 ## The search chapter: a 20-trial TPE study on one corpus, every trial the full run (Hyperband prunes on epochs),
 ## then the best and the default with seeds 42, 1 and 2 (resumable; start it again elsewhere with -p storage

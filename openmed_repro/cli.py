@@ -4,7 +4,7 @@
     openmed-repro baseline --profile cpu --corpora ncbi_disease s800
     openmed-repro baseline --profile cpu --corpora ncbi_disease --word-embeddings learned minilm-l6 word2vec-dapt
     openmed-repro sweep --profile cpu --max-train-sentences 5000 --epochs 2 --out runs/all-corpora
-    openmed-repro ablation --dapt-adapter runs/dapt/minilm-l6-cpu-seed42/adapter --corpora ncbi_disease s800
+    openmed-repro sweep --profile cpu --seeds 42 1 2 --corpora ncbi_disease s800 --dapt-adapter results/dapt/minilm-l6-cpu-seed42/adapter
     openmed-repro book --profile cpu [--no-execute] [--check]
     openmed-repro annotate --run RUN_DIR INPUT OUTPUT [--on-error skip|fail] [--precision fp32|auto|bf16|int8]
                            [--spark [--master URL]]
@@ -136,6 +136,8 @@ def add_sweep(commands) -> None:
     parser.add_argument("--runs-root", type=Path, default=None,
                         help="run directories under this folder instead of their default place (a study of its own)")
     parser.add_argument("--out", type=Path, default=None, help="the table's folder (default: runs/sweep/<profile>)")
+    parser.add_argument("--dapt-adapter", default=None,
+                        help="start every run from this DAPT adapter (the adapter/ of a DAPT run or of its record)")
     parser.add_argument("--record", action="store_true", help="record each finished run in results/")
     parser.set_defaults(handler=sweep_command)
 
@@ -144,9 +146,10 @@ def sweep_command(args: argparse.Namespace) -> None:
     from openmed_repro.data import corpora
     from openmed_repro.training import sweep
 
-    overrides = {"max_train_sentences": args.max_train_sentences, "epochs": args.epochs, "data_dir": args.data_dir}
+    overrides = {"max_train_sentences": args.max_train_sentences, "epochs": args.epochs, "data_dir": args.data_dir,
+                 "dapt_adapter": args.dapt_adapter}
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    out = args.out or Path("runs/sweep") / args.profile
+    out = args.out or Path("runs/sweep") / (args.profile + ("-dapt" if args.dapt_adapter else ""))
     sweep.run_all(args.profile, overrides, out, args.corpora or corpora.available(args.data_dir),
                   seeds=args.seeds or (None,), runs_root=args.runs_root,
                   after_each=_recorder() if args.record else None,
@@ -174,36 +177,6 @@ def _recorder():
         for recorded in outcome.recorded:
             print(f"record: {recorded.path}: {recorded.outcome}", flush=True)
     return record_run
-
-
-# ablation: {LoRA, full} x {with, without DAPT}
-
-
-def add_ablation(commands) -> None:
-    parser = _add(commands, "ablation", "train the paper's ablation {LoRA, full} x {with, without DAPT} per corpus",
-                  "The paper's ablation: test strict F1 of {LoRA, full fine-tuning} x {with DAPT, without DAPT} per "
-                  "corpus,\nevery cell with the same profile, seed, epochs and training-sentence cap; ablation.json in "
-                  "--out.\nA rerun reads finished cells back and trains only the missing ones.")
-    parser.add_argument("--dapt-adapter", required=True, help="adapter/ directory of a finished DAPT run")
-    parser.add_argument("--corpora", nargs="+", default=["ncbi_disease", "s800"])
-    parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--max-train-sentences", type=int, default=2000)
-    parser.add_argument("--epochs", type=float, default=None)
-    parser.add_argument("--full-learning-rate", type=float, default=None,
-                        help="learning rate of full fine-tuning (default: ablation.FULL_FINE_TUNING_LEARNING_RATE)")
-    parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
-    parser.set_defaults(handler=ablation_command)
-
-
-def ablation_command(args: argparse.Namespace) -> None:
-    from openmed_repro.training import ablation
-
-    overrides = {"max_train_sentences": args.max_train_sentences}
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    rate = ablation.FULL_FINE_TUNING_LEARNING_RATE if args.full_learning_rate is None else args.full_learning_rate
-    print(ablation.table(ablation.run_all(args.profile, overrides, args.corpora, args.dapt_adapter, args.out, rate))
-          .to_string(index=False))
 
 
 # book: execute the chapters and build the Jupyter Book
@@ -468,7 +441,7 @@ def released_command(args: argparse.Namespace) -> None:
 
 
 # The sub-commands in the order `openmed-repro --help` lists them.
-COMMANDS = (add_search, add_baseline, add_sweep, add_ablation, add_book, add_annotate, add_corpus_stats, add_summary,
+COMMANDS = (add_search, add_baseline, add_sweep, add_book, add_annotate, add_corpus_stats, add_summary,
             add_run_dir, add_record, add_verify, add_released)
 
 

@@ -125,36 +125,38 @@ def test_fine_tuning_and_dapt_trainers_share_precision_cpu_checkpointing_seeds_a
         ("steps", dapt_config.save_steps, 8)   # DAPT never evaluates in the Trainer: the stock batch size stays
 
 
-def test_the_dapt_p_value_is_one_for_identical_predictions_and_small_for_a_clear_gain(tmp_path):
-    from openmed_repro.training import ablation
+def ablation_cell(root, name, profile, method, predicted, dapt):
+    """A finished fine-tuning run of the ablation on ncbi_disease, seed 42: its test predictions, metrics and config."""
     from openmed_repro.data.iob import Sentence
 
     sentences = [Sentence(["a", "b", "c"], ["B-X", "O", "B-X"])] * 60
-    for name, predicted in (("same", ["B-X", "O", "B-X"]), ("again", ["B-X", "O", "B-X"]),
-                            ("worse", ["O", "O", "O"])):
-        runs.write_predictions(tmp_path / name / "predictions_test.tsv", sentences, [predicted] * 60)
-    assert ablation.dapt_p_value(tmp_path / "same", tmp_path / "again") == 1.0
-    assert ablation.dapt_p_value(tmp_path / "worse", tmp_path / "same") < 0.01
+    directory = root / name
+    runs.write_predictions(directory / "predictions_test.tsv", sentences, [predicted] * 60)
+    settings = config.load_run_config(profile, {"dataset": "ncbi_disease",
+                                                "dapt_adapter": "results/dapt/x/adapter" if dapt else None})
+    runs.write_json(directory / "config.json", settings.to_dict())
+    runs.write_json(directory / "metrics.json", {"dataset": "ncbi_disease", "method": method, "profile": profile,
+                                                 "seed": 42, "test": {"strict": {"f1": 0.5}}})
 
 
 def test_the_dapt_notebook_runs_on_the_smoke_profile_and_shows_the_ablation_it_finds(dapt_dir, tmp_path):
     import papermill
 
-    ablation_dir = tmp_path / "ablation"
-    ablation_dir.mkdir()
-    cells = [("lora", "without", 70.0), ("lora", "with", 71.5), ("full", "without", 72.0), ("full", "with", 71.0)]
-    (ablation_dir / "ablation.json").write_text(json.dumps(
-        [{"corpus": "c", "method": m, "DAPT": d, "test strict F1": f} for m, d, f in cells]))
+    finetuned = tmp_path / "finetuned"
+    for method, profile in (("lora", "cpu"), ("full", "cpu-fast")):
+        ablation_cell(finetuned, f"{method}-plain", profile, method, ["B-X", "O", "O"], dapt=False)
+        ablation_cell(finetuned, f"{method}-dapt", profile, method, ["B-X", "O", "B-X"], dapt=True)
     notebook = config.PROJECT_ROOT / "notebooks" / "dapt.ipynb"
     executed = papermill.execute_notebook(str(notebook), str(tmp_path / "dapt.ipynb"), kernel_name="python3",
                                           parameters={"profile": "smoke", "dapt_dir": str(dapt_dir),
                                                       "output_dir": str(tmp_path / "run"),
-                                                      "ablation_dir": str(ablation_dir)},
+                                                      "runs_dir": str(finetuned)},
                                           cwd=str(tmp_path), progress_bar=False)
     assert (tmp_path / "run" / "metrics.json").is_file()
     outputs = "".join(str(o) for cell in executed.cells for o in cell.get("outputs", []))
-    assert outputs.count("image/png") == 3 and "profile **smoke**" in outputs
-    assert "DAPT gain" in outputs and "-1.0" in outputs and "1.5" in outputs
+    assert outputs.count("image/png") == 4 and "profile **smoke**" in outputs
+    assert "DAPT gain" in outputs and "with DAPT" in outputs and "33.33" in outputs   # 66.67 -> 100.00 a seed
+    assert "95% bootstrap interval over" in outputs
 
 
 def test_the_dapt_notebook_says_how_to_get_the_ablation_before_it_exists(finished, dapt_dir, tmp_path):
@@ -164,10 +166,10 @@ def test_the_dapt_notebook_says_how_to_get_the_ablation_before_it_exists(finishe
                                           str(tmp_path / "dapt.ipynb"), kernel_name="python3",
                                           parameters={"profile": "smoke", "dapt_dir": str(dapt_dir),
                                                       "output_dir": str(finished.run_dir),
-                                                      "ablation_dir": str(tmp_path / "none")},
+                                                      "runs_dir": str(tmp_path / "none")},
                                           cwd=str(tmp_path), progress_bar=False)
     outputs = "".join(str(o) for cell in executed.cells for o in cell.get("outputs", []))
-    assert "run `make ablation`" in outputs and outputs.count("image/png") == 2
+    assert "run `make ablation`" in outputs and outputs.count("image/png") == 3
 
 
 KILL_AT_FIRST_DAPT_CHECKPOINT = """
@@ -213,20 +215,14 @@ def test_an_interrupted_dapt_run_resumes_to_the_same_perplexity(dapt_dir, tmp_pa
     assert resumed.metrics["perplexity_after"] == pytest.approx(uninterrupted.metrics["perplexity_after"], rel=1e-3)
 
 
-def test_the_ablation_trains_all_four_cells_per_corpus_and_tabulates_the_dapt_gain(finished, synthetic_corpus,
-                                                                                    tmp_path):
-    from openmed_repro.training import ablation
+def test_a_sweep_from_the_dapt_adapter_names_its_runs_apart_and_records_where_they_started(finished, synthetic_corpus,
+                                                                                            tmp_path):
+    from openmed_repro.training import sweep
 
     adapter = str(finished.run_dir / "adapter")
-    rows = ablation.run_all("smoke", {"epochs": 1}, [str(synthetic_corpus)], adapter, tmp_path)
-    assert sorted(zip(rows["method"], rows["DAPT"])) == [("full", "with"), ("full", "without"),
-                                                          ("lora", "with"), ("lora", "without")]
-    wide = ablation.table(rows)
-    assert list(wide.columns) == ["corpus", "method", "without", "with", "DAPT gain", "p (AR)"]
-    assert ((wide["p (AR)"] > 0) & (wide["p (AR)"] <= 1)).all()
-    assert (wide["DAPT gain"] == (wide["with"] - wide["without"]).round(1)).all()
-    assert json.loads((tmp_path / "synthetic-lora-dapt" / "config.json").read_text())["dapt_adapter"] == adapter
-    learning_rates = {method: json.loads((tmp_path / f"synthetic-{method}-base" / "config.json").read_text())
-                      ["learning_rate"] for method in ("lora", "full")}
-    assert learning_rates == {"lora": config.read_parameters("profiles/smoke.yaml")["learning_rate"],
-                              "full": ablation.FULL_FINE_TUNING_LEARNING_RATE}
+    table = sweep.run_all("smoke", {"epochs": 1, "dapt_adapter": adapter}, tmp_path / "table", [str(synthetic_corpus)],
+                          runs_root=tmp_path / "finetune")
+    [run_dir] = (tmp_path / "finetune").iterdir()
+    assert run_dir.name == "synthetic-tiny-random-bert-smoke-lora-dapt-seed42" and len(table) == 1
+    assert runs.started_from_dapt(run_dir)
+    assert json.loads((run_dir / "config.json").read_text())["dapt_adapter"] == adapter

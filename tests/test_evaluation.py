@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from openmed_repro.data import corpora
@@ -271,3 +272,85 @@ def test_the_widest_seed_spread_shows_each_seeds_dev_f1_after_every_epoch(tmp_pa
     table = results.dev_f1_by_epoch(tmp_path, "linnaeus", "cpu")
     assert list(table.columns) == ["seed 1", "seed 2", "seed 42"]
     assert table.loc[1, "seed 2"] == 59.0 and table.loc[2, "seed 1"] == 0.0 and table["seed 42"].max() == 0.0
+
+
+def from_dapt(run_dir, profile="cpu", seed=42):
+    """Mark a written run as started from a DAPT adapter, as its config.json says."""
+    settings = config.load_run_config(profile, {"dataset": "ncbi_disease", "seed": seed,
+                                                "dapt_adapter": "results/dapt/minilm-l6-cpu-seed42/adapter"})
+    (run_dir / "config.json").write_text(json.dumps(settings.to_dict()))
+    return run_dir
+
+
+def test_a_dapt_started_run_is_its_own_system_never_a_seed_of_the_plain_recipe(tmp_path):
+    write_run(tmp_path / "a-lora", degraded(2), seed=42)
+    from_dapt(write_run(tmp_path / "b-lora-dapt", GOLD, seed=42, dev_f1=0.9, test_f1=1.0))
+    write_run(tmp_path / "c-full", degraded(3), seed=42, profile="cpu-fast", method="full")
+    plain = evaluation.paired_by_seed(tmp_path, trials=500)
+    assert plain["lora F1"].tolist() == [round(100 * metrics.score(GOLD, degraded(2)).strict.f1, 2)]
+    dapt = evaluation.paired_by_seed(tmp_path, ("cpu", "lora", True), ("cpu", "lora"), trials=500)
+    assert list(dapt.columns[2:5]) == ["lora+DAPT F1", "lora F1", "lora+DAPT - lora"]
+    assert dapt["lora+DAPT F1"].tolist() == [100.0] and dapt["winner"].tolist() == ["lora+DAPT"]
+
+
+def test_the_ablation_pairs_each_dapt_run_with_the_plain_run_of_its_method_corpus_and_seed(tmp_path):
+    from openmed_repro.report import ablation
+
+    for seed in (42, 1):
+        write_run(tmp_path / f"lora-{seed}", degraded(2), seed=seed)
+        from_dapt(write_run(tmp_path / f"lora-dapt-{seed}", GOLD, seed=seed), seed=seed)
+        write_run(tmp_path / f"full-{seed}", GOLD, seed=seed, profile="cpu-fast", method="full")
+        from_dapt(write_run(tmp_path / f"full-dapt-{seed}", GOLD, seed=seed, profile="cpu-fast", method="full"),
+                  profile="cpu-fast", seed=seed)
+    seeds = ablation.by_seed(tmp_path, trials=500)
+    assert len(seeds) == 4 and set(seeds["method"]) == {"lora", "full"}
+    lora = seeds[seeds["method"] == "lora"]
+    assert (lora["with"] == 100.0).all() and (lora["DAPT gain"] > 0).all() and (lora["winner"] == "with DAPT").all()
+    full = seeds[seeds["method"] == "full"]
+    assert (full["DAPT gain"] == 0).all() and (full["winner"] == "tie").all() and (full["p (AR)"] == 1.0).all()
+    summary = ablation.summary(seeds).set_index("method")
+    assert summary.loc["lora", ["seeds", "DAPT wins", "DAPT loses", "ties"]].tolist() == [2, 2, 0, 0]
+    assert summary.loc["full", "ties"] == 2
+
+
+def test_the_selection_takes_the_start_with_the_higher_mean_dev_f1_never_the_test_f1(tmp_path):
+    for seed, dev in ((42, 0.80), (1, 0.70)):
+        write_run(tmp_path / f"plain-{seed}", GOLD, seed=seed, dev_f1=dev, test_f1=0.90)
+    for seed, dev in ((42, 0.76), (1, 0.76)):
+        from_dapt(write_run(tmp_path / f"dapt-{seed}", GOLD, seed=seed, dev_f1=dev, test_f1=0.60), seed=seed)
+    chosen = results.selection(results.finished_runs(tmp_path)).set_index("corpus").loc["ncbi_disease"]
+    assert chosen["chosen"] == "with DAPT" and chosen["dev F1 with DAPT"] == pytest.approx(76.0)
+    assert chosen[results.SELECTED] == "60.00 ± 0.00 (2)"
+    table = results.table(tmp_path, samples=100, profiles=["cpu"])
+    assert table.loc["ncbi_disease", "ours cpu (DAPT + lora)"] == "60.00 ± 0.00 (2)"
+    assert table.loc["ncbi_disease", "ours cpu (lora)"] == "90.00 ± 0.00 (2)"
+    assert table.loc["ncbi_disease", results.SELECTED] == "60.00 ± 0.00 (2) (with DAPT)"
+
+
+def test_a_lever_closes_its_share_of_the_gap_from_the_papers_lora_to_full_fine_tuning(tmp_path):
+    from openmed_repro.report import levers
+
+    for seed in (42, 1):
+        write_run(tmp_path / f"lora-{seed}", GOLD, seed=seed, dev_f1=0.70, test_f1=0.70)
+        write_run(tmp_path / f"all-linear-{seed}", GOLD, seed=seed, profile="cpu-lora-all-linear",
+                  dev_f1=0.78, test_f1=0.76)
+        write_run(tmp_path / f"r64-{seed}", GOLD, seed=seed, profile="cpu-lora-r64", dev_f1=0.69, test_f1=0.71)
+        write_run(tmp_path / f"full-{seed}", GOLD, seed=seed, profile="cpu-fast", method="full",
+                  dev_f1=0.80, test_f1=0.80)
+    table = levers.table(tmp_path, corpora=("ncbi_disease",)).set_index("profile")
+    assert table.loc["cpu-lora-all-linear", "gap closed %"] == pytest.approx(60.0)
+    assert table.loc["cpu-lora-r64", "gap closed %"] == pytest.approx(10.0)
+    assert pd.isna(table.loc["cpu", "gap closed %"]) and table.loc["cpu-fast", "seeds"] == 2
+    assert levers.adopted(table.reset_index()) == "cpu-lora-all-linear"
+
+
+def test_the_selected_start_is_tested_against_the_bilstm_baseline_corpus_by_corpus(tmp_path):
+    write_run(tmp_path / "plain", degraded(2), dev_f1=0.7)
+    from_dapt(write_run(tmp_path / "dapt", GOLD, dev_f1=0.8))
+    baseline = write_run(tmp_path / "baseline", degraded(3), method=None)
+    record = json.loads((baseline / "metrics.json").read_text())
+    (baseline / "metrics.json").write_text(json.dumps({**record, "majority_test_strict_f1": 0.0}))
+    tested = results.against_baseline(tmp_path, trials=500).set_index("corpus").loc["ncbi_disease"]
+    assert tested["ours"] == "DAPT + lora" and tested["ours F1"] == 100.0
+    assert tested["BiLSTM F1"] == round(100 * metrics.score(GOLD, degraded(3)).strict.f1, 2)
+    assert tested["winner"] == "paper's recipe" and tested["p (AR)"] < 0.05

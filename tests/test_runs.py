@@ -67,12 +67,12 @@ def test_a_tree_copied_without_git_names_the_commit_its_sender_gives(tmp_path, m
     monkeypatch.setattr(runs.config, "PROJECT_ROOT", tmp_path)   # no repository here or above
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     monkeypatch.delenv(runs.COMMIT_ENV, raising=False)
-    assert runs._git_state() == {"commit": None, "dirty": None}
+    assert runs.git_state() == {"commit": None, "dirty": None}
     monkeypatch.setenv(runs.COMMIT_ENV, "0123456789abcdef")
-    assert runs._git_state() == {"commit": "0123456789abcdef", "dirty": None}
+    assert runs.git_state() == {"commit": "0123456789abcdef", "dirty": None}
 
 
 def test_a_repository_names_its_own_commit_whatever_the_environment_says(monkeypatch):
     monkeypatch.setenv(runs.COMMIT_ENV, "not-this-one")
-    state = runs._git_state()
+    state = runs.git_state()
     assert state["commit"] != "not-this-one" and len(state["commit"]) == 40

@@ -15,8 +15,9 @@ def recorded(results, chapter, name, **metrics):
 def finetuned(results, method, seed, f1, dataset="ncbi_disease", device="cpu (1 threads)", profile="cpu",
               seconds=1500.0):
     recorded(results, "finetune", f"{dataset}-{method}-{profile}-seed{seed}", dataset=dataset, method=method, seed=seed,
-             test={"strict": {"f1": f1}}, trainable_parameters=150_000, total_parameters=22_700_000, model_mb=0.6,
-             train_seconds=seconds, device=device, profile=profile)
+             test={"strict": {"f1": f1}}, devel={"strict": {"f1": f1}}, trainable_parameters=150_000,
+             total_parameters=22_700_000, model_mb=0.6, train_seconds=seconds, device=device, profile=profile,
+             backbone="minilm-l6", sentences={"train": 100})
 
 
 def verdict(results, chapter):
@@ -26,9 +27,12 @@ def verdict(results, chapter):
 
 def test_an_empty_record_says_what_is_not_measured_yet_and_how_to_measure_it(tmp_path):
     card = scorecard.claims(tmp_path)
-    assert len(card) == 6
-    assert card.set_index("chapter").loc["dapt", "verdict"] == "not measured yet (`make dapt`, `make record`)"
+    assert len(card) == 7
+    assert list(card["verdict"][:2]) == ["not measured yet (`make dapt`, `make record`)",
+                                         "not measured yet (`make dapt`, `make ablation`, `make record`)"]
     assert card.set_index("chapter").loc["evaluate", "verdict"].startswith("not measured yet")
+    assert all(text.startswith("not testable here: ") for text in card["at the paper's scale"]
+               if not text.startswith("supported"))
 
 
 def test_lora_matches_full_fine_tuning_when_its_mean_is_within_one_point(tmp_path):
@@ -36,7 +40,7 @@ def test_lora_matches_full_fine_tuning_when_its_mean_is_within_one_point(tmp_pat
         finetuned(tmp_path, "lora", seed, lora)
         finetuned(tmp_path, "full", seed, full)
     judged, measured = verdict(tmp_path, "evaluate")
-    assert judged == "supported at this scale"
+    assert judged == "supported"
     assert "LoRA 80.0 ± 1.0 (3 seeds), full 80.2 ± 0.3 (3 seeds)" in measured and "0.66% of the parameters" in measured
 
 
@@ -58,36 +62,50 @@ def test_lora_two_points_below_full_fine_tuning_contradicts_the_claim(tmp_path):
     assert verdict(tmp_path, "evaluate")[0] == "contradicted"
 
 
-def test_dapt_is_supported_when_perplexity_falls_and_contradicted_when_it_rises(tmp_path):
+def dapt_claim(results):
+    return scorecard.claims(results).iloc[0][["verdict", "measured here"]].tolist()
+
+
+def test_dapt_perplexity_is_supported_when_its_interval_lies_above_zero_and_contradicted_when_it_rises(tmp_path):
     recorded(tmp_path, "dapt", "minilm", backbone="minilm-l6", perplexity_reduction_percent=12.5,
-             perplexity_before=8.0, perplexity_after=7.0)
-    assert verdict(tmp_path, "dapt") == ("supported at this scale", "12.5% lower on minilm-l6 (8.00 -> 7.00)")
+             perplexity_before=8.0, perplexity_after=7.0,
+             perplexity_reduction_interval={"percent": 12.5, "low": 10.1, "high": 14.8})
+    assert dapt_claim(tmp_path) == ["supported (the interval lies above 0)",
+                                    "12.5% lower on minilm-l6 (8.00 -> 7.00, 95% interval 10.1-14.8%)"]
     recorded(tmp_path, "dapt", "other", backbone="x", perplexity_reduction_percent=-3.0, perplexity_before=7.0,
-             perplexity_after=7.2)
-    assert verdict(tmp_path, "dapt")[0].startswith("contradicted")
+             perplexity_after=7.2, perplexity_reduction_interval={"percent": -3.0, "low": -4.0, "high": -2.0})
+    assert dapt_claim(tmp_path)[0].startswith("contradicted")
+
+
+def test_a_dapt_reduction_whose_interval_holds_zero_is_not_significant(tmp_path):
+    recorded(tmp_path, "dapt", "minilm", backbone="minilm-l6", perplexity_reduction_percent=0.5,
+             perplexity_before=8.0, perplexity_after=7.96,
+             perplexity_reduction_interval={"percent": 0.5, "low": -0.4, "high": 1.3})
+    assert dapt_claim(tmp_path)[0] == "not significant (the interval holds 0)"
 
 
 def test_the_adapter_size_claim_is_judged_by_the_measured_bytes_per_parameter_at_the_paper_counts(tmp_path):
     finetuned(tmp_path, "lora", 42, 0.8)
-    judged, measured = scorecard.claims(tmp_path).iloc[4][["verdict", "measured here"]]
-    assert judged.startswith("supported") and "4.00 bytes a trainable parameter" in measured
-    assert "deberta-v3-large 17.2 MB" in measured
+    paper_scale, measured = scorecard.claims(tmp_path).iloc[5][["at the paper's scale", "measured here"]]
+    assert paper_scale.startswith("supported") and "(4.00 bytes each)" in measured
+    assert "deberta-v3-large 17.2 MB" in paper_scale
 
 
 def test_a_claim_about_an_a100_is_not_testable_on_a_cpu_record_and_says_what_was_measured(tmp_path):
     finetuned(tmp_path, "lora", 42, 0.8)
-    judged, measured = scorecard.claims(tmp_path).iloc[3][["verdict", "measured here"]]
-    assert judged == "not testable here: no GPU run in the record" and measured == "25-25 min a run on cpu (1 threads) (1 runs)"
+    paper_scale, judged, measured = scorecard.claims(tmp_path).iloc[4][["at the paper's scale", "verdict", "measured here"]]
+    assert paper_scale.startswith("not testable here: no run of the paper's profile")
+    assert (judged, measured) == ("measured", "25.0-25.0 min a run (median 25.0) on cpu (1 threads) (1 runs)")
 
 
 def test_the_a100_claim_is_judged_only_on_gpu_runs_of_the_papers_profile(tmp_path):
     finetuned(tmp_path, "lora", 1, 0.8, device="NVIDIA H200", seconds=90.0)
-    judged, measured = scorecard.claims(tmp_path).iloc[3][["verdict", "measured here"]]
-    assert judged.startswith("not testable here: no GPU run of the paper's profile")
-    assert measured == "1.5-1.5 min a run on NVIDIA H200 with the offline backbone (1 runs)"
+    paper_scale, measured = scorecard.claims(tmp_path).iloc[4][["at the paper's scale", "measured here"]]
+    assert paper_scale.startswith("not testable here: no run of the paper's profile")
+    assert measured == "1.5-1.5 min a run (median 1.5) on NVIDIA H200 (1 runs)"
     finetuned(tmp_path, "lora", 2, 0.9, device="NVIDIA H200", profile="paper", seconds=240.0)
-    judged, measured = scorecard.claims(tmp_path).iloc[3][["verdict", "measured here"]]
-    assert (judged, measured) == ("supported at this scale", "4.0-4.0 min on NVIDIA H200 (1 runs)")
+    paper_scale = scorecard.claims(tmp_path).iloc[4]["at the paper's scale"]
+    assert paper_scale == "supported: 4.0-4.0 min on NVIDIA H200 (1 runs of the paper's profile)"
 
 
 def test_the_first_page_links_every_claim_to_its_chapter(tmp_path):

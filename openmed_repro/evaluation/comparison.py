@@ -159,18 +159,23 @@ def _marked(tokens: list[str], gold, predicted, start: int, end: int) -> str:
 ALPHA = 0.05   # a seed's winner counts as significant below this approximate-randomization p-value
 
 
-def paired_by_seed(root: str | Path, first: tuple[str, str] = ("cpu", "lora"),
-                   second: tuple[str, str] = ("cpu-fast", "full"), split: str = "test", trials: int = 10_000,
-                   seed: int = 0, data_dir: str | Path | None = None) -> pd.DataFrame:
-    """Two methods (profile, method) run with the same seed on the same corpus, under `root` (runs/ or the
-    record): one row per corpus and seed with both F1s, their difference, the approximate randomization
-    p-value and the winner ("tie" when p >= ALPHA). Only each profile's own recipe counts (not a tuned run)."""
-    found: dict[tuple[str, str, int, tuple[str, str]], Path] = {}
+def paired_by_seed(root: str | Path, first: tuple = ("cpu", "lora"), second: tuple = ("cpu-fast", "full"),
+                   split: str = "test", trials: int = 10_000, seed: int = 0,
+                   data_dir: str | Path | None = None) -> pd.DataFrame:
+    """Two systems run with the same seed on the same corpus, under `root` (runs/ or the record): one row per
+    corpus and seed with both F1s, their difference, the approximate randomization p-value and the winner
+    ("tie" when p >= ALPHA). A system is (profile, method) or (profile, method, from DAPT): a run started from a
+    DAPT adapter is its own system, and only each profile's own recipe counts (not a tuned run)."""
+    first, second = system(first), system(second)
+    found: dict[tuple[str, str, int, tuple], Path] = {}
     for path in sorted(Path(root).rglob(runs.METRICS)):
         m = runs.read_json(path)
-        kind = (m.get("profile"), m.get("method"))
-        if kind in (first, second) and "test" in m and runs.follows_its_profile(path.parent):
+        if "test" not in m or m.get("method") is None:
+            continue
+        kind = (m.get("profile"), m.get("method"), runs.started_from_dapt(path.parent))
+        if kind in (first, second) and runs.follows_its_profile(path.parent):
             found.setdefault((Path(m["dataset"]).name, m["dataset"], m["seed"], kind), path.parent)
+    a_name, b_name = system_name(first, second), system_name(second, first)
     rows = []
     for (corpus, dataset, run_seed, kind), a_dir in sorted(found.items(), key=lambda item: (item[0][0], item[0][2])):
         b_dir = found.get((corpus, dataset, run_seed, second))
@@ -178,13 +183,27 @@ def paired_by_seed(root: str | Path, first: tuple[str, str] = ("cpu", "lora"),
             continue
         a, b = load([a_dir, b_dir], split, data_dir=data_dir)
         result = significance.approximate_randomization(a.sentence_counts, b.sentence_counts, trials, seed)
-        winner = "tie" if result.p_value >= ALPHA else (first[1] if result.difference > 0 else second[1])
-        rows.append({"corpus": corpus, "seed": run_seed, f"{first[1]} F1": round(100 * result.f1_a, 2),
-                     f"{second[1]} F1": round(100 * result.f1_b, 2),
-                     f"{first[1]} - {second[1]}": round(100 * result.difference, 2),
+        winner = "tie" if result.p_value >= ALPHA else (a_name if result.difference > 0 else b_name)
+        rows.append({"corpus": corpus, "seed": run_seed, f"{a_name} F1": round(100 * result.f1_a, 2),
+                     f"{b_name} F1": round(100 * result.f1_b, 2),
+                     f"{a_name} - {b_name}": round(100 * result.difference, 2),
                      "p (AR)": round(result.p_value, 4), "winner": winner})
-    return pd.DataFrame(rows, columns=["corpus", "seed", f"{first[1]} F1", f"{second[1]} F1",
-                                       f"{first[1]} - {second[1]}", "p (AR)", "winner"])
+    return pd.DataFrame(rows, columns=["corpus", "seed", f"{a_name} F1", f"{b_name} F1",
+                                       f"{a_name} - {b_name}", "p (AR)", "winner"])
+
+
+def system(kind: tuple) -> tuple[str, str, bool]:
+    """(profile, method) or (profile, method, from DAPT) as (profile, method, from DAPT)."""
+    return (kind[0], kind[1], bool(kind[2]) if len(kind) > 2 else False)
+
+
+def system_name(kind: tuple[str, str, bool], other: tuple[str, str, bool]) -> str:
+    """What tells `kind` apart from `other` in a table's header: its method ("lora", "full"), or, for two runs
+    of one method, whether it started from DAPT ("lora+DAPT"), or its profile."""
+    profile, method, dapt = kind
+    if method != other[1] or dapt != other[2]:
+        return f"{method}+DAPT" if dapt and not other[2] else method
+    return f"{method} ({profile})"
 
 
 def wins(paired: pd.DataFrame) -> pd.DataFrame:

@@ -36,6 +36,21 @@ def training_loss(log_history: list[dict], title: str = ""):
     return figure
 
 
+def perplexity_curve(curve: list[dict], title: str = ""):
+    """Held-out perplexity against optimizer steps, from the calibrated head's (step 0) to the adapter's last."""
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    steps = [point["step"] for point in curve]
+    values = [point["held_out_perplexity"] for point in curve]
+    axis.plot(steps, values, color="tab:green", marker="o")
+    for step, value in zip(steps[:1] + steps[-1:], values[:1] + values[-1:]):
+        axis.annotate(f"{value:.2f}", (step, value), textcoords="offset points", xytext=(0, 6), ha="center")
+    axis.set_xlabel("optimizer step of DAPT (0: the calibrated head on the base encoder)")
+    axis.set_ylabel("held-out perplexity")
+    axis.set_title(title or "Held-out perplexity during DAPT")
+    figure.tight_layout()
+    return figure
+
+
 def perplexity_before_after(before: float, after: float, title: str = ""):
     """Held-out perplexity of the (calibrated-head) base model and of the DAPT model, side by side."""
     figure, axis = plt.subplots(figsize=(4.5, 3.5))

@@ -123,6 +123,13 @@ def follows_its_profile(run_dir: Path, load=config.load_run_config) -> bool:
     return not settings.is_file() or config.follows_its_profile(read_json(settings), load)
 
 
+def started_from_dapt(run_dir: Path) -> bool:
+    """Whether the fine-tuning run in `run_dir` started from a DAPT adapter (its configuration's dapt_adapter):
+    the paper's two stages, a recipe of its own beside the profile's plain one."""
+    settings = Path(run_dir) / CONFIG
+    return settings.is_file() and bool(read_json(settings).get("dapt_adapter"))
+
+
 def write_json(path: Path, data) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -192,13 +199,14 @@ def read_json(path: Path):
 
 
 def provenance(run_config: config.RunConfig, data: dict, device: str, machine: dict,
-               run_dir: str | Path | None = None, precision: str | None = None) -> dict:
+               run_dir: str | Path | None = None, precision: str | None = None, git: dict | None = None) -> dict:
     """Git commit, package versions, data checksums, configuration, seed, device, machine (with its CPU's
     low-precision units), the precision training ran in (what `auto` resolved to) and command of a run:
-    portable (the corpus named by key and sha256, the run directory relative to the repository)."""
+    portable (the corpus named by key and sha256, the run directory relative to the repository). `git`: the
+    repository's state when the training started (git_state()), which is the code that ran; default: now."""
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git": _git_state(),
+        "git": git or git_state(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": {name: _version(name) for name in PACKAGES},
@@ -278,7 +286,8 @@ def portable(value, roots: tuple[Path, ...] = ()):
     return value
 
 
-def _git_state() -> dict:
+def git_state() -> dict:
+    """The commit of the working tree and whether it holds uncommitted changes (a copied tree: its sender's)."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=config.PROJECT_ROOT, capture_output=True, text=True,
                               timeout=10).stdout.strip()

@@ -61,7 +61,7 @@ class ReleasedChapterSettings:
     seed: int = 0
 
 
-DAPT_NOTEBOOK_KEYS = {"output_dir", "ablation_dir"}
+DAPT_NOTEBOOK_KEYS = {"output_dir", "runs_dir"}
 BASELINE_NOTEBOOK_KEYS = {"output_dir", "throughput_json"}
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
@@ -95,10 +95,10 @@ def search_config(namespace: dict) -> tuple[config.RunConfig, config.SearchConfi
 
 def dapt_config(namespace: dict) -> tuple[config.DaptConfig, Path | None]:
     """The DaptConfig of the DAPT notebook's parameters and its output_dir, validated the same way
-    (`ablation_dir` is the notebook's own: where it reads the ablation table from)."""
+    (`runs_dir` is the notebook's own: where it finds the ablation's fine-tuning runs)."""
     values = _parameters(namespace, {f.name for f in dataclasses.fields(config.DaptConfig)}, DAPT_NOTEBOOK_KEYS)
     output_dir = values.pop("output_dir", None)
-    values.pop("ablation_dir", None)
+    values.pop("runs_dir", None)
     profile = values.pop("profile", None)
     settings = config.load_dapt_config(profile, {key: value for key, value in values.items() if value is not None})
     backbones.resolve(settings.backbone)

@@ -13,7 +13,7 @@ import pandas as pd
 from openmed_repro.infra import config
 
 from openmed_repro.data import corpora, saved_predictions
-from openmed_repro.evaluation import metrics
+from openmed_repro.evaluation import comparison, metrics
 from openmed_repro.data import paper
 from openmed_repro.infra import runs
 from openmed_repro.evaluation import significance
@@ -37,12 +37,44 @@ def finished_runs(root: str | Path = "runs", profiles: list[str] | None = None) 
             continue
         if not runs.follows_its_profile(path.parent):
             continue
+        dapt = runs.started_from_dapt(path.parent)
         rows.append({"corpus": Path(record["dataset"]).name, "run_dir": str(path.parent),
                      "backbone": record["backbone"], "method": record["method"], "profile": record["profile"],
+                     "dapt": dapt, "recipe": recipe(record["profile"], dapt),
                      "seed": record["seed"], "train sentences": record["sentences"]["train"],
                      "dev F1": 100 * record["devel"]["strict"]["f1"], "test F1": 100 * record["test"]["strict"]["f1"]})
-    return pd.DataFrame(rows, columns=["corpus", "run_dir", "backbone", "method", "profile", "seed",
+    return pd.DataFrame(rows, columns=["corpus", "run_dir", "backbone", "method", "profile", "dapt", "recipe", "seed",
                                        "train sentences", "dev F1", "test F1"])
+
+
+def recipe(profile: str, dapt: bool) -> str:
+    """A profile's recipe, and the paper's two stages on it: "cpu", "cpu + DAPT"."""
+    return f"{profile} + DAPT" if dapt else profile
+
+
+def column(profile: str, method: str, dapt: bool) -> str:
+    """Table 4's column of one system: "ours cpu (lora)", "ours cpu (DAPT + lora)"."""
+    return f"ours {profile} ({'DAPT + ' if dapt else ''}{method})"
+
+
+SELECTED = "ours selected"
+
+
+def selection(candidates: pd.DataFrame, profile: str = "cpu", method: str = "lora") -> pd.DataFrame:
+    """The paper's selection at laptop scale: per corpus, the offline backbone with and without DAPT (the
+    `profile`'s `method`) are both trained, and the one with the higher mean dev strict F1 over its seeds is the
+    one whose test F1 counts (test F1 never chooses). One row per corpus with both candidates' dev F1."""
+    rows = []
+    pool = candidates[(candidates["profile"] == profile) & (candidates["method"] == method)]
+    for corpus, group in pool.groupby("corpus", sort=False):
+        dev = {dapt: _per_seed(runs_of, "dev F1").mean() for dapt, runs_of in group.groupby("dapt")}
+        chosen = max(dev, key=lambda dapt: (dev[dapt], dapt))
+        tests = _per_seed(group[group["dapt"] == chosen])
+        rows.append({"corpus": corpus, "dev F1 without DAPT": dev.get(False), "dev F1 with DAPT": dev.get(True),
+                     "chosen": "with DAPT" if chosen else "without DAPT", SELECTED: seed_spread(tests),
+                     "test F1": tests.mean()})
+    return pd.DataFrame(rows, columns=["corpus", "dev F1 without DAPT", "dev F1 with DAPT", "chosen", SELECTED,
+                                       "test F1"])
 
 
 def baseline_runs(root: str | Path = "runs", profiles: list[str] | None = None) -> pd.DataFrame:
@@ -99,10 +131,42 @@ def seed_spread(values: pd.Series) -> str:
     return f"{values.mean():.2f} ± {values.std(ddof=1):.2f} ({len(values)})"
 
 
-def _per_seed(runs_here: pd.DataFrame) -> pd.Series:
-    """Each seed's test F1, the best on dev where one seed was run more than once (as the paper selects)."""
+def against_baseline(root: str | Path = "runs", profile: str = "cpu", method: str = "lora", trials: int = 10_000,
+                     seed: int = 0, data_dir: str | Path | None = None, baseline_profile: str = "cpu") -> pd.DataFrame:
+    """The headline comparison at laptop scale: per corpus, the selected start of the paper's recipe (with or
+    without DAPT, chosen on dev; `selection`) against the BiLSTM-CNN-Char baseline trained on the same splits,
+    seed 42 against seed 42, with the approximate randomization p-value and the winner ("tie" when p >= 0.05)."""
+    candidates = finished_runs(root, [profile])
+    candidates = candidates[candidates["method"] == method]
+    chosen = selection(candidates, profile, method).set_index("corpus")
+    baselines = {}
+    for path in sorted(Path(root).rglob(runs.METRICS)):
+        record = runs.read_json(path)
+        if ("majority_test_strict_f1" in record and record.get("profile") == baseline_profile
+                and record.get("seed") == 42 and runs.follows_its_profile(path.parent, config.load_baseline_config)):
+            baselines.setdefault(Path(record["dataset"]).name, path.parent)
+    rows = []
+    for corpus in chosen.index:
+        dapt = chosen.loc[corpus, "chosen"] == "with DAPT"
+        ours = candidates[(candidates["corpus"] == corpus) & (candidates["dapt"] == dapt) & (candidates["seed"] == 42)]
+        if ours.empty or corpus not in baselines:
+            continue
+        a, b = comparison.load([Path(ours.iloc[0]["run_dir"]), baselines[corpus]], "test", data_dir=data_dir)
+        test = significance.approximate_randomization(a.sentence_counts, b.sentence_counts, trials, seed)
+        winner = ("tie" if test.p_value >= comparison.ALPHA else
+                  "paper's recipe" if test.difference > 0 else "BiLSTM-CNN-Char")
+        rows.append({"corpus": corpus, "ours": f"{'DAPT + ' if dapt else ''}{method}",
+                     "ours F1": round(100 * test.f1_a, 2), "BiLSTM F1": round(100 * test.f1_b, 2),
+                     "difference": round(100 * test.difference, 2), "p (AR)": round(test.p_value, 4),
+                     "winner": winner})
+    return pd.DataFrame(rows, columns=["corpus", "ours", "ours F1", "BiLSTM F1", "difference", "p (AR)", "winner"])
+
+
+def _per_seed(runs_here: pd.DataFrame, figure: str = "test F1") -> pd.Series:
+    """Each seed's test F1 (or `figure`), the best on dev where one seed was run more than once (as the paper
+    selects)."""
     chosen = runs_here.sort_values(["dev F1", "test F1"], ascending=False).drop_duplicates("seed")
-    return chosen.sort_values("seed")["test F1"]
+    return chosen.sort_values("seed")[figure]
 
 
 def table(root: str | Path = "runs", samples: int = 10_000, seed: int = 0,
@@ -118,9 +182,11 @@ def table(root: str | Path = "runs", samples: int = 10_000, seed: int = 0,
     released = released_runs(root)
     reported = paper.table4()
     spark = config.read_parameters("paper.yaml")["spark_nlp_bilstm_cnn_char_f1"]
-    columns = [(profile, method) for profile, method in
-               candidates[["profile", "method"]].drop_duplicates().itertuples(index=False)]
-    columns.sort(key=lambda pair: (profiles or []).index(pair[0]) if pair[0] in (profiles or []) else len(profiles or []))
+    columns = [(profile, method, dapt) for profile, method, dapt in
+               candidates[["profile", "method", "dapt"]].drop_duplicates().itertuples(index=False)]
+    columns.sort(key=lambda system: ((profiles or []).index(system[0]) if system[0] in (profiles or [])
+                                     else len(profiles or []), system[2]))
+    selected = selection(candidates).set_index("corpus")
     keys = list(corpora.registry()) + sorted(set(candidates["corpus"]) - set(corpora.registry()))
     rows = []
     for key in keys:
@@ -130,9 +196,13 @@ def table(root: str | Path = "runs", samples: int = 10_000, seed: int = 0,
                "best prior": f"{prior['f1']:.2f} ({prior['system']})" if prior else "none",
                "Spark NLP BiLSTM (paper)": spark.get(key)}
         runs_here = candidates[candidates["corpus"] == key]
-        spread = {f"ours {profile} ({method})": seed_spread(_per_seed(
-                      runs_here[(runs_here["profile"] == profile) & (runs_here["method"] == method)]))
-                  for profile, method in columns}
+        spread = {column(profile, method, dapt): seed_spread(_per_seed(
+                      runs_here[(runs_here["profile"] == profile) & (runs_here["method"] == method)
+                                & (runs_here["dapt"] == dapt)]))
+                  for profile, method, dapt in columns}
+        if candidates["dapt"].any():
+            spread[SELECTED] = (f"{selected.loc[key, SELECTED]} ({selected.loc[key, 'chosen']})"
+                                if key in selected.index else "–")
         spread["ours BiLSTM"] = seed_spread(baselines[baselines["corpus"] == key].sort_values("seed")["test F1"])
         if runs_here.empty:
             rows.append({**row, "reproduced F1": None, "95% CI": "not run", "difference": None, **spread,
@@ -200,7 +270,7 @@ def seed_variance(root: str | Path = "runs", profiles: list[str] | None = None) 
     its standard deviation and range of test F1."""
     candidates = finished_runs(root, profiles)
     parts = []
-    for (profile, corpus), group in candidates.groupby(["profile", "corpus"]):
+    for (profile, corpus), group in candidates.groupby(["recipe", "corpus"]):
         values = _per_seed(group)
         if len(values) >= 2:
             parts.append((profile, corpus, len(values), values.std(ddof=1), values.max() - values.min()))
@@ -220,15 +290,17 @@ def seed_variance(root: str | Path = "runs", profiles: list[str] | None = None) 
 def widest_seed_spread(root: str | Path = "runs", profiles: list[str] | None = None) -> tuple[str, str] | None:
     """The (corpus, profile) whose seeds disagree most on test F1 (range), or None without two seeds anywhere."""
     candidates = finished_runs(root, profiles)
+    candidates = candidates[candidates["dapt"] == False]  # noqa: E712 (a column of booleans)
     spreads = {key: values.max() - values.min() for key, group in candidates.groupby(["corpus", "profile"])
                if len(values := _per_seed(group)) >= 2}
     return max(spreads, key=spreads.get) if spreads else None
 
 
-def dev_f1_by_epoch(root: str | Path, corpus: str, profile: str) -> pd.DataFrame:
+def dev_f1_by_epoch(root: str | Path, corpus: str, profile: str, dapt: bool = False) -> pd.DataFrame:
     """Dev strict F1 after each epoch, one column per seed, of a corpus's runs of one profile (their
     log_history.json): where seeds disagree, it shows whether a run never learned or learned and then lost it."""
     candidates = finished_runs(root, [profile])
+    candidates = candidates[candidates["dapt"] == dapt]
     columns = {}
     for row in candidates[candidates["corpus"] == corpus].sort_values("seed").itertuples():
         history = Path(row.run_dir) / runs.LOG_HISTORY
