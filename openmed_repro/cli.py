@@ -139,6 +139,8 @@ def add_sweep(commands) -> None:
     parser.add_argument("--dapt-adapter", default=None,
                         help="start every run from this DAPT adapter (the adapter/ of a DAPT run or of its record)")
     parser.add_argument("--record", action="store_true", help="record each finished run in results/")
+    parser.add_argument("--replace", action="store_true",
+                        help="with --record: a run whose recipe changed replaces its record of the same name")
     parser.set_defaults(handler=sweep_command)
 
 
@@ -152,8 +154,8 @@ def sweep_command(args: argparse.Namespace) -> None:
     out = args.out or Path("runs/sweep") / (args.profile + ("-dapt" if args.dapt_adapter else ""))
     sweep.run_all(args.profile, overrides, out, args.corpora or corpora.available(args.data_dir),
                   seeds=args.seeds or (None,), runs_root=args.runs_root,
-                  after_each=_recorder() if args.record else None,
-                  recorded=_recorded_metrics if args.record else None)
+                  after_each=_recorder(args.replace) if args.record else None,
+                  recorded=_current_record if args.record else None)
     print(f"\nTable: {out / 'results.md'}")
 
 
@@ -165,13 +167,23 @@ def _recorded_metrics(run_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _recorder():
+def _current_record(run_dir: Path, run_config) -> dict | None:
+    """The metrics of the record of `run_dir` if it holds a run of exactly `run_config` (a record of an older
+    recipe, a profile since changed, is trained again; with --replace its rerun replaces it)."""
+    from openmed_repro.infra import runs
+    from openmed_repro.report import record
+
+    recorded = record.RESULTS / record.record_name(run_dir)
+    return _recorded_metrics(run_dir) if runs.recorded_with(recorded, run_config) else None
+
+
+def _recorder(replace: bool = False):
     """What --record does after each run: copy it into results/ and say so (a refusal stops the job: the
     record and runs/ disagree, and someone must look)."""
     from openmed_repro.report import record
 
     def record_run(run_dir: Path) -> None:
-        outcome = record.record([run_dir])
+        outcome = record.record([run_dir], replace=replace)
         if outcome.refused:
             raise OpenMedError("; ".join(outcome.refused))
         for recorded in outcome.recorded:

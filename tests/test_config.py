@@ -18,8 +18,11 @@ LOADERS = {"profiles": lambda name: config.load_run_config(name, {"dataset": "nc
 DEFINING = {
     ("profiles", "paper"): {"backbone": "deberta-v3-large", "method": "lora", "epochs": 20.0, "batch_size": 32,
                             "precision": "auto", "gradient_checkpointing": True},
-    ("profiles", "cpu"): {"backbone": "minilm-l6", "method": "lora", "learning_rate": 3e-3, "epochs": 8.0,
-                          "batch_size": 16, "precision": "fp32"},
+    ("profiles", "cpu"): {"backbone": "minilm-l6", "method": "lora", "learning_rate": 1e-3, "epochs": 8.0,
+                          "batch_size": 16, "precision": "auto"},
+    ("profiles", "cpu-lora-all-linear"): {"learning_rate": 1e-3, "lora_r": 16,
+                                          "lora_target_modules": ["query", "key", "value", "dense"]},
+    ("profiles", "cpu-lora-r64"): {"learning_rate": 1e-3, "lora_r": 64, "lora_alpha": 128},
     ("profiles", "cpu-fast"): {"backbone": "minilm-l6", "method": "full", "learning_rate": 1e-4, "epochs": 3.0,
                                "warmup_ratio": 0.06, "batch_size": 16, "precision": "fp32"},
     ("profiles", "smoke"): {"backbone": "tiny-random-bert", "max_length": 32, "overlap": 8,
@@ -32,8 +35,8 @@ DEFINING = {
                                      "max_train_sentences": 48},
     ("dapt_profiles", "paper"): {"backbone": "deberta-v3-large", "epochs": 3.0, "warmup_steps": 500,
                                  "gradient_checkpointing": True, "precision": "auto"},
-    ("dapt_profiles", "cpu"): {"backbone": "minilm-l6", "passages": 3000, "epochs": 1.0,
-                               "gradient_accumulation_steps": 4, "precision": "fp32"},
+    ("dapt_profiles", "cpu"): {"backbone": "minilm-l6", "passages": None, "epochs": 4.0,
+                               "gradient_accumulation_steps": 4, "precision": "auto", "perplexity_steps": 37},
     ("dapt_profiles", "smoke"): {"backbone": "tiny-random-bert", "max_length": 64, "held_out_fraction": 0.2},
 }
 
@@ -105,7 +108,7 @@ def test_an_unknown_key_in_a_yaml_file_names_the_file(tmp_path):
 
 
 def test_an_unknown_profile_lists_the_known_ones():
-    with pytest.raises(OpenMedError, match="unknown profile 'gpu'; known: cpu, cpu-fast, paper, smoke"):
+    with pytest.raises(OpenMedError, match="unknown profile 'gpu'; known: cpu, cpu-fast, cpu-lora-all-linear, cpu-lora-r64, paper, smoke"):
         config.load_run_config("gpu", {"dataset": "x"})
 
 
@@ -165,6 +168,6 @@ def test_a_run_follows_its_profile_whatever_its_corpus_seed_and_backbone_but_not
     assert config.follows_its_profile(own)
     assert config.follows_its_profile({key: value for key, value in own.items() if key != "freeze_word_embeddings"}), \
         "a parameter added after the run was recorded counts as unset"
-    assert not config.follows_its_profile({**own, "learning_rate": 1e-3})
+    assert not config.follows_its_profile({**own, "learning_rate": 3e-3})
     assert not config.follows_its_profile({**own, "precision": "bf16"})
     assert config.follows_its_profile({**own, "profile": "a-profile-since-removed"})

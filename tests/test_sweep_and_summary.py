@@ -68,3 +68,18 @@ def test_the_summary_of_an_unfinished_run_says_it_can_be_resumed(tmp_path, capsy
     assert cli.main(["summary", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert error.startswith("openmed-repro: error: ") and "did not finish" in error and error.count("\n") == 1
+
+
+def test_a_record_of_another_recipe_is_trained_again_and_replaced_only_when_asked(synthetic_corpus, tmp_path,
+                                                                                  monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runs_dir = tmp_path / "runs" / "finetune"
+    assert cli.main(sweep(synthetic_corpus, runs_dir, "--record")) == 0
+    record = tmp_path / "results" / "finetune" / "synthetic-tiny-random-bert-smoke-lora-seed42"
+    shutil.rmtree(runs_dir / record.name)
+    changed = ["--profile", "smoke", "--corpora", str(synthetic_corpus), "--epochs", "2", "--out", str(runs_dir),
+               "--runs-root", str(runs_dir), "--record"]
+    assert cli.main(["sweep", *changed]) == 2, "the rerun of the new recipe is refused over the old record"
+    assert json.loads((record / "config.json").read_text())["epochs"] == 1.0
+    assert cli.main(["sweep", *changed, "--replace"]) == 0
+    assert json.loads((record / "config.json").read_text())["epochs"] == 2.0

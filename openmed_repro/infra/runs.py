@@ -104,9 +104,7 @@ def claim(run_dir: Path, run_config: config.RunConfig) -> None:
     if in_record(run_dir):   # the record names paths portably (a corpus directory by its name)
         wanted = portable(wanted)
     if existing.is_file():
-        recorded = read_json(existing)
-        # A parameter added after the run was recorded counts as unchanged when it is None (unset).
-        changed = sorted(k for k in wanted.keys() | recorded.keys() if wanted.get(k) != recorded.get(k))
+        changed = changed_settings(read_json(existing), wanted)
         if changed:
             raise OpenMedError(
                 f"{run_dir}: holds a run with other parameters ({', '.join(changed)}); "
@@ -114,6 +112,18 @@ def claim(run_dir: Path, run_config: config.RunConfig) -> None:
             )
     else:
         write_json(existing, wanted)
+
+
+def changed_settings(recorded: dict, wanted: dict) -> list[str]:
+    """The parameters whose values differ between a run's recorded configuration and the one wanted; a parameter
+    added after the run was recorded counts as unchanged when it is None (unset)."""
+    return sorted(k for k in wanted.keys() | recorded.keys() if wanted.get(k) != recorded.get(k))
+
+
+def recorded_with(record_dir: Path, run_config) -> bool:
+    """Whether the record `record_dir` holds a run of exactly this configuration (paths compared portably)."""
+    settings = Path(record_dir) / CONFIG
+    return settings.is_file() and not changed_settings(read_json(settings), portable(run_config.to_dict()))
 
 
 def follows_its_profile(run_dir: Path, load=config.load_run_config) -> bool:

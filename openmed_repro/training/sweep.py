@@ -23,10 +23,10 @@ from openmed_repro.infra import runs
 
 def run_all(profile: str, overrides: dict, out: Path, keys: list[str], seeds: Sequence[int | None] = (None,),
             runs_root: Path | None = None, after_each: Callable[[Path], None] | None = None,
-            recorded: Callable[[Path], dict | None] | None = None) -> pd.DataFrame:
+            recorded: Callable[[Path, config.RunConfig], dict | None] | None = None) -> pd.DataFrame:
     """Every corpus of `keys` for every seed (None: the profile's), corpus by corpus; the table so far is
     rewritten into `out` (results.md, results.json) after each run. A run for which `recorded` returns
-    metrics (the record already holds it) is not trained again."""
+    metrics (the record already holds it, with this configuration) is not trained again."""
     rows = []
     for key in keys:
         for seed in seeds:
@@ -34,7 +34,7 @@ def run_all(profile: str, overrides: dict, out: Path, keys: list[str], seeds: Se
             run_config = config.load_run_config(profile, {**overrides, **seeded, "dataset": key})
             run_dir = (runs_root / runs.default_directory(run_config).name if runs_root
                        else runs.default_directory(run_config))
-            kept = recorded(run_dir) if recorded else None
+            kept = recorded(run_dir, run_config) if recorded else None
             if kept is not None:
                 rows.append(table_row(kept, None))
             else:
