@@ -247,3 +247,18 @@ def test_a_dapt_run_is_recorded_with_its_adapter_so_fine_tuning_can_start_from_t
     assert torch.equal(load_file(adapter / "adapter_model.safetensors")["lora_A"], torch.ones(2, 3))
     assert str(tmp_path) not in (adapter / "adapter_config.json").read_text()
     assert record.record_one(dapt_run, results).outcome.startswith("identical")
+
+
+def test_a_record_replaced_by_a_run_of_another_recipe_moves_untouched_to_the_superseded_records(run_dir, results,
+                                                                                                tmp_path):
+    record.record([run_dir], results)
+    before = record_text(results / RUN_NAME)
+    commit = runs.read_json(results / RUN_NAME / runs.PROVENANCE)["git"]["commit"]
+    changed = copy_run(run_dir, tmp_path / "rerun")
+    settings = runs.read_json(changed / runs.CONFIG)
+    runs.write_json(changed / runs.CONFIG, {**settings, "learning_rate": settings["learning_rate"] / 3})
+    [outcome] = record.record([changed], results, replace=True).recorded
+    kept = results / "superseded" / f"{RUN_NAME}@{str(commit)[:7]}"
+    assert outcome.outcome == f"replaced (the older recipe's record kept as {kept.relative_to(results)})"
+    assert record_text(kept) == before
+    assert runs.read_json(results / RUN_NAME / runs.CONFIG)["learning_rate"] == settings["learning_rate"] / 3

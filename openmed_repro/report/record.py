@@ -101,8 +101,34 @@ def record_one(source: Path, results: Path = RESULTS, replace: bool = False, com
         changed = sorted(k for k in files.keys() | existing.keys() if files.get(k) != existing.get(k))
         raise OpenMedError(f"{target}: a different record of {source} is already there ({', '.join(changed)} "
                            "differ); record with --replace to overwrite it")
+    kept = supersede(target, files, results) if existing is not None else None
     _write(target, files, single=source.is_file())
-    return Recorded(name, target, "replaced" if existing is not None else "recorded", size)
+    outcome = "recorded" if existing is None else (f"replaced (the older recipe's record kept as {kept})" if kept
+                                                   else "replaced")
+    return Recorded(name, target, outcome, size)
+
+
+SUPERSEDED = "superseded"
+
+
+def supersede(target: Path, files: dict[str, bytes], results: Path = RESULTS) -> Path | None:
+    """Before a record is replaced by a run of another configuration (a profile whose recipe changed), the old
+    record moves, untouched, to results/superseded/<name>@<its commit>: the evidence a change was made on stays
+    in the record (tables of the current recipes leave it out: it follows no profile any more). A record replaced
+    by a run of the same configuration is simply overwritten."""
+    old_config, new_config = target / runs.CONFIG, files.get(runs.CONFIG)
+    if not old_config.is_file() or new_config is None:
+        return None
+    if not runs.changed_settings(runs.read_json(old_config), json.loads(new_config)):
+        return None
+    provenance = runs.read_json(target / runs.PROVENANCE) if (target / runs.PROVENANCE).is_file() else {}
+    commit = str((provenance.get("git") or {}).get("commit") or "unknown")[:7]
+    kept = results / SUPERSEDED / f"{target.relative_to(results).as_posix()}@{commit}"
+    if kept.exists():
+        raise OpenMedError(f"{target}: its older record would move to {kept}, which exists; move one of them by hand")
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(target, kept)
+    return kept.relative_to(results)
 
 
 def record_name(source: Path) -> str:
