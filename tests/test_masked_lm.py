@@ -83,3 +83,22 @@ def test_per_row_loss_sums_add_up_to_the_batch_loss_and_count_each_rows_masked_t
     with torch.no_grad():
         alone, _ = masked_lm.loss_sum(model, single)
     assert sums[1] == pytest.approx(alone.item(), rel=1e-4)
+
+
+def test_the_masked_positions_trainer_computes_in_the_precision_its_arguments_ask_for(tmp_path):
+    from transformers import TrainingArguments
+
+    model = tiny_masked_lm("bert").train()
+    seen = []
+    query = model.bert.encoder.layer[0].attention.self.query   # a linear layer: bf16 under autocast
+    query.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    features = [{k: v[i] for k, v in batch().items()} for i in range(3)]
+    for bf16, expected in ((True, torch.bfloat16), (False, torch.float32)):
+        seen.clear()
+        arguments = TrainingArguments(str(tmp_path / str(bf16)), max_steps=1, per_device_train_batch_size=3,
+                                      bf16=bf16, use_cpu=True, report_to="none", save_strategy="no")
+        trainer = masked_lm.MaskedPositionsTrainer(model=model, args=arguments, train_dataset=features,
+                                                   data_collator=lambda rows: {k: torch.stack([r[k] for r in rows])
+                                                                               for k in rows[0]})
+        trainer.train()
+        assert seen and set(seen) == {expected}

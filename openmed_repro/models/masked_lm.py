@@ -67,7 +67,10 @@ class MaskedPositionsTrainer(Trainer):
     loss_is_scaled_for_ga = True
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        total, count = loss_sum(model, inputs)
+        # The Trainer's mixed precision is accelerate's autocast around the model's own forward; loss_sum calls
+        # the encoder and the head inside it, so it takes the autocast here, or bf16 training would run in fp32.
+        with self.accelerator.autocast():
+            total, count = loss_sum(model, inputs)
         if num_items_in_batch is None:
             num_items_in_batch = max(count, 1) * self.current_gradient_accumulation_steps
         loss = total / num_items_in_batch
