@@ -36,7 +36,8 @@ DEFINING = {
     ("dapt_profiles", "paper"): {"backbone": "deberta-v3-large", "epochs": 3.0, "warmup_steps": 500,
                                  "gradient_checkpointing": True, "precision": "auto"},
     ("dapt_profiles", "cpu"): {"backbone": "minilm-l6", "passages": None, "epochs": 4.0,
-                               "gradient_accumulation_steps": 4, "precision": "auto", "perplexity_steps": 37},
+                               "gradient_accumulation_steps": 4, "precision": "auto", "perplexity_steps": 37,
+                               "attention_dropout": 0.0},
     ("dapt_profiles", "smoke"): {"backbone": "tiny-random-bert", "max_length": 64, "held_out_fraction": 0.2},
 }
 

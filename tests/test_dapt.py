@@ -226,3 +226,15 @@ def test_a_sweep_from_the_dapt_adapter_names_its_runs_apart_and_records_where_th
     assert run_dir.name == "synthetic-tiny-random-bert-smoke-lora-dapt-seed42" and len(table) == 1
     assert runs.started_from_dapt(run_dir)
     assert json.loads((run_dir / "config.json").read_text())["dapt_adapter"] == adapter
+
+
+def test_attention_dropout_can_be_set_for_dapt_and_the_calibration_sees_the_encoder_without_dropout():
+    backbone = backbones.resolve("tiny-random-bert")
+    model, _ = backbones.load_masked_lm(backbone, 120, attention_dropout=0.0)
+    assert model.config.attention_probs_dropout_prob == 0.0
+    assert backbones.load_masked_lm(backbone, 120)[0].config.attention_probs_dropout_prob > 0
+    encoder = model.bert
+    before = [m.p for m in encoder.modules() if isinstance(m, torch.nn.Dropout)]
+    with dapt._no_dropout(encoder):
+        assert all(m.p == 0.0 for m in encoder.modules() if isinstance(m, torch.nn.Dropout))
+    assert [m.p for m in encoder.modules() if isinstance(m, torch.nn.Dropout)] == before and any(before)

@@ -354,3 +354,15 @@ def test_the_selected_start_is_tested_against_the_bilstm_baseline_corpus_by_corp
     assert tested["ours"] == "DAPT + lora" and tested["ours F1"] == 100.0
     assert tested["BiLSTM F1"] == round(100 * metrics.score(GOLD, degraded(3)).strict.f1, 2)
     assert tested["winner"] == "paper's recipe" and tested["p (AR)"] < 0.05
+
+
+def test_dev_f1_by_rate_shows_a_corpus_runs_at_the_profiles_current_and_superseded_rates(tmp_path):
+    for name, rate, seed, curve in (("superseded/old-42", 3e-3, 42, [0.5, 0.0]), ("now-42", 1e-3, 42, [0.6, 0.7])):
+        run_dir = write_run(tmp_path / name, GOLD, dataset="linnaeus", seed=seed)
+        settings = config.load_run_config("cpu", {"dataset": "linnaeus", "seed": seed, "learning_rate": rate})
+        (run_dir / "config.json").write_text(json.dumps(settings.to_dict()))
+        (run_dir / "log_history.json").write_text(json.dumps(
+            [{"epoch": float(epoch), "eval_strict_f1": f1} for epoch, f1 in enumerate(curve, 1)]))
+    curves = results.dev_f1_by_rate(tmp_path, "linnaeus")
+    assert list(curves.columns) == ["lr 3e-03, seed 42", "lr 1e-03, seed 42"]
+    assert curves["lr 3e-03, seed 42"].tolist() == [50.0, 0.0] and curves["lr 1e-03, seed 42"].tolist() == [60.0, 70.0]

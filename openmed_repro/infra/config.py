@@ -143,6 +143,9 @@ class DaptConfig:
     lora_alpha: Positive[int] = 32
     lora_dropout: Fraction = 0.05
     lora_target_modules: list[str] | None = None
+    # dropout of the attention probabilities while adapting (None: the backbone's own, BERT's 0.1); on a CPU
+    # drawing a mask for every attention probability takes most of a step's time
+    attention_dropout: Fraction | None = None
     max_length: Positive[int] = 256
     precision: Precision = "auto"
     gradient_checkpointing: bool = False

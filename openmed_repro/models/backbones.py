@@ -163,17 +163,20 @@ def maximum_length(tokenizer, model_config) -> int:
     return min(limits)
 
 
-def load_masked_lm(backbone: Backbone, vocab_size: int) -> tuple[torch.nn.Module, bool]:
+def load_masked_lm(backbone: Backbone, vocab_size: int,
+                   attention_dropout: float | None = None) -> tuple[torch.nn.Module, bool]:
     """The backbone with its masked-language-modelling head, and whether that head came trained with the
-    checkpoint (False: freshly initialised, as for DeBERTa-v3, ELECTRA discriminators and minilm-l6)."""
+    checkpoint (False: freshly initialised, as for DeBERTa-v3, ELECTRA discriminators and minilm-l6).
+    `attention_dropout`: the dropout of attention probabilities instead of the checkpoint's (None: its own)."""
+    overrides = {} if attention_dropout is None else {"attention_probs_dropout_prob": attention_dropout}
     if backbone.kind == "random":
-        model_config = AutoConfig.for_model(**backbone.random_config, vocab_size=vocab_size)
+        model_config = AutoConfig.for_model(**{**backbone.random_config, **overrides}, vocab_size=vocab_size)
         with torch.random.fork_rng():
             torch.manual_seed(_RANDOM_INIT_SEED)
             return AutoModelForMaskedLM.from_config(model_config), False
     _ensure_reachable(backbone.source)
     try:
-        model, info = AutoModelForMaskedLM.from_pretrained(backbone.source, output_loading_info=True)
+        model, info = AutoModelForMaskedLM.from_pretrained(backbone.source, output_loading_info=True, **overrides)
     except OSError as error:
         raise OpenMedError(_unreachable_message(backbone.source, error)) from error
     prefix = model.base_model_prefix + "."

@@ -296,6 +296,29 @@ def widest_seed_spread(root: str | Path = "runs", profiles: list[str] | None = N
     return max(spreads, key=spreads.get) if spreads else None
 
 
+def dev_f1_by_rate(root: str | Path, corpus: str, profile: str = "cpu", method: str = "lora") -> pd.DataFrame:
+    """Dev strict F1 after each epoch of every run of a corpus with one profile and method (no DAPT), whatever
+    learning rate it was trained with: the profile's current one and those of its superseded records
+    (results/superseded/), one column per rate and seed ("lr 3e-03, seed 42"). It shows what a change of the
+    profile's rate did to that corpus."""
+    columns = {}
+    for path in sorted(Path(root).rglob(runs.METRICS)):
+        record = runs.read_json(path)
+        settings = path.parent / runs.CONFIG
+        if (Path(str(record.get("dataset"))).name != corpus or record.get("profile") != profile
+                or record.get("method") != method or not settings.is_file() or runs.started_from_dapt(path.parent)):
+            continue
+        rate = runs.read_json(settings).get("learning_rate")
+        history = path.parent / runs.LOG_HISTORY
+        if rate is None or not history.is_file():
+            continue
+        columns[(rate, record["seed"])] = pd.Series({entry["epoch"]: 100 * entry["eval_strict_f1"]
+                                                     for entry in runs.read_json(history) if "eval_strict_f1" in entry})
+    ordered = sorted(columns, key=lambda key: (-key[0], key[1]))
+    return pd.DataFrame({f"lr {rate:.0e}, seed {seed}": columns[(rate, seed)] for rate, seed in ordered}
+                        ).rename_axis("epoch").round(2)
+
+
 def dev_f1_by_epoch(root: str | Path, corpus: str, profile: str, dapt: bool = False) -> pd.DataFrame:
     """Dev strict F1 after each epoch, one column per seed, of a corpus's runs of one profile (their
     log_history.json): where seeds disagree, it shows whether a run never learned or learned and then lost it."""

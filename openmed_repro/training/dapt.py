@@ -5,6 +5,7 @@ what adapting the encoder adds, not more head training; DAPT then trains only th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -150,10 +151,25 @@ def calibrate_head(model, dapt_config: DaptConfig, features: list[dict], tokeniz
     trainer = masked_lm.MaskedPositionsTrainer(model=model, args=arguments, train_dataset=features,
                                                data_collator=_mlm_collator(tokenizer, dapt_config))
     checkpoints = run_dir / "calibration"
-    trainer.train(resume_from_checkpoint=get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None)
+    with _no_dropout(getattr(model, model.base_model_prefix)):
+        trainer.train(resume_from_checkpoint=get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None)
     for parameter in head.values():
         parameter.requires_grad = False
     save_file({name: p.detach().contiguous() for name, p in head.items()}, saved)
+
+
+@contextlib.contextmanager
+def _no_dropout(encoder: torch.nn.Module):
+    """The frozen encoder without dropout while the head is calibrated: the head is fitted to the features the
+    held-out perplexity is measured on (the encoder in evaluation mode), not to noisy copies of them."""
+    dropouts = [(module, module.p) for module in encoder.modules() if isinstance(module, torch.nn.Dropout)]
+    for module, _ in dropouts:
+        module.p = 0.0
+    try:
+        yield
+    finally:
+        for module, p in dropouts:
+            module.p = p
 
 
 def _head_parameters(model) -> dict[str, torch.nn.Parameter]:
@@ -194,7 +210,7 @@ def adapt(dapt_config: DaptConfig, run_dir: Path) -> lifecycle.Outcome:
     training = tokenise(corpus.training, tokenizer, dapt_config.max_length)
     held_out = masked_once(tokenise(corpus.held_out, tokenizer, dapt_config.max_length), tokenizer,
                            dapt_config.mlm_probability, dapt_config.seed)
-    model, head_trained = backbones.load_masked_lm(backbone, len(tokenizer))
+    model, head_trained = backbones.load_masked_lm(backbone, len(tokenizer), dapt_config.attention_dropout)
     steps = optimizer_steps(dapt_config, len(training))
     calibration_steps = dapt_config.head_calibration_steps or steps
     calibration_seconds = 0.0
