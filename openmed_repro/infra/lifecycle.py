@@ -58,7 +58,7 @@ def run(settings: Settings, run_dir: str | Path | None, train: Callable[[Path], 
     if runs.is_complete(run_dir):
         return RunResult(run_dir, runs.read_json(run_dir / runs.METRICS),
                          runs.read_json(run_dir / runs.LOG_HISTORY), reused=True)
-    code = runs.git_state()   # the code that trains is the tree's as it starts, whatever is committed meanwhile
+    code = runs.code_state()   # the code that trains is the tree's as this process began, whatever is committed since
     outcome = train(run_dir)
     runs.follow_umask(run_dir)
     runs.write_json(run_dir / runs.LOG_HISTORY, outcome.log_history)

@@ -3,6 +3,7 @@ A run is complete exactly when its metrics.json exists; that file is always writ
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -294,6 +295,13 @@ def portable(value, roots: tuple[Path, ...] = ()):
     if isinstance(value, list):
         return [portable(item, roots) for item in value]
     return value
+
+
+@functools.lru_cache(maxsize=1)
+def code_state() -> dict:
+    """git_state() when this process first asked: the code a long process (a sweep of many runs) imported at its
+    start, whatever is committed while it runs."""
+    return git_state()
 
 
 def git_state() -> dict:
