@@ -76,3 +76,22 @@ def test_a_repository_names_its_own_commit_whatever_the_environment_says(monkeyp
     monkeypatch.setenv(runs.COMMIT_ENV, "not-this-one")
     state = runs.git_state()
     assert state["commit"] != "not-this-one" and len(state["commit"]) == 40
+
+
+def test_a_changed_record_does_not_make_the_code_dirty_but_a_changed_module_does(tmp_path, monkeypatch):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "metrics.json").write_text("{}")
+    (tmp_path / "module.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    monkeypatch.setattr(runs.config, "PROJECT_ROOT", tmp_path)
+    (tmp_path / "results" / "metrics.json").write_text('{"f1": 0.5}')
+    (tmp_path / "results" / "new.json").write_text("{}")
+    assert runs.git_state()["dirty"] is False
+    (tmp_path / "module.py").write_text("x = 2\n")
+    assert runs.git_state()["dirty"] is True

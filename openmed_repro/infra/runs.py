@@ -312,7 +312,8 @@ def git_state() -> dict:
     try:
         commit = git("rev-parse", "HEAD") or None
         if commit:
-            return {"commit": commit, "dirty": bool(git("status", "--porcelain"))}
+            # the record (results/) is data the runs write, not code: a run recorded meanwhile dirties nothing
+            return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--", ".", ":(exclude)results"))}
     except (OSError, subprocess.SubprocessError):
         pass
     # A copy of the tree has no repository to ask: the commit it was copied from, as its sender says.
