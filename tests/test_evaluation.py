@@ -366,3 +366,19 @@ def test_dev_f1_by_rate_shows_a_corpus_runs_at_the_profiles_current_and_supersed
     curves = results.dev_f1_by_rate(tmp_path, "linnaeus")
     assert list(curves.columns) == ["lr 3e-03, seed 42", "lr 1e-03, seed 42"]
     assert curves["lr 3e-03, seed 42"].tolist() == [50.0, 0.0] and curves["lr 1e-03, seed 42"].tolist() == [60.0, 70.0]
+
+
+def test_a_precision_twin_is_compared_with_its_profile_run_by_the_twins_interval(tmp_path):
+    for name, precision, trained_in, predicted, seconds in (("run", None, "bf16", degraded(7), 600.0),
+                                                           ("twin", "fp32", "fp32", degraded(6), 1500.0)):
+        run_dir = write_run(tmp_path / name, predicted)
+        overrides = {"dataset": "ncbi_disease"} | ({"precision": precision} if precision else {})
+        (run_dir / "config.json").write_text(json.dumps(config.load_run_config("cpu", overrides).to_dict()))
+        (run_dir / "provenance.json").write_text(json.dumps({"precision": trained_in}))
+        record = json.loads((run_dir / "metrics.json").read_text())
+        (run_dir / "metrics.json").write_text(json.dumps({**record, "train_seconds": seconds}))
+    [row] = results.precision_twins(tmp_path, samples=500, trials=500).to_dict("records")
+    assert (row["precision"], row["twin precision"]) == ("bf16", "fp32")
+    assert row["F1"] == round(100 * metrics.score(GOLD, degraded(7)).strict.f1, 2)
+    low, high = map(float, row["twin 95% CI"].split("-"))
+    assert row["inside"] == (low <= row["F1"] <= high) and (row["train s"], row["twin train s"]) == (600.0, 1500.0)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from openmed_repro.errors import OpenMedError
 from openmed_repro.infra import config
 
 from openmed_repro.data import corpora, saved_predictions
@@ -294,6 +295,54 @@ def widest_seed_spread(root: str | Path = "runs", profiles: list[str] | None = N
     spreads = {key: values.max() - values.min() for key, group in candidates.groupby(["corpus", "profile"])
                if len(values := _per_seed(group)) >= 2}
     return max(spreads, key=spreads.get) if spreads else None
+
+
+def precision_twins(root: str | Path = "runs", samples: int = 10_000, trials: int = 10_000, seed: int = 0,
+                    data_dir: str | Path | None = None) -> pd.DataFrame:
+    """Runs that differ from a run of their profile only in the precision they trained in (a `-p precision fp32`
+    twin of a profile run that trained in bf16): both test strict F1s, whether the profile run's F1 lies inside the
+    twin's bootstrap 95% interval, the approximate randomization p-value, and the training time of each. The rule
+    for a laptop profile training in bf16: its F1 inside the fp32 twin's interval."""
+    by_identity, twins = {}, []
+    for path in sorted(Path(root).rglob(runs.METRICS)):
+        settings_path = path.parent / runs.CONFIG
+        if not settings_path.is_file() or "test" not in (record := runs.read_json(path)):
+            continue
+        settings = runs.read_json(settings_path)
+        identity = (Path(str(settings.get("dataset"))).name, settings.get("profile"), settings.get("seed"),
+                    settings.get("method"), bool(settings.get("dapt_adapter")))
+        if runs.follows_its_profile(path.parent):
+            by_identity.setdefault(identity, (path.parent, record))
+        elif config.follows_its_profile({**settings, "precision": _profile_precision(settings)}):
+            twins.append((identity, path.parent, record))
+    rows = []
+    for identity, twin_dir, twin in twins:
+        if identity not in by_identity:
+            continue
+        run_dir, run = by_identity[identity]
+        a, b = comparison.load([run_dir, twin_dir], "test", data_dir=data_dir)
+        interval = significance.bootstrap_interval(b.sentence_counts, samples, seed=seed)
+        test = significance.approximate_randomization(a.sentence_counts, b.sentence_counts, trials, seed)
+        rows.append({"corpus": identity[0], "profile": identity[1], "seed": identity[2],
+                     "precision": _trained_in(run_dir), "F1": round(100 * test.f1_a, 2),
+                     "twin precision": _trained_in(twin_dir), "twin F1": round(100 * test.f1_b, 2),
+                     "twin 95% CI": f"{100 * interval.low:.2f}-{100 * interval.high:.2f}",
+                     "inside": bool(interval.low <= test.f1_a <= interval.high), "p (AR)": round(test.p_value, 4),
+                     "train s": run.get("train_seconds"), "twin train s": twin.get("train_seconds")})
+    return pd.DataFrame(rows, columns=["corpus", "profile", "seed", "precision", "F1", "twin precision", "twin F1",
+                                       "twin 95% CI", "inside", "p (AR)", "train s", "twin train s"])
+
+
+def _profile_precision(settings: dict):
+    try:
+        return config.load_run_config(settings.get("profile"), {"dataset": "any"}).precision
+    except OpenMedError:   # a profile since removed: no twin of it
+        return None
+
+
+def _trained_in(run_dir: Path) -> str | None:
+    provenance = run_dir / runs.PROVENANCE
+    return runs.read_json(provenance).get("precision") if provenance.is_file() else None
 
 
 def dev_f1_by_rate(root: str | Path, corpus: str, profile: str = "cpu", method: str = "lora") -> pd.DataFrame:
