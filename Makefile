@@ -39,7 +39,7 @@ HPO_FLAGS ?= -p n_trials 20
 # Each sweep records its runs as they finish; REPLACE=1: a run whose profile changed replaces its older record.
 RECORD_FLAGS = --record $(if $(REPLACE),--replace,)
 
-.PHONY: venv reproduce tuned table4 table4-dapt levers paper-recipe released dapt ablation hpo baseline record verify book test bench bench-annotate clean
+.PHONY: venv reproduce tuned audit table4 table4-dapt levers paper-recipe released dapt ablation hpo baseline record verify book test bench bench-annotate clean
 
 venv: $(STAMP)
 
@@ -146,6 +146,11 @@ record: venv
 		$(BIN)/openmed-repro record --all $(if $(REPLACE),--replace,) || echo "record: some runs refused (above)"; \
 	done
 	$(MAKE) table4
+
+## The record's audit: every file against results/SHA256SUMS, every recorded figure recomputed from the recorded
+## predictions and the gold corpora (no training; minutes).
+audit: venv
+	$(BIN)/openmed-repro audit
 
 ## A reviewer's verdict: rerun every recorded run of CHAPTER (finetune, baseline, dapt) from scratch into
 ## runs/verify/CHAPTER/ and judge each headline figure against the record (runs/verify/CHAPTER/verdict.json).

@@ -387,6 +387,30 @@ def record_command(args: argparse.Namespace) -> None:
         raise OpenMedError(f"{len(outcome.refused)} of {len(sources)} not recorded:\n  " + "\n  ".join(outcome.refused))
 
 
+# audit: the record against its manifest, its figures against its predictions
+
+
+def add_audit(commands) -> None:
+    parser = _add(commands, "audit", "check the record: its files against the manifest, its figures against its "
+                  "predictions",
+                  "Check results/ without training: every file against results/SHA256SUMS (written by `record`), and\n"
+                  "every recorded run's dev and test strict and default precision, recall and F1, per type, recomputed\n"
+                  "from its predicted tags and the gold corpus files it names by sha256. Exit 1 naming each problem.")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="the record (default results)")
+    parser.add_argument("--data-dir", default=None, help="the corpora (default: $OPENMED_DATA_DIR, ../shared/data)")
+    parser.set_defaults(handler=audit_command)
+
+
+def audit_command(args: argparse.Namespace) -> int:
+    from openmed_repro.report import audit
+
+    report = audit.audit(args.results, args.data_dir)
+    for problem in report.problems:
+        print(f"audit: {problem}", file=sys.stderr)
+    print(f"audit of {args.results}: {report.verdict()}")
+    return 0 if report.passed else 1
+
+
 # verify: a reviewer's rerun of the record
 
 
@@ -453,7 +477,7 @@ def released_command(args: argparse.Namespace) -> None:
 
 
 # The sub-commands in the order `openmed-repro --help` lists them.
-COMMANDS = (add_search, add_baseline, add_sweep, add_book, add_annotate, add_corpus_stats, add_summary,
+COMMANDS = (add_search, add_baseline, add_sweep, add_audit, add_book, add_annotate, add_corpus_stats, add_summary,
             add_run_dir, add_record, add_verify, add_released)
 
 
@@ -468,11 +492,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        args.handler(args)
+        status = args.handler(args)
     except OpenMedError as error:
         print(f"openmed-repro: error: {error}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

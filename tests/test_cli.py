@@ -9,7 +9,7 @@ import pytest
 from openmed_repro import cli
 from openmed_repro.infra import config
 
-JOBS = {"search", "baseline", "sweep", "book", "annotate", "corpus-stats", "summary"}
+JOBS = {"search", "baseline", "sweep", "audit", "book", "annotate", "corpus-stats", "summary"}
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:

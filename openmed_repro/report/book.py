@@ -253,9 +253,12 @@ def scorecard_of(profile: str) -> str | None:
     """The scorecard of the paper's claims, for a book that reads the record (None for any other)."""
     if not reads_record(profile):
         return None
-    from openmed_repro.report import scorecard
+    from openmed_repro.report import audit, scorecard
 
-    return scorecard.markdown(runs.RECORD)
+    checked = audit.audit(runs.RECORD)
+    verdict = (f"**The record's audit** (`make audit`): {checked.verdict()}."
+               + ("" if checked.passed else " The figures below come from a record that fails it."))
+    return verdict + "\n\n" + scorecard.markdown(runs.RECORD)
 
 
 def with_scorecard(intro: str, card: str | None) -> str:

@@ -32,6 +32,7 @@ import pandas as pd
 from openmed_repro.data import saved_predictions
 from openmed_repro.errors import OpenMedError
 from openmed_repro.infra import footprint, runs
+from openmed_repro.report import audit
 
 RESULTS = Path("results")
 INDEX = "README.md"
@@ -77,6 +78,7 @@ def record(sources: list[Path], results: Path = RESULTS, replace: bool = False,
         except OpenMedError as error:
             outcome.refused.append(str(error))
     write_index(results)
+    audit.write_manifest(results)
     total = sum(path.stat().st_size for path in results.rglob("*") if path.is_file())
     if total > TOTAL_LIMIT:
         outcome.warnings.append(f"{results}: the record holds {total:,} bytes, over its budget of {TOTAL_LIMIT:,} "
