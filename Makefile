@@ -152,15 +152,17 @@ record: venv
 audit: venv
 	$(BIN)/openmed-repro audit
 
-## A reviewer's verdict: rerun every recorded run of CHAPTER (finetune, baseline, dapt) from scratch into
-## runs/verify/CHAPTER/ and judge each headline figure against the record (runs/verify/CHAPTER/verdict.json).
+## A reviewer's verdict: rerun the run CHAPTER's page shows (finetune, baseline, dapt; ALL=1: every recorded run of
+## it) into runs/verify/CHAPTER/ and judge each headline figure against the audited record
+## (runs/verify/CHAPTER/verdict.json). It says first what it will rerun and how long each took; a finished rerun is
+## read back (FRESH=1 trains it again).
 ifneq ($(filter verify,$(MAKECMDGOALS)),)
 ifeq ($(strip $(CHAPTER)),)
 $(error make verify needs CHAPTER=finetune|baseline|dapt, e.g. make verify CHAPTER=finetune)
 endif
 endif
 verify: venv
-	$(BIN)/openmed-repro verify $(CHAPTER)
+	$(BIN)/openmed-repro verify $(CHAPTER) $(if $(ALL),--all,) $(if $(FRESH),--fresh,)
 
 ## The Jupyter Book: execute every chapter on PROFILE into runs/book/PROFILE, then build HTML from those executed
 ## notebooks (runs/book/PROFILE/_build/html). PROFILE cpu (the default) reads the record (results/) and trains

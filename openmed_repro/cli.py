@@ -415,9 +415,10 @@ def audit_command(args: argparse.Namespace) -> int:
 
 
 def add_verify(commands) -> None:
-    parser = _add(commands, "verify", "rerun a chapter's recorded runs from scratch and judge each headline figure",
-                  "Rerun every recorded run of a chapter (results/<chapter>/*, or the --run ones) from scratch into\n"
-                  "runs/verify/<chapter>/<name>: the recorded configuration, seed and thread count. Then print each\n"
+    parser = _add(commands, "verify", "rerun what a chapter's page shows and judge each headline figure",
+                  "Rerun the run a chapter's page shows (or the --run ones, or --all of results/<chapter>/) into\n"
+                  "runs/verify/<chapter>/<name>: the recorded configuration, seed and thread count (a finished rerun\n"
+                  "is read back; --fresh trains it again). The record must pass its audit. Then print each\n"
                   "headline figure, recorded and rerun, with its tolerance and verdict (identical, reproduced, differs),\n"
                   "and write runs/verify/<chapter>/verdict.json. Tolerances: openmed_repro/report/verify.py.")
     parser.add_argument("chapter", help="finetune, baseline or dapt")
@@ -425,7 +426,9 @@ def add_verify(commands) -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="where reruns go: <runs>/verify (default runs)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the recorded run's)")
     parser.add_argument("--run", nargs="+", default=[], metavar="NAME", dest="names",
-                        help="only these records (NAME under results/<chapter>/)")
+                        help="these records (NAME under results/<chapter>/) instead of the page's run")
+    parser.add_argument("--all", action="store_true", dest="every", help="every recorded run of the chapter")
+    parser.add_argument("--fresh", action="store_true", help="train finished reruns again instead of reading them back")
     parser.add_argument("--trials", type=int, default=10_000, help="approximate randomization trials")
     parser.add_argument("--samples", type=int, default=10_000, help="bootstrap samples of the recorded F1")
     _set_option(parser, "dataset=DIR (a corpus directory for a run whose corpus was one)")
@@ -440,7 +443,8 @@ def verify_command(args: argparse.Namespace) -> None:
 
     verify.chapter_of(args.chapter)   # refused before anything loads
     verdicts = verify.verify(args.chapter, args.results, args.runs, args.names, args.threads,
-                             config.key_values(args.set), args.trials, args.samples)
+                             config.key_values(args.set), args.trials, args.samples, args.every, args.fresh,
+                             lambda line: print(line, flush=True))
     with pd.option_context("display.width", 250, "display.max_colwidth", 120):
         print(verify.table(verdicts).to_string(index=False))
     print(f"verdict: {args.runs / verify.VERIFY_DIR / args.chapter / verify.VERDICT}")

@@ -40,8 +40,8 @@ def verified(machine, results, synthetic_corpus):
     """`openmed-repro verify finetune` on that record: its exit code, printed table and verdict.json."""
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        code = cli.main(["verify", "finetune", "--results", str(results), "--runs", str(machine / "runs"),
-                     "--trials", "200", "--samples", "200", "--set", f"dataset={synthetic_corpus}"])
+        code = cli.main(["verify", "finetune", "--all", "--results", str(results), "--runs", str(machine / "runs"),
+                         "--trials", "200", "--samples", "200", "--set", f"dataset={synthetic_corpus}"])
     return code, printed.getvalue(), runs.read_json(machine / "runs" / "verify" / "finetune" / "verdict.json")
 
 
@@ -86,7 +86,7 @@ def test_the_verdict_json_holds_every_figure_with_tolerance_p_value_interval_and
     assert verdict["tolerances"]["alpha"] == 0.05
 
 
-def test_the_rerun_is_trained_from_scratch_in_its_own_directory_not_read_back(verified, machine):
+def test_the_rerun_is_trained_from_the_recorded_configuration_in_its_own_directory(verified, machine):
     rerun_dir = machine / "runs" / "verify" / RUN_NAME
     recorded_run = machine / "runs" / RUN_NAME
     assert (rerun_dir / runs.METRICS).is_file() and (rerun_dir / "model").is_dir()
@@ -106,6 +106,43 @@ def test_the_printed_table_names_figure_recorded_rerun_tolerance_and_verdict(ver
     assert f1_row.split()[-1] == "identical"
     assert any("energy kWh" in row and "informational" in row for row in rows)
     assert rows[-1] == f"verdict: {Path(verdict['runs'][0]['rerun_dir']).parent / 'verdict.json'}"
+    assert lines[0].startswith("verify finetune: 1 run(s) to rerun on ") and "synthetic-smoke: trained" in lines[1]
+
+
+def test_a_finished_rerun_is_read_back_and_fresh_trains_it_again(verified, machine, results, synthetic_corpus,
+                                                                  monkeypatch):
+    trained = []
+    original = verify.CHAPTERS["finetune"]
+    monkeypatch.setitem(verify.CHAPTERS, "finetune", verify.Chapter(
+        original.settings, lambda settings, run_dir: trained.append(run_dir) or original.run(settings, run_dir),
+        original.compare))
+    created = runs.read_json(machine / "runs" / "verify" / RUN_NAME / runs.PROVENANCE)["created"]
+    [again] = verify.verify("finetune", results, machine / "runs", every=True,
+                            overrides={"dataset": str(synthetic_corpus)}, say=lambda line: None, **FEW)
+    assert again.verdict == "reproduced"
+    assert runs.read_json(machine / "runs" / "verify" / RUN_NAME / runs.PROVENANCE)["created"] == created
+    verify.verify("finetune", results, machine / "runs", every=True, fresh=True,
+                  overrides={"dataset": str(synthetic_corpus)}, say=lambda line: None, **FEW)
+    assert (machine / "runs" / "verify" / RUN_NAME / "model").is_dir() and len(trained) == 2
+
+
+def test_by_default_verify_reruns_the_run_the_chapters_page_shows():
+    assert verify.page_run("finetune") == "ncbi_disease-minilm-l6-cpu-lora-seed42"
+    assert verify.page_run("dapt") == "minilm-l6-cpu-seed42"
+
+
+def test_a_record_that_fails_its_audit_is_not_used_to_judge_a_rerun(results, synthetic_corpus, tmp_path):
+    copy = tmp_path / "results"
+    import shutil
+    shutil.copytree(results, copy)
+    tampered_metrics = copy / RUN_NAME / runs.METRICS
+    stated = runs.read_json(tampered_metrics)
+    runs.write_json(tampered_metrics, {**stated, "test": {**stated["test"], "strict": {**stated["test"]["strict"],
+                                                                                      "f1": 0.99}}})
+    with pytest.raises(OpenMedError, match="the record fails its audit, so no rerun is judged against it: .*metrics.json"):
+        verify.verify("finetune", copy, tmp_path / "runs", every=True, overrides={"dataset": str(synthetic_corpus)},
+                      say=lambda line: None, **FEW)
+    assert not (tmp_path / "runs").exists(), "nothing was trained"
 
 
 def test_a_tampered_record_is_told_apart_by_the_statistical_tolerance(verified, machine, results, synthetic_corpus,
@@ -151,7 +188,7 @@ def test_a_baseline_record_is_rerun_with_the_threads_asked_for_and_judged_by_its
     run_dir = tmp_path / "runs" / "baseline" / "synthetic-smoke"
     baseline.run(config.load_baseline_config("smoke", {"dataset": str(synthetic_corpus)}), run_dir)
     record.record([run_dir], tmp_path / "results")
-    [judged] = verify.verify("baseline", tmp_path / "results", tmp_path / "runs", threads=1,
+    [judged] = verify.verify("baseline", tmp_path / "results", tmp_path / "runs", threads=1, every=True,
                              overrides={"dataset": str(synthetic_corpus)}, **FEW)
     assert judged.threads == 1 and judged.name == "baseline/synthetic-smoke"
     assert judged.figures[0].name == "test strict F1" and judged.figures[0].verdict in ("identical", "reproduced")

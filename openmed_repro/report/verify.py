@@ -1,6 +1,7 @@
-"""A reviewer's verdict on the record: rerun each recorded run of a chapter from scratch (the recorded
-configuration, seed and thread count) into runs/verify/<chapter>/<name>, then hold each headline figure of the
-rerun against the record within a stated tolerance, and write the verdict as JSON beside the reruns.
+"""A reviewer's verdict on the record: rerun the run a chapter's page shows (or named ones, or all of the chapter's)
+with the recorded configuration, seed and thread count into runs/verify/<chapter>/<name> (a finished rerun is read
+back), then hold each headline figure of the rerun against the record within a stated tolerance, and write the
+verdict as JSON beside the reruns. A record that fails its audit is not used to judge anything.
 
 Tolerances, per figure:
   test strict F1 (finetune, baseline): "identical" when the rerun predicts the recorded test tags tag for tag;
@@ -165,24 +166,68 @@ def chapter_of(name: str) -> Chapter:
     return CHAPTERS[name]
 
 
-def recorded_runs(chapter: str, results: Path = record.RESULTS, names: Sequence[str] = ()) -> list[Path]:
-    """The record directories of a chapter's runs (results/<chapter>/*), or the ones `names` names (by name
-    under the chapter or as <chapter>/<name>)."""
+def recorded_runs(chapter: str, results: Path = record.RESULTS, names: Sequence[str] = (),
+                  every: bool = False) -> list[Path]:
+    """The record directories to rerun: the ones `names` names (by name under the chapter or as <chapter>/<name>),
+    every run of the chapter with `every`, else the run the chapter's page in the book shows."""
     chapter_of(chapter)
     root = Path(results) / chapter
     found = sorted(path.parent for path in root.rglob(runs.METRICS)) if root.is_dir() else []
-    if not names:
-        if not found:
-            raise OpenMedError(f"{root}: no recorded {chapter} run to verify (record one with openmed-repro record)")
+    if not found:
+        raise OpenMedError(f"{root}: no recorded {chapter} run to verify (record one with openmed-repro record)")
+    if every:
         return found
     by_name = {path.relative_to(root).as_posix(): path for path in found}
     chosen = []
-    for name in names:
+    for name in names or [page_run(chapter)]:
         key = name.removeprefix(f"{chapter}/")
         if key not in by_name:
             raise OpenMedError(f"--run {name}: not recorded under {root}; recorded: {', '.join(by_name) or 'none'}")
         chosen.append(by_name[key])
     return chosen
+
+
+def page_run(chapter: str) -> str:
+    """The name of the run the chapter's page shows in the recorded book (parameters/book.yaml, profile cpu)."""
+    output_dir = (config.read_parameters("book.yaml")["profiles"]["cpu"].get(chapter) or {}).get("output_dir")
+    if not isinstance(output_dir, dict) or "record" not in output_dir:
+        raise OpenMedError(f"chapter {chapter!r}: its page names no recorded run; give --run NAME or --all")
+    parameters = {key: value for key, value in output_dir.items() if key != "record"}
+    return runs.run_directory(output_dir["record"], parameters).name
+
+
+def plan(chapter: str, record_dirs: list[Path]) -> str:
+    """What verify is about to do, before it starts: each run with its recorded training time and machine, and
+    this machine, so that a reviewer knows what the afternoon holds."""
+    from openmed_repro.infra.devices import machine
+
+    here = machine()
+    lines = [f"verify {chapter}: {len(record_dirs)} run(s) to rerun on {here.get('cpu')} "
+             f"({here.get('threads')} thread(s){', GPU ' + str(here.get('gpu')) if here.get('gpu') else ''}):"]
+    total = 0.0
+    for record_dir in record_dirs:
+        recorded = runs.read_json(record_dir / runs.METRICS)
+        seconds = float(recorded.get("train_seconds") or recorded.get("calibration_seconds") or 0.0)
+        total += seconds
+        there = _provenance(record_dir).get("machine") or {}
+        device = recorded.get("device") or "?"
+        lines.append(f"  {record_dir.name}: trained {seconds / 60:.0f} min on {device} ({there.get('cpu') or '?'})")
+    lines.append(f"  recorded training time in all: {total / 3600:.1f} h (on the recorded machines; a rerun already "
+                 "finished in runs/verify is read back, not trained again)")
+    return "\n".join(lines)
+
+
+def audited(results: Path, record_dirs: list[Path], data_dir=None) -> None:
+    """Refuse to judge reruns against a record that fails its audit (a changed file, a figure its predictions do
+    not give): the verdict would blame the rerun for the record's fault."""
+    from openmed_repro.report import audit
+
+    report = audit.audit(results, data_dir)
+    mine = [problem for problem in report.problems
+            if any(str(record_dir) in problem for record_dir in record_dirs) or audit.MANIFEST in problem.split(":")[0]]
+    if mine:
+        raise OpenMedError(f"the record fails its audit, so no rerun is judged against it: {mine[0]}"
+                           + (f" (and {len(mine) - 1} more; run openmed-repro audit)" if len(mine) > 1 else ""))
 
 
 def recorded_settings(chapter: str, record_dir: Path, overrides: dict | None = None):
@@ -200,14 +245,15 @@ def recorded_threads(record_dir: Path) -> int | None:
 
 
 def rerun(chapter: str, record_dir: Path, rerun_dir: Path, overrides: dict | None = None,
-          threads: int | None = None) -> int:
-    """Train the recorded run again from scratch into `rerun_dir` (any earlier rerun there is deleted first, so
-    nothing is read back), with torch on `threads` (default: the recorded count); returns the threads used."""
+          threads: int | None = None, fresh: bool = False) -> int:
+    """Train the recorded run again into `rerun_dir` with torch on `threads` (default: the recorded count); a
+    finished rerun there is read back and an interrupted one resumed, unless `fresh` (then it is deleted first).
+    Returns the threads used."""
     import torch
 
     settings = recorded_settings(chapter, record_dir, overrides)
     threads = threads or recorded_threads(record_dir) or torch.get_num_threads()
-    if rerun_dir.exists():
+    if fresh and rerun_dir.exists():
         shutil.rmtree(rerun_dir)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -246,15 +292,21 @@ def compare(chapter: str, record_dir: Path, rerun_dir: Path, name: str, threads:
 
 def verify(chapter: str, results: Path = record.RESULTS, runs_root: Path = Path("runs"), names: Sequence[str] = (),
            threads: int | None = None, overrides: dict | None = None, trials: int = 10_000,
-           samples: int = 10_000) -> list[RunVerdict]:
-    """Rerun every recorded run of `chapter` (or the named ones) into runs/verify/<chapter>/<name>, compare, and
-    write runs/verify/<chapter>/verdict.json."""
+           samples: int = 10_000, every: bool = False, fresh: bool = False,
+           say: Callable[[str], None] = print) -> list[RunVerdict]:
+    """Rerun the chapter's page run (or the named ones, or `every` recorded run) into
+    runs/verify/<chapter>/<name>, compare, and write runs/verify/<chapter>/verdict.json. The record must pass its
+    audit first; the plan (runs, recorded times and machines) is said before anything trains."""
     verdicts = []
     root = Path(results) / chapter
-    for record_dir in recorded_runs(chapter, results, names):
+    chosen = recorded_runs(chapter, results, names, every)
+    given = overrides or {}
+    audited(Path(results), chosen, given.get("data_dir") or (Path(given["dataset"]).parent if given.get("dataset") else None))
+    say(plan(chapter, chosen))
+    for record_dir in chosen:
         name = record_dir.relative_to(root).as_posix()
         rerun_dir = Path(runs_root) / VERIFY_DIR / chapter / name
-        used = rerun(chapter, record_dir, rerun_dir, overrides, threads)
+        used = rerun(chapter, record_dir, rerun_dir, overrides, threads, fresh)
         verdicts.append(compare(chapter, record_dir, rerun_dir, f"{chapter}/{name}", used,
                                 (overrides or {}).get("dataset"), trials, samples))
     write_verdict(verdicts, Path(runs_root) / VERIFY_DIR / chapter / VERDICT)
