@@ -256,6 +256,22 @@ def test_an_interrupted_run_looks_incomplete_and_resumes_to_the_same_metrics(syn
     assert [r["outcome"] for r in footprint.read(run_dir)] == ["unfinished", "finished"]
 
 
+def test_a_run_killed_while_writing_its_second_checkpoint_resumes_from_the_first(synthetic_corpus, tmp_path, capsys):
+    """The kill lands after the adapter of checkpoint-12 is written and before its trainer_state.json: the same
+    command moves it aside in one line and resumes from checkpoint-6, to the uninterrupted run's figures."""
+    run_dir = tmp_path / "interrupted"
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_CHECKPOINT, str(synthetic_corpus), str(run_dir),
+                             "3"], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    half_written = run_dir / "checkpoints" / "checkpoint-12"
+    shutil.copytree(run_dir / "checkpoints" / "checkpoint-6", half_written)
+    (half_written / "trainer_state.json").unlink()
+    resumed = finetune.run(smoke(synthetic_corpus, epochs=3), run_dir)
+    assert "checkpoint-12: incomplete (no trainer_state.json), moved aside" in capsys.readouterr().out
+    uninterrupted = finetune.run(smoke(synthetic_corpus, epochs=3), tmp_path / "uninterrupted")
+    assert without_timings(resumed.metrics) == without_timings(uninterrupted.metrics)
+
+
 def test_a_run_killed_after_its_last_checkpoint_still_times_its_training_when_resumed(finished, synthetic_corpus,
                                                                                       tmp_path):
     """The resume has nothing left to train: its timing and footprint still count the attempt that trained,

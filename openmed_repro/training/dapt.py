@@ -17,12 +17,12 @@ from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
 from transformers import (DataCollatorForLanguageModeling, DataCollatorForTokenClassification, TrainerCallback,
                           TrainingArguments, set_seed)
-from transformers.trainer_utils import get_last_checkpoint
 
 from openmed_repro.models import backbones
 from openmed_repro.infra import config
 from openmed_repro.data import corpora
 from openmed_repro.data import dapt_corpus
+from openmed_repro.infra import checkpoints as checkpoints_of_run
 from openmed_repro.infra import footprint
 from openmed_repro.infra import lifecycle
 from openmed_repro.models import masked_lm
@@ -152,7 +152,7 @@ def calibrate_head(model, dapt_config: DaptConfig, features: list[dict], tokeniz
                                                data_collator=_mlm_collator(tokenizer, dapt_config))
     checkpoints = run_dir / "calibration"
     with _no_dropout(getattr(model, model.base_model_prefix)):
-        trainer.train(resume_from_checkpoint=get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None)
+        trainer.train(resume_from_checkpoint=checkpoints_of_run.last_complete(checkpoints))
     for parameter in head.values():
         parameter.requires_grad = False
     save_file({name: p.detach().contiguous() for name, p in head.items()}, saved)
@@ -237,7 +237,7 @@ def adapt(dapt_config: DaptConfig, run_dir: Path) -> lifecycle.Outcome:
                                                callbacks=[clock, curve])
     with footprint.track(run_dir, "dapt", Path(dapt_config.backbone).name, dapt_config.country) as attempt:
         clock.start(attempt)
-        trainer.train(resume_from_checkpoint=get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None)
+        trainer.train(resume_from_checkpoint=checkpoints_of_run.last_complete(checkpoints))
         train_seconds = clock.seconds
     losses_after, _ = passage_losses(model, held_out, tokenizer, dapt_config.eval_batch_size)
     after = perplexity_of(losses_after, masked_tokens)

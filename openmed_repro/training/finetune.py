@@ -13,12 +13,12 @@ import torch
 from torch.utils.data import SequentialSampler
 from transformers import (DataCollatorForTokenClassification, EarlyStoppingCallback, Trainer, TrainerCallback,
                           TrainingArguments, set_seed)
-from transformers.trainer_utils import get_last_checkpoint
 
 from openmed_repro.models import backbones, low_precision, predictor, token_classifier
 from openmed_repro.data import corpora
 from openmed_repro.data import encoding
 from openmed_repro.infra import footprint
+from openmed_repro.infra.checkpoints import last_complete
 from openmed_repro.evaluation import metrics
 from openmed_repro.infra import lifecycle
 from openmed_repro.infra import runs
@@ -94,7 +94,7 @@ def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=run_config.early_stopping_patience), clock,
                    *callbacks],
     )
-    resume_from = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    resume_from = last_complete(checkpoints)
     with footprint.track(footprint_dir or run_dir, chapter, Path(run_config.dataset).name,
                          run_config.country) as attempt:
         clock.start(attempt)
