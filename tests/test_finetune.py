@@ -322,3 +322,21 @@ def window_tokens(run_config: config.RunConfig) -> int:
     windows = encoding.encode([s.tokens for s in finetune.subset(corpus.train, run_config.max_train_sentences)],
                               tokenizer, max_length=run_config.max_length, overlap=run_config.overlap)
     return sum(len(w.input_ids) for w in windows)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "remove"])
+def test_a_finished_run_whose_weights_were_damaged_is_refused_on_read_back_naming_the_file(finished, synthetic_corpus,
+                                                                                          tmp_path, damage):
+    copy = tmp_path / "run"
+    shutil.copytree(finished.run_dir, copy)
+    weights = copy / runs.MODEL_DIR / "adapter_model.safetensors"
+    assert runs.read_json(copy / runs.METRICS)[runs.FILES_SHA256]["model/adapter_model.safetensors"]
+    if damage == "truncate":
+        weights.write_bytes(weights.read_bytes()[:100])
+    else:
+        weights.unlink()
+    with pytest.raises(OpenMedError, match="delete .* and rerun the same command") as refused:
+        finetune.run(smoke(synthetic_corpus), copy)
+    assert str(refused.value).startswith(f"{weights}: ") and "\n" not in str(refused.value)
+    with pytest.raises(OpenMedError, match=str(weights)):
+        token_classifier.load(copy / runs.MODEL_DIR, smoke(synthetic_corpus))

@@ -1,6 +1,7 @@
 """The life of one training run, the same for fine-tuning, DAPT and the baseline: claim the directory (another
-configuration's is refused), read a finished run back, else train, give the run's files the permissions the
-umask asks for, then write the log history, the provenance and metrics.json last. Apart from runs.py because
+configuration's is refused), read a finished run back (its saved weights checked against the sha256 its
+metrics.json records), else train, give the run's files the permissions the umask asks for, then write the log
+history, the provenance and metrics.json last. Apart from runs.py because
 it needs torch (the device's name), and reading a run directory (annotation, the book) must not import torch."""
 
 from __future__ import annotations
@@ -56,19 +57,23 @@ def run(settings: Settings, run_dir: str | Path | None, train: Callable[[Path], 
                            "`openmed-repro record RUN_DIR`")
     runs.claim(run_dir, settings)
     if runs.is_complete(run_dir):
-        return RunResult(run_dir, runs.read_json(run_dir / runs.METRICS),
-                         runs.read_json(run_dir / runs.LOG_HISTORY), reused=True)
+        finished = runs.read_json(run_dir / runs.METRICS)
+        if not runs.in_record(run_dir):   # the record keeps no weights
+            runs.check_weights(run_dir, finished)
+        return RunResult(run_dir, finished, runs.read_json(run_dir / runs.LOG_HISTORY), reused=True)
     code = runs.code_state()   # the code that trains is the tree's as this process began, whatever is committed since
     outcome = train(run_dir)
     runs.follow_umask(run_dir)
     runs.write_json(run_dir / runs.LOG_HISTORY, outcome.log_history)
     runs.write_json(run_dir / runs.PROVENANCE, runs.provenance(settings, outcome.data, device_name(), machine(),
                                                                    run_dir, training_precision(settings), code))
-    runs.write_json(run_dir / runs.METRICS, outcome.metrics)
+    saved = runs.weights_sha256(run_dir)
+    metrics = {**outcome.metrics, **({runs.FILES_SHA256: saved} if saved else {})}
+    runs.write_json(run_dir / runs.METRICS, metrics)
     for name in outcome.scratch:
         scratch = run_dir / name
         if scratch.is_dir():
             shutil.rmtree(scratch)
         else:
             scratch.unlink(missing_ok=True)
-    return RunResult(run_dir, outcome.metrics, outcome.log_history, reused=False)
+    return RunResult(run_dir, metrics, outcome.log_history, reused=False)

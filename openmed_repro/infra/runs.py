@@ -115,6 +115,33 @@ def claim(run_dir: Path, run_config: config.RunConfig) -> None:
         write_json(existing, wanted)
 
 
+WEIGHT_DIRS = (MODEL_DIR, "adapter")   # what a finished run saved to be loaded again (a tagger, a DAPT adapter)
+FILES_SHA256 = "files_sha256"           # metrics.json's key: the sha256 of each of those files
+
+
+def weights_sha256(run_dir: Path) -> dict[str, str]:
+    """The sha256 of every file a finished run saved to be loaded again, by its path in the run directory."""
+    run_dir = Path(run_dir)
+    return {path.relative_to(run_dir).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+            for folder in WEIGHT_DIRS if (run_dir / folder).is_dir()
+            for path in sorted((run_dir / folder).rglob("*")) if path.is_file()}
+
+
+def check_weights(run_dir: Path, metrics: dict | None = None) -> None:
+    """A finished run's saved files against the sha256 its metrics.json records (a run from before they were
+    recorded is taken as it is): a damaged or missing file is one line naming it and what to do."""
+    run_dir = Path(run_dir)
+    recorded = (metrics if metrics is not None else read_json(run_dir / METRICS)).get(FILES_SHA256) or {}
+    for name, digest in recorded.items():
+        path = run_dir / name
+        if not path.is_file():
+            raise OpenMedError(f"{path}: missing from the finished run; delete {run_dir} and rerun the same command "
+                               "to train it again")
+        if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            raise OpenMedError(f"{path}: damaged (its sha256 is not the one {METRICS} records); delete {run_dir} and "
+                               "rerun the same command to train it again")
+
+
 def changed_settings(recorded: dict, wanted: dict) -> list[str]:
     """The parameters whose values differ between a run's recorded configuration and the one wanted; a parameter
     added after the run was recorded counts as unchanged when it is None (unset)."""

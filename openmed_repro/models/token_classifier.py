@@ -46,6 +46,8 @@ def save(model, tokenizer, labels: list[str], directory: Path) -> float:
 def load(directory: Path, run_config: RunConfig):
     """(model, tokenizer, labels) of a saved run: the backbone with the saved adapter and head, or the
     saved full model. A missing or damaged file is an error naming it (saved_model.check)."""
+    if (directory.parent / runs.METRICS).is_file():   # the model/ of a run directory: its recorded checksums
+        runs.check_weights(directory.parent)
     labels = saved_model.check(directory)
     saved = backbones.Backbone("saved", str(directory), "local", str(directory))
     tokenizer = backbones.load_tokenizer(saved)
