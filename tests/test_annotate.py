@@ -341,3 +341,22 @@ def test_spark_reads_and_writes_parquet_with_the_same_entities(run_dir, spark, t
     with pytest.raises(OpenMedError, match=r"in.parquet:6: no 'text' field"):
         spark_annotate.annotate(run_dir, str(tmp_path / "in.parquet"), str(tmp_path / "again"), spark=spark,
                                 on_error="fail")
+
+
+def test_the_same_spark_command_run_twice_gives_the_same_output_and_a_failed_rerun_keeps_the_last(run_dir, spark,
+                                                                                                 tmp_path):
+    from openmed_repro.annotation import spark as spark_annotate
+
+    source = write_lines(tmp_path / "in.jsonl", [json.dumps({"id": i, "text": ABSTRACT}) for i in range(4)])
+    out = tmp_path / "entities"
+    spark_annotate.annotate(run_dir, str(source), str(out), spark=spark, partitions=2)
+    first = {p.name: p.read_text() for p in out.glob("part-*")}
+    spark_annotate.annotate(run_dir, str(source), str(out), spark=spark, partitions=2)
+    assert {p.name: p.read_text() for p in out.glob("part-*")} == first and first
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("checkpoints"))
+    runs.write_json(run / runs.CONFIG, {**runs.read_json(run / runs.CONFIG), "backbone": "no-such-backbone"})
+    with pytest.raises(OpenMedError, match="unknown backbone"):
+        spark_annotate.annotate(run, str(source), str(out), spark=spark)
+    assert {p.name: p.read_text() for p in out.glob("part-*")} == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["entities", "in.jsonl", "run"]

@@ -169,7 +169,7 @@ def read_documents(path: str | Path, fmt: str = "auto", on_error: str = "skip", 
 
 def stopped_at(source: str | Path, problem: Problem) -> OpenMedError:
     """The error that stops a run at a skipped line (on_error="fail")."""
-    return OpenMedError(f"{source}:{problem.line}: {problem.reason} (use on_error=skip to skip such lines)")
+    return OpenMedError(f"{source}:{problem.line}: {problem.reason} (use --on-error skip to skip such lines)")
 
 
 def report(problems: Sequence[Problem], source: str | Path, stream=None) -> None:

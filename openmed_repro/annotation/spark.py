@@ -137,8 +137,6 @@ def annotate(run_dir: str | Path, input_path: str, output_path: str, master: str
     local.run_config_of(Path(run_dir))       # a bad run directory fails here, not in every executor
     fmt = local.input_format(input_path, fmt)
     out_format = output_kind(output_path, output_format)
-    if Path(output_path).exists():
-        raise OpenMedError(f"{output_path}: output already exists; Spark writes a new directory (remove it first)")
     spark = spark or session(master)
     started = time.perf_counter()
     if fmt == "parquet":
@@ -159,7 +157,7 @@ def annotate(run_dir: str | Path, input_path: str, output_path: str, master: str
     if problems and on_error == "fail":
         parsed.unpersist()
         first = problems[0]
-        raise OpenMedError(f"{input_path}:{first.line}: {first.reason} (use on_error=skip to skip such lines; "
+        raise OpenMedError(f"{input_path}:{first.line}: {first.reason} (use --on-error skip to skip such lines; "
                            f"{len(problems)} malformed line(s) in all)")
     local.report(problems, input_path)
     documents = parsed.filter(lambda item: isinstance(item, local.Document))
@@ -214,18 +212,26 @@ def _block_of(lines: int, partitions: int, line: int) -> int:
 
 @contextlib.contextmanager
 def _written_whole(spark, output_path: str) -> Iterator[str]:
-    """A hidden directory beside `output_path` for the job to write into: it becomes `output_path` (one rename)
-    when the job succeeds and is removed when it fails, so nothing half-written stops the same command from
-    running again. Through Hadoop's file system, so an HDFS or S3 output works the same as a local one."""
+    """A hidden directory beside `output_path` for the job to write into: it becomes `output_path` (one rename,
+    the previous output of the same command moved aside first and removed after) when the job succeeds and is
+    removed when it fails, leaving the previous output untouched: the same command can always run again. Through Hadoop's file system, so an HDFS or S3 output works the same as a local one."""
     location = output_path.rstrip("/") if "://" in output_path else str(Path(output_path).absolute())
     parent, _, name = location.rpartition("/")
     hadoop = spark.sparkContext._jvm.org.apache.hadoop.fs
     target, temporary = hadoop.Path(location), hadoop.Path(f"{parent}/.{name}.{secrets.token_hex(4)}.tmp")
     file_system = target.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    previous = hadoop.Path(f"{parent}/.{name}.{secrets.token_hex(4)}.previous")
     try:
         yield temporary.toString()
+        replaced = file_system.exists(target)
+        if replaced and not file_system.rename(target, previous):   # a rerun's output replaces the last one whole
+            raise OpenMedError(f"{output_path}: the previous output could not be moved aside to {previous}")
         if not file_system.rename(temporary, target):
+            if replaced:
+                file_system.rename(previous, target)
             raise OpenMedError(f"{output_path}: the finished output could not be moved there from {temporary}")
+        if replaced:
+            file_system.delete(previous, True)
     except BaseException:
         with contextlib.suppress(Exception):   # the job's own error is the one to report
             file_system.delete(temporary, True)
