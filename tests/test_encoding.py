@@ -111,3 +111,14 @@ def test_merge_refuses_a_word_without_prediction(tokenizer):
     windows = encode([["the", "of"]], tokenizer)
     with pytest.raises(OpenMedError, match="sentence 1: word 0 received no prediction"):
         merge_predictions(windows, oracle(windows), [2, 1])
+
+
+def test_a_document_longer_than_the_model_takes_is_windowed_without_a_length_warning(caplog):
+    from openmed_repro.models import backbones
+
+    tokenizer = backbones.load_tokenizer(backbones.resolve("minilm-l6"))
+    words = ["word"] * 2000
+    with caplog.at_level("WARNING"):
+        windows = encode([words], tokenizer, {"O": 0}, max_length=128, overlap=16)
+    assert len(windows) > 10
+    assert not [r for r in caplog.records if "longer than the specified maximum" in r.getMessage()]

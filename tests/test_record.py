@@ -262,3 +262,14 @@ def test_a_record_replaced_by_a_run_of_another_recipe_moves_untouched_to_the_sup
     assert outcome.outcome == f"replaced (the older recipe's record kept as {kept.relative_to(results)})"
     assert record_text(kept) == before
     assert runs.read_json(results / RUN_NAME / runs.CONFIG)["learning_rate"] == settings["learning_rate"] / 3
+
+
+def test_a_refused_record_leaves_the_index_and_the_manifest_as_they_were(run_dir, results, tmp_path):
+    record.record([run_dir], results)
+    index, manifest = (results / "README.md").read_bytes(), (results / "SHA256SUMS").read_bytes()
+    unfinished = tmp_path / "runs" / "finetune" / "interrupted"
+    unfinished.mkdir(parents=True)
+    (results / "README.md").write_bytes(index + b"\n")   # any rewrite would undo this
+    outcome = record.record([unfinished], results)
+    assert outcome.refused and not outcome.recorded
+    assert (results / "README.md").read_bytes() == index + b"\n" and (results / "SHA256SUMS").read_bytes() == manifest

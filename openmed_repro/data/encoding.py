@@ -124,7 +124,9 @@ def merge_predictions(windows: Sequence[Window], predictions: Sequence[Sequence[
 def _subword_counts(sentences: Sequence[Sequence[str]], tokenizer) -> list[list[int]]:
     if not sentences:
         return []
-    encoded = tokenizer([list(s) for s in sentences], is_split_into_words=True, add_special_tokens=False)
+    # whole documents may be longer than the model takes: they are only counted here, and windows cut them later
+    encoded = tokenizer([list(s) for s in sentences], is_split_into_words=True, add_special_tokens=False,
+                        verbose=False)
     counts = []
     for row, sentence in enumerate(sentences):
         per_word = [0] * len(sentence)

@@ -77,8 +77,9 @@ def record(sources: list[Path], results: Path = RESULTS, replace: bool = False,
             outcome.recorded.append(record_one(Path(source), results, replace, command))
         except OpenMedError as error:
             outcome.refused.append(str(error))
-    write_index(results)
-    audit.write_manifest(results)
+    if outcome.recorded or not outcome.refused:   # a refusal alone leaves the index and the manifest as they were
+        write_index(results)
+        audit.write_manifest(results)
     total = sum(path.stat().st_size for path in results.rglob("*") if path.is_file())
     if total > TOTAL_LIMIT:
         outcome.warnings.append(f"{results}: the record holds {total:,} bytes, over its budget of {TOTAL_LIMIT:,} "
