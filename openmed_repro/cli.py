@@ -368,6 +368,10 @@ def add_record(commands) -> None:
     parser.add_argument("--replace", action="store_true", help="overwrite a different record of the same name")
     parser.add_argument("--command", default=None,
                         help="the command that produced runs whose provenance names none (runs made before it did)")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="record a run made from code with uncommitted changes (the index marks it)")
+    parser.add_argument("--allow-env", action="store_true",
+                        help="record a run made with other package versions than constraints.txt's (marked)")
     parser.set_defaults(handler=record_command)
 
 
@@ -377,7 +381,7 @@ def record_command(args: argparse.Namespace) -> None:
     sources = list(args.run_dirs) + (record.finished(args.runs) if args.all else [])
     if not sources and not args.all:
         raise OpenMedError("record: name finished run directories (RUN_DIR ...) or give --all")
-    outcome = record.record(sources, args.results, args.replace, args.command)
+    outcome = record.record(sources, args.results, args.replace, args.command, args.allow_dirty, args.allow_env)
     for recorded in outcome.recorded:
         print(f"{recorded.path}: {recorded.outcome} ({recorded.size:,} bytes)")
     for warning in outcome.warnings:

@@ -84,3 +84,14 @@ def write_dapt_text(directory: Path, planted: dict[str, str] | None = None) -> P
             lines.append(planted[name])
         (directory / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return directory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def committed_code():
+    """Runs made by the tests name a clean commit, whatever the working tree holds while someone develops (the
+    record refuses runs of uncommitted code); tests/test_runs.py checks the real reading of the repository."""
+    from openmed_repro.infra import runs
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runs, "code_state", lambda: {"commit": "0" * 40, "dirty": False})
+        yield

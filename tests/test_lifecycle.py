@@ -2,6 +2,7 @@
 search: tested through each chapter's own entry point, its training replaced by a stand-in that takes no time."""
 
 import ast
+import functools
 import json
 from pathlib import Path
 
@@ -180,11 +181,10 @@ def test_the_provenance_records_the_cpus_units_and_the_precision_auto_trained_in
 def test_the_provenance_names_the_commit_the_training_started_from_not_one_made_while_it_ran(tmp_path, monkeypatch):
     states = iter([{"commit": "a" * 40, "dirty": False}, {"commit": "b" * 40, "dirty": True}])
     monkeypatch.setattr(runs, "git_state", lambda: next(states))
-    runs.code_state.cache_clear()
+    monkeypatch.setattr(runs, "code_state", functools.lru_cache(maxsize=1)(lambda: runs.git_state()))
     settings = config.load_run_config("smoke", {"dataset": "ncbi_disease"})
     lifecycle.run(settings, tmp_path / "run", lambda run_dir: stand_in([])(settings, run_dir))
     assert runs.read_json(tmp_path / "run" / "provenance.json")["git"] == {"commit": "a" * 40, "dirty": False}
     lifecycle.run(settings, tmp_path / "second", lambda run_dir: stand_in([])(settings, run_dir))
     assert runs.read_json(tmp_path / "second" / "provenance.json")["git"]["commit"] == "a" * 40, \
         "a second run of the same process runs the same code"
-    runs.code_state.cache_clear()

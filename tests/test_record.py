@@ -273,3 +273,23 @@ def test_a_refused_record_leaves_the_index_and_the_manifest_as_they_were(run_dir
     outcome = record.record([unfinished], results)
     assert outcome.refused and not outcome.recorded
     assert (results / "README.md").read_bytes() == index + b"\n" and (results / "SHA256SUMS").read_bytes() == manifest
+
+
+@pytest.mark.parametrize("provenance, refused, allowed_by", [
+    ({"git": {"commit": "a" * 40, "dirty": True}}, "dirty", "allow_dirty"),
+    ({"git": {"commit": "a" * 40, "dirty": False}, "packages": {"torch": "2.11.0"}},
+     "off-constraints: torch 2.11.0, not 2.13.0", "allow_env")])
+def test_a_run_of_uncommitted_code_or_other_packages_is_refused_unless_allowed_and_then_marked(
+        run_dir, results, tmp_path, provenance, refused, allowed_by):
+    copy = copy_run(run_dir, tmp_path / "elsewhere")
+    runs.write_json(copy / runs.PROVENANCE, {**runs.read_json(copy / runs.PROVENANCE), **provenance})
+    outcome = record.record([copy], results)
+    assert outcome.refused == [f"{copy}: {refused}: rerun it from a clean checkout with `make venv`'s packages, or "
+                               "record it marked with --allow-dirty / --allow-env"]
+    assert not (results / RUN_NAME).exists()
+    assert record.record([copy], results, **{allowed_by: True}).recorded
+    assert refused in (results / "README.md").read_text()
+
+
+def test_the_packages_of_a_run_made_by_make_are_the_pinned_ones(run_dir):
+    assert record.marks(runs.read_json(run_dir / runs.PROVENANCE)) == []

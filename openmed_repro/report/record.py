@@ -67,14 +67,14 @@ class Outcome:
 
 
 def record(sources: list[Path], results: Path = RESULTS, replace: bool = False,
-           command: str | None = None) -> Outcome:
+           command: str | None = None, allow_dirty: bool = False, allow_env: bool = False) -> Outcome:
     """Copy each finished run into `results` (a different record of the same name only with `replace`; an
     identical one is left as it is), then rewrite the index. A refused run does not stop the others.
     `command` names the command of runs whose provenance has none (runs made before provenance named it)."""
     outcome = Outcome()
     for source in sources:
         try:
-            outcome.recorded.append(record_one(Path(source), results, replace, command))
+            outcome.recorded.append(record_one(Path(source), results, replace, command, allow_dirty, allow_env))
         except OpenMedError as error:
             outcome.refused.append(str(error))
     if outcome.recorded or not outcome.refused:   # a refusal alone leaves the index and the manifest as they were
@@ -87,9 +87,20 @@ def record(sources: list[Path], results: Path = RESULTS, replace: bool = False,
     return outcome
 
 
-def record_one(source: Path, results: Path = RESULTS, replace: bool = False, command: str | None = None) -> Recorded:
-    """One run into the record (see the module's docstring for what it holds)."""
+def record_one(source: Path, results: Path = RESULTS, replace: bool = False, command: str | None = None,
+               allow_dirty: bool = False, allow_env: bool = False) -> Recorded:
+    """One run into the record (see the module's docstring for what it holds). A run whose provenance says its
+    code had uncommitted changes, or its packages other versions than constraints.txt's, is refused unless
+    allowed; the index then marks it."""
     name = record_name(source)
+    provenance_path = source / runs.PROVENANCE if source.is_dir() else None
+    if provenance_path is not None and provenance_path.is_file():
+        against = marks(runs.read_json(provenance_path))
+        refused = [m for m in against if (m == "dirty" and not allow_dirty)
+                   or (m.startswith("off-constraints") and not allow_env)]
+        if refused:
+            raise OpenMedError(f"{source}: {'; '.join(refused)}: rerun it from a clean checkout with `make venv`'s "
+                               "packages, or record it marked with --allow-dirty / --allow-env")
     files = contents(source, name, command)
     for file_name, data in files.items():
         if len(data) > FILE_LIMIT:
@@ -277,7 +288,7 @@ def listing(results: Path = RESULTS) -> pd.DataFrame:
             continue
         rows.append(_row(results, kind, directory))
     table = pd.DataFrame(rows, columns=["name", "chapter", "kind", "path", "corpus", "backbone", "profile", "method",
-                                        "seed", "headline", "command", "commit", "machine", "date"])
+                                        "seed", "headline", "command", "commit", "machine", "date", "marks"])
     return table.astype({"seed": "Int64"})   # a benchmark has no seed: the others stay integers (42, not 42.0)
 
 
@@ -294,13 +305,43 @@ def _row(results: Path, kind: str, path: Path) -> dict:
         headline = _headline(kind, runs.read_json(path / (runs.METRICS if kind == "run" else SEARCH_SUMMARY)))
         command = provenance.get("command")
     git = provenance.get("git") or {}
-    commit = (git.get("commit") or "")[:10] + (" (dirty)" if git.get("dirty") else "")
+    commit = (git.get("commit") or "")[:10]
     return {"name": name, "chapter": name.split("/")[0], "kind": kind, "path": str(path),
             "corpus": Path(str(settings.get("dataset") or "")).name or None,
             "backbone": settings.get("backbone") or settings.get("model"),   # a released checkpoint names its model
             "profile": settings.get("profile"), "method": settings.get("method") or settings.get("output"),
             "seed": settings.get("seed"), "headline": headline, "command": command, "commit": commit or None,
-            "machine": _machine_name(provenance.get("machine") or {}), "date": (provenance.get("created") or "")[:10] or None}
+            "machine": _machine_name(provenance.get("machine") or {}), "date": (provenance.get("created") or "")[:10] or None,
+            "marks": "; ".join(marks(provenance)) if provenance else None}
+
+
+def marks(provenance: dict, constraints: dict[str, str] | None = None) -> list[str]:
+    """What the provenance of a run says against it: code with uncommitted changes ("dirty"), a tree copied without
+    its repository ("commit unverified"), packages at other versions than constraints.txt pins
+    ("off-constraints: torch 2.11.0, not 2.13.0"). Empty for a run made as `make` sets things up."""
+    found = []
+    git = provenance.get("git") or {}
+    if git.get("dirty"):
+        found.append("dirty")
+    elif git and git.get("dirty") is None:
+        found.append("commit unverified")
+    pinned = pinned_versions() if constraints is None else constraints
+    off = [f"{name} {version}, not {pinned[name]}" for name, version in sorted((provenance.get("packages") or {}).items())
+           if version and name in pinned and version.split("+")[0] != pinned[name]]
+    if off:
+        found.append("off-constraints: " + "; ".join(off))
+    return found
+
+
+def pinned_versions() -> dict[str, str]:
+    """Package versions constraints.txt pins (name -> version, local labels dropped)."""
+    path = runs.config.PROJECT_ROOT / "constraints.txt"
+    pins = {}
+    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
+        name, separator, version = line.strip().partition("==")
+        if separator and not line.startswith("#"):
+            pins[name.strip().lower()] = version.strip().split("+")[0]
+    return pins
 
 
 def _optional_json(path: Path) -> dict:
@@ -331,15 +372,18 @@ def write_index(results: Path = RESULTS) -> Path:
              "Finished runs as data: the book and the tests of significance read these files; weights and checkpoints",
              "stay in `runs/`. Each record names the command, commit and machine that produced it. Written by",
              "`openmed-repro record` (`make record`); do not edit by hand.", "",
-             "| record | chapter | corpus | backbone | profile | method | seed | headline | command | commit | machine | date |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "A mark says what a run's provenance holds against it: code with uncommitted changes (dirty), a tree copied",
+             "without its repository (commit unverified), packages at other versions than constraints.txt's.", "",
+             "| record | chapter | corpus | backbone | profile | method | seed | headline | command | commit | machine | date "
+             "| marks |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in table.itertuples(index=False):
         link = f"[{row.name}]({row.name})"
         cells = [link, row.chapter, row.corpus, row.backbone, row.profile, row.method, row.seed, row.headline,
-                 f"`{row.command}`" if row.command else "not recorded", row.commit, row.machine, row.date]
+                 f"`{row.command}`" if row.command else "not recorded", row.commit, row.machine, row.date, row.marks]
         lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
     if table.empty:
-        lines.append("| (no record yet) |  |  |  |  |  |  |  |  |  |  |  |")
+        lines.append("| (no record yet) |  |  |  |  |  |  |  |  |  |  |  |  |")
     path = results / INDEX
     runs.write_text(path, "\n".join(lines) + "\n")
     return path
