@@ -357,12 +357,19 @@ def dev_f1_by_rate(root: str | Path, corpus: str, profile: str = "cpu", method: 
         if (Path(str(record.get("dataset"))).name != corpus or record.get("profile") != profile
                 or record.get("method") != method or not settings.is_file() or runs.started_from_dapt(path.parent)):
             continue
-        rate = runs.read_json(settings).get("learning_rate")
+        recorded = runs.read_json(settings)
+        rate = recorded.get("learning_rate")
         history = path.parent / runs.LOG_HISTORY
-        if rate is None or not history.is_file():
+        now = config.load_run_config(profile, {"dataset": "any"})
+        # a run of the profile, or of one of its earlier recipes (another rate, its precision then), not a tuned run
+        if rate is None or not history.is_file() or not config.follows_its_profile(
+                {**recorded, "learning_rate": now.learning_rate, "precision": now.precision}):
             continue
-        columns[(rate, record["seed"])] = pd.Series({entry["epoch"]: 100 * entry["eval_strict_f1"]
-                                                     for entry in runs.read_json(history) if "eval_strict_f1" in entry})
+        key = (rate, record["seed"])
+        if key in columns and not runs.follows_its_profile(path.parent):
+            continue   # the profile's own run of this rate and seed, not its precision twin
+        columns[key] = pd.Series({entry["epoch"]: 100 * entry["eval_strict_f1"]
+                                  for entry in runs.read_json(history) if "eval_strict_f1" in entry})
     ordered = sorted(columns, key=lambda key: (-key[0], key[1]))
     return pd.DataFrame({f"lr {rate:.0e}, seed {seed}": columns[(rate, seed)] for rate, seed in ordered}
                         ).rename_axis("epoch").round(2)
