@@ -69,7 +69,7 @@ constraints:
 ## Rerunning resumes an interrupted run, or reads a finished one back.
 reproduce: venv
 	mkdir -p $(dir $(RUN_DIR))
-	$(BIN)/papermill notebooks/finetune.ipynb $(RUN_DIR).ipynb -k $(KERNEL) --log-output \
+	$(BIN)/openmed-repro notebook notebooks/finetune.ipynb $(RUN_DIR).ipynb -k $(KERNEL) \
 		-p dataset ncbi_disease -p profile cpu -p output_dir $(RUN_DIR)
 	$(BIN)/openmed-repro summary $(RUN_DIR) $(RUN_DIR).ipynb
 
@@ -91,7 +91,7 @@ released: venv
 ## The DAPT chapter on the offline default (profile cpu); resumable.
 dapt: venv
 	mkdir -p $(dir $(DAPT_RUN))
-	$(BIN)/papermill notebooks/dapt.ipynb $(DAPT_RUN).ipynb -k $(KERNEL) --log-output -p profile cpu -p output_dir $(DAPT_RUN)
+	$(BIN)/openmed-repro notebook notebooks/dapt.ipynb $(DAPT_RUN).ipynb -k $(KERNEL) -p profile cpu -p output_dir $(DAPT_RUN)
 
 ## The paper's two stages (DAPT, then LoRA from its adapter) beside Table 4's plain LoRA: profile cpu from the
 ## recorded DAPT adapter on every local corpus (seed 42), seeds 1 and 2 of the seeded corpora; recorded as they finish.
@@ -124,12 +124,12 @@ paper-recipe: table4-dapt ablation levers
 ## postgresql://... to add workers). Hours on 2 cores.
 hpo: venv
 	mkdir -p $(dir $(HPO_RUN))
-	$(BIN)/papermill notebooks/hpo.ipynb $(HPO_RUN).ipynb -k $(KERNEL) --log-output \
+	$(BIN)/openmed-repro notebook notebooks/hpo.ipynb $(HPO_RUN).ipynb -k $(KERNEL) \
 		-p dataset $(HPO_DATASET) -p profile cpu $(HPO_FLAGS) -p output_dir $(HPO_RUN)
 
 ## The search's best configuration (make hpo) trained like make reproduce, for the tuned-vs-default comparison.
 tuned: venv
-	$(BIN)/papermill notebooks/finetune.ipynb $(RUN_DIR)-tuned.ipynb -k $(KERNEL) --log-output \
+	$(BIN)/openmed-repro notebook notebooks/finetune.ipynb $(RUN_DIR)-tuned.ipynb -k $(KERNEL) \
 		-f $(HPO_RUN)/best.yaml -p dataset ncbi_disease -p profile cpu -p output_dir $(RUN_DIR)-tuned
 	$(BIN)/openmed-repro summary $(RUN_DIR)-tuned $(RUN_DIR)-tuned.ipynb
 

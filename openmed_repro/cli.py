@@ -391,6 +391,36 @@ def record_command(args: argparse.Namespace) -> None:
         raise OpenMedError(f"{len(outcome.refused)} of {len(sources)} not recorded:\n  " + "\n  ".join(outcome.refused))
 
 
+# notebook: one chapter through papermill, its error as one line
+
+
+def add_notebook(commands) -> None:
+    parser = _add(commands, "notebook", "run one chapter notebook (papermill); a failure ends in its one-line reason",
+                  "Execute a chapter notebook into OUTPUT with papermill (its parameters as -p KEY VALUE or -f YAML,\n"
+                  "values read as YAML). A failed cell ends the command with the chapter's own one-line message, the\n"
+                  "executed notebook kept for the full story.")
+    parser.add_argument("notebook", type=Path)
+    parser.add_argument("output", type=Path)
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
+    parser.add_argument("-f", "--parameters-file", action="append", default=[], type=Path, metavar="YAML")
+    parser.add_argument("-k", "--kernel", default="openmed-repro")
+    parser.set_defaults(handler=notebook_command)
+
+
+def notebook_command(args: argparse.Namespace) -> None:
+    import yaml
+
+    from openmed_repro.report import book
+
+    parameters = {}
+    for path in args.parameters_file:
+        if not path.is_file():
+            raise OpenMedError(f"{path}: parameter file not found")
+        parameters.update(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    parameters.update({key: yaml.safe_load(value) for key, value in args.parameter})
+    book.execute_chapter(args.notebook, args.output, parameters, args.kernel, log_output=True)
+
+
 # audit: the record against its manifest, its figures against its predictions
 
 
@@ -485,7 +515,7 @@ def released_command(args: argparse.Namespace) -> None:
 
 
 # The sub-commands in the order `openmed-repro --help` lists them.
-COMMANDS = (add_search, add_baseline, add_sweep, add_audit, add_book, add_annotate, add_corpus_stats, add_summary,
+COMMANDS = (add_search, add_baseline, add_sweep, add_notebook, add_audit, add_book, add_annotate, add_corpus_stats, add_summary,
             add_run_dir, add_record, add_verify, add_released)
 
 

@@ -9,7 +9,7 @@ import pytest
 from openmed_repro import cli
 from openmed_repro.infra import config
 
-JOBS = {"search", "baseline", "sweep", "audit", "book", "annotate", "corpus-stats", "summary"}
+JOBS = {"search", "baseline", "sweep", "notebook", "audit", "book", "annotate", "corpus-stats", "summary"}
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:
@@ -64,3 +64,16 @@ def test_the_command_is_the_librarys_only_entry_point():
              if re.search(r"^def main\(", path.read_text(), re.MULTILINE)]
     assert mains == ["openmed_repro/cli.py"]
     assert not [path for path in sources if path.name != "cli.py" and "openmed_repro.cli" in path.read_text()]
+
+
+def test_a_chapter_that_fails_ends_in_its_own_one_line_message_naming_the_executed_notebook(tmp_path, capsys):
+    from openmed_repro.infra import config
+
+    output = tmp_path / "out.ipynb"
+    code = cli.main(["notebook", str(config.PROJECT_ROOT / "notebooks" / "finetune.ipynb"), str(output),
+                     "-k", "python3", "-p", "dataset", "ncbi_disease", "-p", "profile", "smoke", "-p", "learning_rate",
+                     "fast"])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and output.is_file()
+    assert error[-1].startswith(f"openmed-repro: error: finetune failed (the executed notebook: {output}): ")
+    assert error[-1].endswith("parameter learning_rate must be float, got str 'fast'")

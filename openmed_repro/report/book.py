@@ -157,14 +157,23 @@ def _write_not_recorded_page(name: str, missing: list[str], command: str | None,
 
 
 def _run(name: str, parameters: dict, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
     print(f"executing {name}: {rerun_command(name, parameters)}", flush=True)
+    execute_chapter(NOTEBOOKS / f"{name}.ipynb", target, parameters, cwd=config.PROJECT_ROOT)
+
+
+def execute_chapter(notebook: Path, target: Path, parameters: dict, kernel: str = KERNEL, cwd: Path | None = None,
+                    log_output: bool = False) -> None:
+    """Execute a chapter with papermill into `target`. A failed cell becomes one line, the chapter's own message
+    last (a project error names what is wrong and how to fix it), with the executed notebook named for the full
+    story, instead of papermill's traceback around it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(target), parameters=parameters,
-                                   kernel_name=KERNEL, cwd=str(config.PROJECT_ROOT), progress_bar=False)
+        papermill.execute_notebook(str(notebook), str(target), parameters=parameters, kernel_name=kernel,
+                                   cwd=str(cwd) if cwd else None, progress_bar=False, log_output=log_output)
     except papermill.PapermillExecutionError as error:
-        raise OpenMedError(f"chapter {name} failed; the executed copy with the error is {target}:\n"
-                           f"{error.ename}: {error.evalue}") from error
+        own = error.ename == OpenMedError.__name__
+        raise OpenMedError(f"{Path(notebook).stem} failed (the executed notebook: {target}): "
+                           + (error.evalue if own else f"{error.ename}: {error.evalue}")) from None
 
 
 def _write_rerun_box(path: Path, command: str) -> None:
