@@ -277,7 +277,7 @@ def annotate_command(args: argparse.Namespace) -> None:
         if args.output_format not in {"auto", "jsonl"}:
             raise OpenMedError("parameter --output-format: in-process annotation writes JSONL; use --spark for Parquet")
         summary = annotate.annotate_file(args.run, args.input, args.output, **common)
-    print(json.dumps({"documents": summary.documents, "entities": summary.entities,
+    print(json.dumps({"documents": summary.documents, "empty_documents": summary.empty, "entities": summary.entities,
                       "skipped_lines": [p.line for p in summary.problems], "seconds": round(summary.seconds, 2),
                       "documents_per_second": round(summary.documents_per_second, 2), "precision": summary.precision,
                       "output": str(args.output)}))

@@ -360,3 +360,14 @@ def test_the_same_spark_command_run_twice_gives_the_same_output_and_a_failed_rer
         spark_annotate.annotate(run, str(source), str(out), spark=spark)
     assert {p.name: p.read_text() for p in out.glob("part-*")} == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["entities", "in.jsonl", "run"]
+
+
+def test_empty_and_blank_documents_are_counted_apart_in_the_summary(run_dir, tmp_path, capsys):
+    lines = [json.dumps({"id": "a", "text": ABSTRACT}), json.dumps({"id": "b", "text": ""}),
+             json.dumps({"id": "c", "text": "   \t "})]
+    source = write_lines(tmp_path / "in.jsonl", lines)
+    summary = annotate.annotate_file(run_dir, source, tmp_path / "out.jsonl", progress=False)
+    assert (summary.documents, summary.empty) == (3, 2)
+    assert cli.main(["annotate", "--run", str(run_dir), str(source), str(tmp_path / "again.jsonl")]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["documents"] == 3 and printed["empty_documents"] == 2

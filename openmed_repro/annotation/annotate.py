@@ -73,6 +73,7 @@ class Summary:
     seconds: float                       # model loading included
     load_seconds: float | None = None    # of which loading the model (in-process only)
     precision: str = "fp32"              # what the model predicted in (`auto` resolved, by the driver on Spark)
+    empty: int = 0                       # of the documents, those with no word to tag (blank text): no entity
 
     @property
     def documents_per_second(self) -> float:
@@ -276,6 +277,7 @@ def annotate_file(run_dir: str | Path, input_path: str | Path, output_path: str 
     loaded; so are documents whose annotation fails, as they come."""
     documents, problems = read_documents(input_path, fmt, on_error, id_field, text_field)
     report(problems, input_path)
+    empty = sum(1 for document in documents if not document.text.strip())
     started = time.perf_counter()
     annotator = Annotator(run_dir, batch_size, max_batch_tokens, precision)
     loaded = time.perf_counter()
@@ -295,7 +297,7 @@ def annotate_file(run_dir: str | Path, input_path: str | Path, output_path: str 
                 annotated += 1
             bar.update(len(chunk))
     return Summary(annotated, count, sorted(problems, key=lambda p: p.line), time.perf_counter() - started,
-                   loaded - started, annotator.precision)
+                   loaded - started, annotator.precision, empty)
 
 
 def read_entities(path: str | Path) -> list[dict]:

@@ -163,6 +163,7 @@ def annotate(run_dir: str | Path, input_path: str, output_path: str, master: str
     documents = parsed.filter(lambda item: isinstance(item, local.Document))
     documents = _in_input_order(documents, parsed.count(), partitions or spark.sparkContext.defaultParallelism)
     document_count = documents.count()
+    empty = documents.filter(lambda document: not document.text.strip()).count()
     counter = spark.sparkContext.accumulator(0)
     failures = spark.sparkContext.accumulator([], _ProblemList())
     entities = documents.mapPartitions(partial(_annotate_partition, run_dir, batch_size, max_batch_tokens,
@@ -181,7 +182,7 @@ def annotate(run_dir: str | Path, input_path: str, output_path: str, master: str
     failed = sorted({problem.line: problem for problem in failures.value}.values(), key=lambda p: p.line)
     local.report(failed, input_path)
     return local.Summary(document_count - len(failed), counter.value, sorted(problems + failed, key=lambda p: p.line),
-                         time.perf_counter() - started, precision=resolved)
+                         time.perf_counter() - started, precision=resolved, empty=empty)
 
 
 def _write(spark, entities, out_format: str, path: str) -> None:
