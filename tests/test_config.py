@@ -66,7 +66,7 @@ def test_paper_profile_holds_the_papers_recipe():
     assert (c.method, c.lora_r, c.lora_alpha, c.lora_dropout) == ("lora", 16, 32, 0.05)
     assert (c.warmup_ratio, c.lr_scheduler, c.early_stopping_patience) == (0.1, "cosine", 3)
     assert (c.max_length, c.overlap, c.batch_size, c.precision) == (256, 50, 32, "auto")
-    assert c.label_smoothing > 0 and c.gradient_checkpointing
+    assert c.label_smoothing == 0.1 and c.gradient_checkpointing
 
 
 def test_overrides_win_over_yaml_files_which_win_over_the_profile(tmp_path):

@@ -121,20 +121,24 @@ def damaged_copy(model_dir, tmp_path, name, damage):
     return copy
 
 
-@pytest.mark.parametrize("name, damage, complaint", [
-    ("adapter_model.safetensors", emptied, "damaged weights"),
-    ("adapter_model.safetensors", cut, "damaged weights"),
-    ("adapter_model.safetensors", removed, "missing"),
-    ("adapter_model.safetensors", without_head, "no classification head"),
-    ("adapter_config.json", cut, "unreadable JSON"),
-    ("labels.json", emptied, "unreadable JSON"),
-    ("tokenizer.json", cut, "unreadable JSON"),
+@pytest.mark.parametrize("method, name, damage, complaint", [
+    ("lora", "adapter_model.safetensors", emptied, "damaged weights"),
+    ("lora", "adapter_model.safetensors", cut, "damaged weights"),
+    ("lora", "adapter_model.safetensors", removed, "missing"),
+    ("lora", "adapter_model.safetensors", without_head, "no classification head"),
+    ("lora", "adapter_config.json", cut, "unreadable JSON"),
+    ("lora", "labels.json", emptied, "unreadable JSON"),
+    ("lora", "tokenizer.json", cut, "unreadable JSON"),
+    ("full", "model.safetensors", cut, "damaged weights"),
+    ("full", "model.safetensors", without_head, "no classification head"),
+    ("full", "config.json", cut, "unreadable JSON"),
 ])
-def test_a_damaged_saved_adapter_is_refused_in_one_line_naming_the_file(finished, synthetic_corpus, tmp_path,
-                                                                        name, damage, complaint):
-    directory = damaged_copy(finished.run_dir / "model", tmp_path, name, damage)
+def test_a_damaged_saved_model_is_refused_in_one_line_naming_the_file(request, synthetic_corpus, tmp_path, method,
+                                                                      name, damage, complaint):
+    saved = request.getfixturevalue("finished" if method == "lora" else "full")
+    directory = damaged_copy(saved.run_dir / "model", tmp_path, name, damage)
     with pytest.raises(OpenMedError, match=complaint) as refused:
-        token_classifier.load(directory, smoke(synthetic_corpus))
+        token_classifier.load(directory, smoke(synthetic_corpus, method=method))
     assert str(refused.value).startswith(f"{directory / name}: ") and "\n" not in str(refused.value)
 
 
@@ -204,17 +208,6 @@ def test_full_fine_tuning_can_keep_the_word_embeddings_fixed(synthetic_corpus, t
     assert trainable == sum(p.numel() for p in model.parameters()) - embeddings.numel()
 
 
-@pytest.mark.parametrize("name, damage, complaint", [
-    ("model.safetensors", cut, "damaged weights"),
-    ("model.safetensors", without_head, "no classification head"),
-    ("config.json", cut, "unreadable JSON"),
-])
-def test_a_damaged_fully_fine_tuned_model_is_refused_in_one_line_naming_the_file(full, synthetic_corpus, tmp_path,
-                                                                                 name, damage, complaint):
-    directory = damaged_copy(full.run_dir / "model", tmp_path, name, damage)
-    with pytest.raises(OpenMedError, match=complaint) as refused:
-        token_classifier.load(directory, smoke(synthetic_corpus, method="full"))
-    assert str(refused.value).startswith(f"{directory / name}: ") and "\n" not in str(refused.value)
 
 
 KILL_AFTER_FIRST_CHECKPOINT = textwrap.dedent("""

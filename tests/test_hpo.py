@@ -202,7 +202,8 @@ def test_on_dev_f1_alone_a_first_epoch_of_zeros_cannot_prune():
         trial = study.ask()
         trial.report(0.0, 1)                          # dev F1 after the first epoch
         study.tell(trial, 0.0)
-    epoch_one_of(study, 0.60, "dev_f1")               # no TrialPruned: 0 is not below a median of 0
+    trial = epoch_one_of(study, 0.60, "dev_f1")       # no TrialPruned: 0 is not below a median of 0
+    assert study.trials[-1].number == trial.number and study.trials[-1].intermediate_values == {1: 0.0}
 
 
 def test_dev_f1_then_loss_ranks_trials_by_dev_f1_and_breaks_its_ties_with_the_dev_loss():

@@ -22,7 +22,7 @@ def run_dir(synthetic_corpus, tmp_path_factory):
     return directory
 
 
-def test_sentences(run_dir) -> list[annotate.Document]:
+def documents_of_test_split(run_dir) -> list[annotate.Document]:
     tokens, _, _ = runs.read_predictions(run_dir / "predictions_test.tsv")
     return [annotate.Document(str(i), " ".join(words), i) for i, words in enumerate(tokens)]
 
@@ -37,7 +37,7 @@ def tiny_model():
 
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_a_low_precision_annotator_finds_the_entities_fp32_finds(run_dir, precision):
-    documents = test_sentences(run_dir)
+    documents = documents_of_test_split(run_dir)
     exact = spans(annotate.Annotator(run_dir).annotate(documents))
     fast = annotate.Annotator(run_dir, precision=precision)
     assert fast.precision == precision
