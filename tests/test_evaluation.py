@@ -144,7 +144,7 @@ def test_table_4_shows_each_profile_over_its_seeds_the_baseline_and_the_spark_nl
     row = results.table(tmp_path, samples=100, profiles=["cpu", "cpu-fast"]).loc["ncbi_disease"]
     assert row["ours cpu (lora)"] == "80.00 ± 2.00 (3)"
     tuned = write_run(tmp_path / "lora-1-tuned", degraded(7), seed=1, dev_f1=0.99, test_f1=0.95)
-    tuned_settings = config.load_run_config("cpu", {"dataset": "ncbi_disease", "seed": 1, "learning_rate": 1e-3})
+    tuned_settings = config.load_run_config("cpu", {"dataset": "ncbi_disease", "seed": 1, "learning_rate": 1.8e-3})
     (tuned / "config.json").write_text(json.dumps(tuned_settings.to_dict()))
     row = results.table(tmp_path, samples=100, profiles=["cpu", "cpu-fast"]).loc["ncbi_disease"]
     assert row["ours cpu (lora)"] == "80.00 ± 2.00 (3)", "a tuned run is not one of the profile's seeds"
@@ -160,7 +160,7 @@ def test_lora_and_full_fine_tuning_are_tested_seed_by_seed_and_their_wins_counte
         write_run(tmp_path / f"full-{seed}", degraded(2), seed=seed, profile="cpu-fast", method="full")
     write_run(tmp_path / "lora-7", GOLD, seed=7)   # no full fine-tuning with seed 7: not paired
     tuned = write_run(tmp_path / "lora-0-tuned", degraded(3), seed=1)   # found first; the search's tuned run: not the profile's
-    tuned_settings = config.load_run_config("cpu", {"dataset": "ncbi_disease", "seed": 1, "learning_rate": 1e-3})
+    tuned_settings = config.load_run_config("cpu", {"dataset": "ncbi_disease", "seed": 1, "learning_rate": 1.8e-3})
     (tuned / "config.json").write_text(json.dumps(tuned_settings.to_dict()))
     paired = evaluation.paired_by_seed(tmp_path, trials=2000)
     assert list(paired["seed"]) == [1, 42] and set(paired["corpus"]) == {"ncbi_disease"}
