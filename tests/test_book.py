@@ -179,3 +179,14 @@ def test_every_run_the_recorded_book_shows_is_one_its_chapter_would_train_today(
             runs.claim(recorded, load(parameters["profile"], {"dataset": parameters["dataset"]}))
             checked.append(chapter)
     assert "finetune" in checked   # the main job is always in the record
+
+
+def test_the_results_page_must_measure_each_corpus_whose_record_follows_its_profile_now(tmp_path):
+    for name, rate in (("ncbi_disease-now", None), ("s800-before", 3e-3)):
+        directory = tmp_path / "finetune" / name
+        directory.mkdir(parents=True)
+        dataset = name.split("-")[0]
+        overrides = {"dataset": dataset} | ({"learning_rate": rate} if rate else {})
+        (directory / "config.json").write_text(json.dumps(config.load_run_config("cpu", overrides).to_dict()))
+        (directory / "metrics.json").write_text(json.dumps({"dataset": dataset}))
+    assert book.recorded_corpora(tmp_path) == ["ncbi_disease"]

@@ -217,8 +217,10 @@ def build(profile: str, out_dir: Path, verify_dir: Path = Path("runs") / "verify
 
 
 def recorded_corpora(results: Path = runs.RECORD) -> list[str]:
-    """Every corpus with a recorded fine-tuning run: the results page must show each one measured."""
-    return sorted({Path(runs.read_json(path)["dataset"]).name for path in (results / "finetune").glob(f"*/{runs.METRICS}")})
+    """Every corpus with a recorded fine-tuning run of its profile's current recipe (what Table 4 shows; a record
+    of a recipe since changed waits for its rerun): the results page must show each one measured."""
+    return sorted({Path(runs.read_json(path)["dataset"]).name for path in (results / "finetune").glob(f"*/{runs.METRICS}")
+                   if runs.follows_its_profile(path.parent)})
 
 
 def _measured(cells: list[str]) -> bool:
