@@ -77,15 +77,8 @@ def bootstrap_interval(counts: np.ndarray, samples: int = 10_000, confidence: fl
         raise OpenMedError(f"confidence={confidence} must lie strictly between 0 and 1")
     if samples < 1:
         raise OpenMedError(f"samples={samples} must be at least 1")
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _CHUNK_CELLS // max(1, len(c)))
-    scores = []
-    for start in range(0, samples, chunk):
-        size = min(chunk, samples - start)
-        drawn = rng.integers(0, len(c), (size, len(c))) + np.arange(size)[:, None] * len(c)
-        times_drawn = np.bincount(drawn.ravel(), minlength=size * len(c)).reshape(size, len(c))
-        scores.append(micro_f1(times_drawn.astype(float) @ c.astype(float)))
-    scores = np.concatenate(scores)
+    scores = np.concatenate([micro_f1(times_drawn @ c.astype(float))
+                             for times_drawn in _resamples(len(c), samples, seed)])
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(scores, [tail, 100 - tail])
     return Interval(f1=float(micro_f1(c.sum(axis=0))), low=float(low), high=float(high),
@@ -116,20 +109,25 @@ def perplexity_reduction_interval(loss_before, loss_after, masked_tokens, sample
         raise OpenMedError("masked_tokens: no masked token to measure perplexity on")
     if not 0 < confidence < 1:
         raise OpenMedError(f"confidence={confidence} must lie strictly between 0 and 1")
-    rng = np.random.default_rng(seed)
     per_passage = np.stack([before, after, tokens], axis=1)
-    chunk = max(1, _CHUNK_CELLS // max(1, len(before)))
     reductions = []
-    for start in range(0, samples, chunk):
-        size = min(chunk, samples - start)
-        drawn = rng.integers(0, len(before), (size, len(before))) + np.arange(size)[:, None] * len(before)
-        times_drawn = np.bincount(drawn.ravel(), minlength=size * len(before)).reshape(size, len(before))
-        sums = times_drawn.astype(float) @ per_passage
+    for times_drawn in _resamples(len(before), samples, seed):
+        sums = times_drawn @ per_passage
         reductions.append(_reduction(sums[:, 0], sums[:, 1], sums[:, 2]))
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(np.concatenate(reductions), [tail, 100 - tail])
     return ReductionInterval(percent=float(_reduction(before.sum(), after.sum(), tokens.sum())),
                              low=float(low), high=float(high), confidence=confidence, samples=samples, seed=seed)
+
+
+def _resamples(items: int, samples: int, seed: int):
+    """Bootstrap resamples of `items` units, in chunks: each row counts how often every unit was drawn."""
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _CHUNK_CELLS // max(1, items))
+    for start in range(0, samples, chunk):
+        size = min(chunk, samples - start)
+        drawn = rng.integers(0, items, (size, items)) + np.arange(size)[:, None] * items
+        yield np.bincount(drawn.ravel(), minlength=size * items).reshape(size, items).astype(float)
 
 
 def _reduction(loss_before, loss_after, tokens):

@@ -27,23 +27,23 @@ def vocabulary_head(model) -> Callable[[torch.Tensor], torch.Tensor] | None:
 def loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy over the masked tokens of `batch` and their number. Models whose head is not
     known fall back to their own forward pass over every position (same result, more work)."""
-    labels = batch["labels"]
-    selected = labels != IGNORED
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    inner = _unwrapped(model)
-    head = vocabulary_head(inner)
-    if head is None:
-        logits = model(**inputs).logits[selected]
-    else:
-        hidden = getattr(inner, inner.base_model_prefix)(**inputs)[0]
-        logits = head(hidden[selected])
-    total = torch.nn.functional.cross_entropy(logits.float(), labels[selected], reduction="sum")
-    return total, int(selected.sum())
+    logits, targets, _ = _masked_logits(model, batch)
+    total = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+    return total, int(targets.numel())
 
 
 def loss_sums_per_row(model, batch: dict[str, torch.Tensor]) -> tuple[list[float], list[int]]:
     """Per row of `batch`: the summed cross-entropy over its masked tokens and their number (a row without a
     masked token: 0.0 and 0)."""
+    logits, targets, selected = _masked_logits(model, batch)
+    per_token = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+    rows = selected.nonzero()[:, 0]
+    sums = torch.zeros(len(selected), dtype=torch.float64).index_add_(0, rows, per_token.double())
+    return sums.tolist(), selected.sum(dim=1).tolist()
+
+
+def _masked_logits(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Vocabulary logits of the masked positions only, their target tokens, and where they are."""
     labels = batch["labels"]
     selected = labels != IGNORED
     inputs = {k: v for k, v in batch.items() if k != "labels"}
@@ -54,10 +54,7 @@ def loss_sums_per_row(model, batch: dict[str, torch.Tensor]) -> tuple[list[float
     else:
         hidden = getattr(inner, inner.base_model_prefix)(**inputs)[0]
         logits = head(hidden[selected])
-    per_token = torch.nn.functional.cross_entropy(logits.float(), labels[selected], reduction="none")
-    rows = selected.nonzero()[:, 0]
-    sums = torch.zeros(len(labels), dtype=torch.float64).index_add_(0, rows, per_token.double())
-    return sums.tolist(), selected.sum(dim=1).tolist()
+    return logits, labels[selected], selected
 
 
 class MaskedPositionsTrainer(Trainer):
