@@ -22,8 +22,8 @@ HPO_DATASET ?= ncbi_disease
 RUN_DIR ?= $(call run_dir,finetune dataset=ncbi_disease profile=cpu)
 DAPT_RUN ?= $(call run_dir,dapt profile=cpu)
 HPO_RUN ?= $(call run_dir,hpo dataset=$(HPO_DATASET) profile=cpu)
-# The recorded DAPT adapter every "DAPT + LoRA" run starts from (the record keeps it: make dapt, then make record).
-DAPT_ADAPTER ?= $(patsubst runs/%,results/%,$(DAPT_RUN))/adapter
+# The DAPT adapter every "DAPT + LoRA" run starts from: make dapt's (weights stay in runs/, never in the record).
+DAPT_ADAPTER ?= $(DAPT_RUN)/adapter
 ABLATION_CORPORA ?= ncbi_disease s800
 LEVER_PROFILES ?= cpu-lora-all-linear cpu-lora-r64
 
@@ -94,7 +94,7 @@ dapt: venv
 	$(BIN)/openmed-repro notebook notebooks/dapt.ipynb $(DAPT_RUN).ipynb -k $(KERNEL) -p profile cpu -p output_dir $(DAPT_RUN)
 
 ## The paper's two stages (DAPT, then LoRA from its adapter) beside Table 4's plain LoRA: profile cpu from the
-## recorded DAPT adapter on every local corpus (seed 42), seeds 1 and 2 of the seeded corpora; recorded as they finish.
+## DAPT adapter (make dapt) on every local corpus (seed 42), seeds 1 and 2 of the seeded corpora; recorded as they finish.
 table4-dapt: venv
 	$(BIN)/openmed-repro sweep --profile cpu --dapt-adapter $(DAPT_ADAPTER) --corpora $(TABLE4_CORPORA) $(RECORD_FLAGS)
 	$(BIN)/openmed-repro sweep --profile cpu --dapt-adapter $(DAPT_ADAPTER) --seeds 1 2 \

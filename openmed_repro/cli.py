@@ -4,7 +4,7 @@
     openmed-repro baseline --profile cpu --corpora ncbi_disease s800
     openmed-repro baseline --profile cpu --corpora ncbi_disease --word-embeddings learned minilm-l6 word2vec-dapt
     openmed-repro sweep --profile cpu --max-train-sentences 5000 --epochs 2 --out runs/all-corpora
-    openmed-repro sweep --profile cpu --seeds 42 1 2 --corpora ncbi_disease s800 --dapt-adapter results/dapt/minilm-l6-cpu-seed42/adapter
+    openmed-repro sweep --profile cpu --seeds 42 1 2 --corpora ncbi_disease s800 --dapt-adapter runs/dapt/minilm-l6-cpu-seed42/adapter
     openmed-repro book --profile cpu [--no-execute] [--check]
     openmed-repro annotate --run RUN_DIR INPUT OUTPUT [--on-error skip|fail] [--precision fp32|auto|bf16|int8]
                            [--spark [--master URL]]

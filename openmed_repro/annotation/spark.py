@@ -163,7 +163,7 @@ def annotate(run_dir: str | Path, input_path: str, output_path: str, master: str
     documents = parsed.filter(lambda item: isinstance(item, local.Document))
     documents = _in_input_order(documents, parsed.count(), partitions or spark.sparkContext.defaultParallelism)
     document_count = documents.count()
-    empty = documents.filter(lambda document: not document.text.strip()).count()
+    empty = parsed.filter(lambda item: isinstance(item, local.Document) and not item.text.strip()).count()
     counter = spark.sparkContext.accumulator(0)
     failures = spark.sparkContext.accumulator([], _ProblemList())
     entities = documents.mapPartitions(partial(_annotate_partition, run_dir, batch_size, max_batch_tokens,

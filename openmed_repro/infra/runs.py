@@ -144,8 +144,20 @@ def check_weights(run_dir: Path, metrics: dict | None = None) -> None:
 
 def changed_settings(recorded: dict, wanted: dict) -> list[str]:
     """The parameters whose values differ between a run's recorded configuration and the one wanted; a parameter
-    added after the run was recorded counts as unchanged when it is None (unset)."""
-    return sorted(k for k in wanted.keys() | recorded.keys() if wanted.get(k) != recorded.get(k))
+    added after the run was recorded counts as unchanged when it is None (unset), and a DAPT adapter is the DAPT
+    run it comes from, wherever that run's directory lies."""
+    def value(settings: dict, key: str):
+        return dapt_run_of(settings.get(key)) if key == "dapt_adapter" else settings.get(key)
+    return sorted(k for k in wanted.keys() | recorded.keys() if value(wanted, k) != value(recorded, k))
+
+
+def dapt_run_of(adapter: str | None) -> str | None:
+    """The DAPT run an adapter directory belongs to (runs/dapt/<name>/adapter and results/dapt/<name>/adapter
+    name the same run), or the path itself when it lies elsewhere."""
+    if not adapter:
+        return None
+    parts = Path(adapter).parts
+    return f"dapt/{parts[-2]}" if len(parts) >= 3 and parts[-1] == "adapter" and parts[-3] == "dapt" else adapter
 
 
 def recorded_with(record_dir: Path, run_config) -> bool:

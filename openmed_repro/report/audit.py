@@ -53,13 +53,17 @@ def write_manifest(results: Path = runs.RECORD) -> Path:
     return manifest
 
 
-def audit(results: Path = runs.RECORD, data_dir: str | Path | None = None) -> Report:
-    """The manifest, then every recorded run's figures against its predictions (see the module's docstring)."""
+def audit(results: Path = runs.RECORD, data_dir: str | Path | None = None,
+          record_dirs: list[Path] | None = None) -> Report:
+    """The manifest, then the figures of every recorded run (or of `record_dirs` alone) against its predictions
+    (see the module's docstring)."""
     results = Path(results)
     report = Report()
     _check_manifest(results, report)
-    for path in sorted(results.rglob(saved_predictions.RECORD_FILE)):
-        _check_run(path.parent, results, data_dir, report)
+    chosen = record_dirs if record_dirs is not None else [p.parent for p in results.rglob(saved_predictions.RECORD_FILE)]
+    for record_dir in sorted(chosen):
+        if (Path(record_dir) / saved_predictions.RECORD_FILE).is_file():
+            _check_run(Path(record_dir), results, data_dir, report)
     return report
 
 

@@ -6,7 +6,6 @@ results/<chapter>/<name>/ is named like runs/<chapter>/<name>/ and holds, by kin
   a training run (metrics.json: finetune, baseline, dapt, ablation, all-corpora) or a released checkpoint scored:
       config.json, metrics.json, provenance.json, log_history.json, footprint.json (when the run has one) and,
       when the run predicted tags, predictions.json.gz
-      and, for a DAPT run, its adapter (adapter/adapter_config.json, adapter/adapter_model.safetensors)
   a search (summary.json: hpo): config.json, summary.json, trials.csv, best.yaml, provenance.json (when the
       search wrote one), footprint.json (every trial's records)
   a benchmark (runs/bench/NAME.json): results/bench/NAME.json, the JSON itself
@@ -19,6 +18,7 @@ the directory holding runs/ or to the repository, else the last component alone.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -41,9 +41,6 @@ TOTAL_LIMIT = 25 * 2**20    # the whole record over this is reported: the reposi
 RUN_FILES = (runs.CONFIG, runs.METRICS, runs.PROVENANCE, runs.LOG_HISTORY, footprint.RECORD)
 SEARCH_SUMMARY = "summary.json"
 SEARCH_FILES = (runs.CONFIG, SEARCH_SUMMARY, "trials.csv", "best.yaml", runs.PROVENANCE, "confirmation.json")
-# A DAPT run's adapter (LoRA on query and value: under a megabyte for the offline backbone) is recorded with it:
-# every "DAPT + LoRA" run of the record starts from it, so a rerun needs no DAPT first.
-DAPT_ADAPTER_FILES = ("adapter/adapter_config.json", "adapter/adapter_model.safetensors")
 FINISHED_ROOTS = ("finetune", "dapt", "baseline", "hpo", "bench", "released")
 
 
@@ -202,12 +199,6 @@ def contents(source: Path, name: str, command: str | None = None) -> dict[str, b
             files[runs.PROVENANCE] = _json(runs.portable(provenance, roots))
         if any(saved_predictions.run_file(source, split).is_file() for split in saved_predictions.SPLITS):
             files[saved_predictions.RECORD_FILE] = saved_predictions.compact(source, provenance)
-        for file_name in DAPT_ADAPTER_FILES:
-            path = source / file_name
-            if path.suffix == ".json" and path.is_file():
-                files[file_name] = _json(runs.portable(runs.read_json(path), roots))
-            elif path.is_file():
-                files[file_name] = path.read_bytes()
         return files
     if (source / SEARCH_SUMMARY).is_file() and (source / "trials.csv").is_file():
         files = {}
@@ -335,13 +326,17 @@ def marks(provenance: dict, constraints: dict[str, str] | None = None) -> list[s
 
 def pinned_versions() -> dict[str, str]:
     """Package versions constraints.txt pins (name -> version, local labels dropped)."""
-    path = runs.config.PROJECT_ROOT / "constraints.txt"
+    return dict(_pins(runs.config.PROJECT_ROOT / "constraints.txt"))
+
+
+@functools.lru_cache(maxsize=4)
+def _pins(path: Path) -> tuple[tuple[str, str], ...]:
     pins = {}
     for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
         name, separator, version = line.strip().partition("==")
         if separator and not line.startswith("#"):
             pins[name.strip().lower()] = version.strip().split("+")[0]
-    return pins
+    return tuple(pins.items())
 
 
 def _optional_json(path: Path) -> dict:
@@ -404,8 +399,7 @@ def _read_existing(target: Path, single: bool) -> dict[str, bytes] | None:
         return {target.name: target.read_bytes()} if target.is_file() else None
     if not target.is_dir():
         return None
-    return {path.relative_to(target).as_posix(): path.read_bytes() for path in sorted(target.rglob("*"))
-            if path.is_file()}
+    return {path.name: path.read_bytes() for path in target.iterdir() if path.is_file()}
 
 
 def _write(target: Path, files: dict[str, bytes], single: bool) -> None:
@@ -420,7 +414,6 @@ def _write(target: Path, files: dict[str, bytes], single: bool) -> None:
     staging.mkdir()
     try:
         for file_name, data in files.items():
-            (staging / file_name).parent.mkdir(parents=True, exist_ok=True)
             (staging / file_name).write_bytes(data)
         if target.exists():
             old = target.with_name(f".{target.name}.{secrets.token_hex(4)}.old")

@@ -222,7 +222,7 @@ def audited(results: Path, record_dirs: list[Path], data_dir=None) -> None:
     not give): the verdict would blame the rerun for the record's fault."""
     from openmed_repro.report import audit
 
-    report = audit.audit(results, data_dir)
+    report = audit.audit(results, data_dir, record_dirs)
     mine = [problem for problem in report.problems
             if any(str(record_dir) in problem for record_dir in record_dirs) or audit.MANIFEST in problem.split(":")[0]]
     if mine:
