@@ -208,11 +208,8 @@ def test_an_interrupted_dapt_run_resumes_to_the_same_perplexity(dapt_dir, tmp_pa
     resumed_steps, steps[:] = len(steps), []
     uninterrupted = dapt.run(dapt_config, tmp_path / "uninterrupted")
     assert resumed_steps < len(steps)  # the calibration was reused and the LoRA stage continued, not restarted
-    exact = ("perplexity_before", "optimizer_steps", "training_passages")
+    exact = ("perplexity_before", "perplexity_after", "perplexity_curve", "optimizer_steps", "training_passages")
     assert {k: resumed.metrics[k] for k in exact} == {k: uninterrupted.metrics[k] for k in exact}
-    # Not bit-identical: the Trainer's data loader collates one batch ahead of the step it checkpoints, so
-    # after a resume the dynamic masks of one batch come from a different random state.
-    assert resumed.metrics["perplexity_after"] == pytest.approx(uninterrupted.metrics["perplexity_after"], rel=1e-3)
 
 
 def test_a_sweep_from_the_dapt_adapter_names_its_runs_apart_and_records_where_they_started(finished, synthetic_corpus,

@@ -282,6 +282,7 @@ def annotate_file(run_dir: str | Path, input_path: str | Path, output_path: str 
     annotator = Annotator(run_dir, batch_size, max_batch_tokens, precision)
     loaded = time.perf_counter()
     count = annotated = 0
+    runs.remove_stale_temporaries(Path(output_path).parent, Path(output_path).name)   # a killed run's partial output
     with runs.atomic_path(output_path) as temporary, temporary.open("w", encoding="utf-8") as out, \
             tqdm(total=len(documents), desc="annotating", unit="doc", disable=not progress) as bar:
         for chunk in chunks(documents, chunk_documents):

@@ -56,10 +56,9 @@ def run(settings: Settings, run_dir: str | Path | None, train: Callable[[Path], 
                            f"into runs/ (output_dir {runs.default_directory(settings)}) and copy it in with "
                            "`openmed-repro record RUN_DIR`")
     runs.claim(run_dir, settings)
+    runs.remove_stale_temporaries(run_dir)   # what a killed write left
     if runs.is_complete(run_dir):
-        finished = runs.read_json(run_dir / runs.METRICS)
-        if not runs.in_record(run_dir):   # the record keeps no weights
-            runs.check_weights(run_dir, finished)
+        finished = runs.read_finished(run_dir)
         return RunResult(run_dir, finished, runs.read_json(run_dir / runs.LOG_HISTORY), reused=True)
     code = runs.code_state()   # the code that trains is the tree's as this process began, whatever is committed since
     outcome = train(run_dir)

@@ -10,6 +10,7 @@ import os
 import platform
 import re
 import secrets
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -116,15 +117,36 @@ def claim(run_dir: Path, run_config: config.RunConfig) -> None:
 
 
 WEIGHT_DIRS = (MODEL_DIR, "adapter")   # what a finished run saved to be loaded again (a tagger, a DAPT adapter)
+CALIBRATED_HEAD = "calibrated_head.safetensors"   # DAPT's MLM head, trained alone before the adapter
+WEIGHT_FILES = (CALIBRATED_HEAD,)
 FILES_SHA256 = "files_sha256"           # metrics.json's key: the sha256 of each of those files
 
 
 def weights_sha256(run_dir: Path) -> dict[str, str]:
     """The sha256 of every file a finished run saved to be loaded again, by its path in the run directory."""
     run_dir = Path(run_dir)
-    return {path.relative_to(run_dir).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-            for folder in WEIGHT_DIRS if (run_dir / folder).is_dir()
-            for path in sorted((run_dir / folder).rglob("*")) if path.is_file()}
+    saved = [path for folder in WEIGHT_DIRS if (run_dir / folder).is_dir()
+             for path in sorted((run_dir / folder).rglob("*")) if path.is_file()]
+    saved += [run_dir / name for name in WEIGHT_FILES if (run_dir / name).is_file()]
+    return {path.relative_to(run_dir).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest() for path in saved}
+
+
+def read_finished(run_dir: Path) -> dict:
+    """metrics.json of a finished run, once every JSON file beside it parses and (outside the record, which keeps
+    no weights) its saved files match their sha256: a damaged file is one line naming it, never a run read back
+    as complete."""
+    run_dir = Path(run_dir)
+    remedy = (f"restore it from git (git checkout -- {run_dir})" if in_record(run_dir)
+              else f"delete {run_dir} and rerun the same command to train it again")
+    for path in sorted(run_dir.glob("*.json")):
+        read_json(path, remedy)
+    metrics = read_json(run_dir / METRICS, remedy)
+    if not isinstance(metrics, dict):
+        raise OpenMedError(f"{run_dir / METRICS}: not a metrics record (a JSON object); the file is damaged: "
+                           f"delete {run_dir} and rerun the same command")
+    if not in_record(run_dir):
+        check_weights(run_dir, metrics)
+    return metrics
 
 
 def check_weights(run_dir: Path, metrics: dict | None = None) -> None:
@@ -207,14 +229,45 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 def _new_temporary(path: Path) -> Path:
     """Created exclusively (no other writer shares it) with an ordinary new file's permissions (umask applies,
-    unlike tempfile.mkstemp's owner-only mode, which the rename would carry to `path`)."""
+    unlike tempfile.mkstemp's owner-only mode, which the rename would carry to `path`). Its name says which
+    process on which machine writes it, so a temporary whose writer was killed can be told apart and removed."""
     while True:
-        candidate = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        candidate = path.with_name(f".{path.name}.{_WRITER}-{os.getpid()}-{secrets.token_hex(4)}.tmp")
         try:
             os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
             return candidate
         except FileExistsError:
             continue
+
+
+_WRITER = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")
+
+
+def remove_stale_temporaries(directory: Path, name: str | None = None) -> list[Path]:
+    """Remove the temporaries under `directory` (those of the file `name` only, where given) whose writer, a
+    process of this machine, is gone: what a killed write leaves. A live writer's, or another machine's, stays."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for path in (directory.glob(f".{name}.*.tmp") if name else directory.rglob(".*.tmp")):
+        match = _TEMPORARY.match(path.name)
+        if match and match["host"] == _WRITER and (not name or match["name"] == name) \
+                and not _alive(int(match["pid"])):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def follow_umask(directory: Path) -> None:
@@ -233,7 +286,7 @@ def umask() -> int:
     return current
 
 
-def read_json(path: Path):
+def read_json(path: Path, remedy: str = "restore it or run again"):
     """The value of a JSON file; one that cannot be read or parsed (cut by an interrupted copy or a full disk)
     is an error naming it, in one line."""
     try:
@@ -242,10 +295,10 @@ def read_json(path: Path):
         raise OpenMedError(f"{path}: cannot read ({error.strerror or error})") from error
     except json.JSONDecodeError as error:
         raise OpenMedError(f"{path}: unreadable JSON ({error.msg} at line {error.lineno} column {error.colno}); "
-                           "the file is damaged: restore it or run again") from error
+                           f"the file is damaged: {remedy}") from error
     except UnicodeDecodeError as error:
         raise OpenMedError(f"{path}: unreadable JSON (not UTF-8 at byte {error.start}); the file is damaged: "
-                           "restore it or run again") from error
+                           f"{remedy}") from error
 
 
 def provenance(run_config: config.RunConfig, data: dict, device: str, machine: dict,

@@ -4,6 +4,7 @@ shipped in a PyPI package (the offline default), a tiny random BERT for tests, o
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import urllib.error
 import urllib.request
@@ -191,6 +192,19 @@ def lora_config(backbone: Backbone, model, r: int, alpha: int, dropout: float,
     targets = list(target_modules or backbone.lora_target_modules or query_value_modules(model))
     return LoraConfig(task_type=TaskType.TOKEN_CLS, r=r, lora_alpha=alpha, lora_dropout=dropout,
                       target_modules=targets, modules_to_save=["classifier"])
+
+
+def save_adapter(model, directory: Path) -> None:
+    """model.save_pretrained, with adapter_config.json's module lists sorted: peft keeps them as sets, whose order
+    follows the process's string hashing, so the same adapter would otherwise hash differently in every process."""
+    model.save_pretrained(directory)
+    adapter_config = Path(directory) / "adapter_config.json"
+    if adapter_config.is_file():
+        settings = json.loads(adapter_config.read_text(encoding="utf-8"))
+        for key in ("target_modules", "modules_to_save", "exclude_modules"):
+            if isinstance(settings.get(key), list):
+                settings[key] = sorted(settings[key])
+        adapter_config.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def query_value_modules(model) -> list[str]:

@@ -36,7 +36,7 @@ def _base(run_config: RunConfig, backbone: backbones.Backbone, labels: list[str]
 def save(model, tokenizer, labels: list[str], directory: Path) -> float:
     """The adapter with its head (LoRA) or the whole model (full), the tokenizer and the labels; returns
     the weights' size in MB."""
-    model.save_pretrained(directory)
+    backbones.save_adapter(model, directory)
     tokenizer.save_pretrained(directory)
     runs.write_json(directory / LABELS_FILE, labels)
     weights = [p for p in directory.iterdir() if p.suffix in {".safetensors", ".bin"}]
@@ -47,7 +47,7 @@ def load(directory: Path, run_config: RunConfig):
     """(model, tokenizer, labels) of a saved run: the backbone with the saved adapter and head, or the
     saved full model. A missing or damaged file is an error naming it (saved_model.check)."""
     if (directory.parent / runs.METRICS).is_file():   # the model/ of a run directory: its recorded checksums
-        runs.check_weights(directory.parent)
+        runs.read_finished(directory.parent)
     labels = saved_model.check(directory)
     saved = backbones.Backbone("saved", str(directory), "local", str(directory))
     tokenizer = backbones.load_tokenizer(saved)

@@ -260,6 +260,7 @@ def work(run_config: RunConfig, search: SearchConfig, run_dir: str | Path | None
                            f"(output_dir {runs.default_directory(run_config, 'hpo')}) and copy it in with "
                            "`openmed-repro record RUN_DIR`")
     runs.claim(run_dir, run_config)   # one directory per base configuration; n_trials may grow between reruns
+    runs.remove_stale_temporaries(run_dir)   # what a killed write left
     corpus = corpora.load(run_config.dataset, run_config.data_dir, repair=run_config.repair, splits=SEARCH_SPLITS)
     space = search_space(search.space)
     study = open_study(run_config, search, space, run_dir)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import math
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
@@ -25,6 +27,7 @@ from openmed_repro.data import dapt_corpus
 from openmed_repro.infra import checkpoints as checkpoints_of_run
 from openmed_repro.infra import footprint
 from openmed_repro.infra import lifecycle
+from openmed_repro.infra import runs
 from openmed_repro.models import masked_lm
 from openmed_repro.infra.config import DaptConfig
 from openmed_repro.errors import OpenMedError
@@ -34,7 +37,7 @@ from openmed_repro.training.attempt_clock import AttemptClock
 from openmed_repro.training.trainer_arguments import training_arguments
 
 ADAPTER_DIR = "adapter"
-CALIBRATED_HEAD = "calibrated_head.safetensors"
+CALIBRATED_HEAD = runs.CALIBRATED_HEAD
 
 
 def sources(dapt_config: DaptConfig) -> tuple[list[dapt_corpus.Source], dict[str, float], list[str]]:
@@ -148,8 +151,9 @@ def calibrate_head(model, dapt_config: DaptConfig, features: list[dict], tokeniz
     for parameter in head.values():
         parameter.requires_grad = True
     arguments = _arguments(dapt_config, run_dir / "calibration", dapt_config.head_learning_rate, max_steps=steps)
+    masking = ContentSeededMasking(tokenizer, dapt_config)
     trainer = masked_lm.MaskedPositionsTrainer(model=model, args=arguments, train_dataset=features,
-                                               data_collator=_mlm_collator(tokenizer, dapt_config))
+                                               data_collator=masking, callbacks=[masking])
     checkpoints = run_dir / "calibration"
     with _no_dropout(getattr(model, model.base_model_prefix)):
         trainer.train(resume_from_checkpoint=checkpoints_of_run.last_complete(checkpoints))
@@ -179,10 +183,29 @@ def _head_parameters(model) -> dict[str, torch.nn.Parameter]:
     return {name: p for name, p in model.named_parameters() if not name.startswith(prefix)}
 
 
-def _mlm_collator(tokenizer, dapt_config: DaptConfig):
-    """Dynamic masking drawn from torch's global generator, which the Trainer seeds and restores from a
-    checkpoint; a collator with its own seeded generator would restart its masks on resume."""
-    return DataCollatorForLanguageModeling(tokenizer, mlm_probability=dapt_config.mlm_probability)
+class ContentSeededMasking(TrainerCallback):
+    """Dynamic masking whose masks follow from the run's seed, the epoch and the batch's tokens alone. The
+    Trainer's data loader collates one batch ahead of the step it checkpoints: masks drawn from torch's global
+    generator would be drawn from another state after a resume, and would shift that generator's state for the
+    dropout of the next step. These leave the global generator untouched, so a resumed run trains exactly as an
+    uninterrupted one. A callback too: the Trainer tells it each epoch, so the same passages batched alike in two
+    epochs get different masks."""
+
+    def __init__(self, tokenizer, dapt_config: DaptConfig):
+        self.masking = DataCollatorForLanguageModeling(tokenizer, mlm_probability=dapt_config.mlm_probability)
+        self.seed = dapt_config.seed
+        self.epoch = 0
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.epoch = math.floor(state.epoch or 0)   # a resumed epoch too: its checkpoint's epoch, e.g. 2.4 -> 2
+
+    def __call__(self, examples: list[dict]) -> dict:
+        digest = hashlib.sha256(f"{self.seed}/{self.epoch}".encode())
+        for example in examples:
+            digest.update(np.asarray(example["input_ids"], dtype=np.int64).tobytes())
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int.from_bytes(digest.digest()[:8], "little") & (2**63 - 1))
+            return self.masking(examples)
 
 
 def _arguments(dapt_config: DaptConfig, output_dir: Path, learning_rate: float, max_steps: int = -1) -> TrainingArguments:
@@ -232,9 +255,10 @@ def adapt(dapt_config: DaptConfig, run_dir: Path) -> lifecycle.Outcome:
     clock = AttemptClock()
     curve = HeldOutPerplexity(lambda: perplexity(model, held_out, tokenizer, dapt_config.eval_batch_size),
                               dapt_config.perplexity_steps or dapt_config.save_steps)
+    masking = ContentSeededMasking(tokenizer, dapt_config)
     trainer = masked_lm.MaskedPositionsTrainer(model=model, args=_arguments(dapt_config, checkpoints, dapt_config.learning_rate),
-                                               train_dataset=training, data_collator=_mlm_collator(tokenizer, dapt_config),
-                                               callbacks=[clock, curve])
+                                               train_dataset=training, data_collator=masking,
+                                               callbacks=[clock, curve, masking])
     with footprint.track(run_dir, "dapt", Path(dapt_config.backbone).name, dapt_config.country) as attempt:
         clock.start(attempt)
         trainer.train(resume_from_checkpoint=checkpoints_of_run.last_complete(checkpoints))
@@ -244,7 +268,7 @@ def adapt(dapt_config: DaptConfig, run_dir: Path) -> lifecycle.Outcome:
     interval = significance.perplexity_reduction_interval(losses_before, losses_after, masked_tokens,
                                                           seed=dapt_config.seed)
 
-    model.save_pretrained(run_dir / ADAPTER_DIR)
+    backbones.save_adapter(model, run_dir / ADAPTER_DIR)
     tokenizer.save_pretrained(run_dir / ADAPTER_DIR)
     record = {
         "backbone": dapt_config.backbone, "profile": dapt_config.profile, "seed": dapt_config.seed,
