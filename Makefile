@@ -38,6 +38,11 @@ SEARCH_UNPRUNED ?=
 HPO_FLAGS ?= -p n_trials 20
 # Each sweep records its runs as they finish; REPLACE=1: a run whose profile changed replaces its older record.
 RECORD_FLAGS = --record $(if $(REPLACE),--replace,)
+# RAY=ADDRESS (or RAY=local, RAY=auto): the sweeps and verify run each run as a task of that Ray cluster (make venv
+# installs Ray); RAY_THREADS CPU threads a run, RAY_GPU the share of one GPU a run takes (default 0.25 with GPUs).
+RAY ?=
+RAY_THREADS ?= 1
+RAY_FLAGS = $(if $(RAY),--ray $(RAY) --ray-threads $(RAY_THREADS) $(if $(RAY_GPU),--ray-gpu $(RAY_GPU),),)
 
 .PHONY: venv reproduce tuned audit table4 table4-dapt levers paper-recipe released dapt ablation hpo baseline record verify book test bench bench-annotate clean
 
@@ -77,9 +82,9 @@ reproduce: venv
 ## of the seeded corpora, full fine-tuning (cpu-fast) of the seeded corpora with seeds 42, 1 and 2, then the
 ## BiLSTM-CNN-Char baseline on every corpus. Each run is recorded as it finishes; resumable, hours on 2 cores.
 table4: venv
-	$(BIN)/openmed-repro sweep --profile cpu --corpora $(TABLE4_CORPORA) $(RECORD_FLAGS)
-	$(BIN)/openmed-repro sweep --profile cpu --seeds 1 2 --corpora $(SEEDED_CORPORA) $(COLLAPSED_CORPORA) $(RECORD_FLAGS)
-	$(BIN)/openmed-repro sweep --profile cpu-fast --seeds 42 1 2 --corpora $(SEEDED_CORPORA) $(RECORD_FLAGS)
+	$(BIN)/openmed-repro sweep --profile cpu --corpora $(TABLE4_CORPORA) $(RECORD_FLAGS) $(RAY_FLAGS)
+	$(BIN)/openmed-repro sweep --profile cpu --seeds 1 2 --corpora $(SEEDED_CORPORA) $(COLLAPSED_CORPORA) $(RECORD_FLAGS) $(RAY_FLAGS)
+	$(BIN)/openmed-repro sweep --profile cpu-fast --seeds 42 1 2 --corpora $(SEEDED_CORPORA) $(RECORD_FLAGS) $(RAY_FLAGS)
 	$(BIN)/openmed-repro baseline --profile cpu --corpora $(TABLE4_CORPORA) --record
 
 ## Table 4 checked without training: the paper's released checkpoints (parameters/released.yaml) scored on our test
@@ -96,23 +101,23 @@ dapt: venv
 ## The paper's two stages (DAPT, then LoRA from its adapter) beside Table 4's plain LoRA: profile cpu from the
 ## DAPT adapter (make dapt) on every local corpus (seed 42), seeds 1 and 2 of the seeded corpora; recorded as they finish.
 table4-dapt: venv
-	$(BIN)/openmed-repro sweep --profile cpu --dapt-adapter $(DAPT_ADAPTER) --corpora $(TABLE4_CORPORA) $(RECORD_FLAGS)
+	$(BIN)/openmed-repro sweep --profile cpu --dapt-adapter $(DAPT_ADAPTER) --corpora $(TABLE4_CORPORA) $(RECORD_FLAGS) $(RAY_FLAGS)
 	$(BIN)/openmed-repro sweep --profile cpu --dapt-adapter $(DAPT_ADAPTER) --seeds 1 2 \
-		--corpora $(SEEDED_CORPORA) $(COLLAPSED_CORPORA) $(RECORD_FLAGS)
+		--corpora $(SEEDED_CORPORA) $(COLLAPSED_CORPORA) $(RECORD_FLAGS) $(RAY_FLAGS)
 
 ## The DAPT ablation on full splits: {LoRA (cpu), full (cpu-fast)} x {with, without DAPT} on ABLATION_CORPORA, seeds
 ## 42, 1, 2. The plain cells are Table 4's runs (make table4); this trains the DAPT ones, recorded as they finish.
 ablation: venv
 	$(BIN)/openmed-repro sweep --profile cpu --dapt-adapter $(DAPT_ADAPTER) --seeds 42 1 2 \
-		--corpora $(ABLATION_CORPORA) $(RECORD_FLAGS)
+		--corpora $(ABLATION_CORPORA) $(RECORD_FLAGS) $(RAY_FLAGS)
 	$(BIN)/openmed-repro sweep --profile cpu-fast --dapt-adapter $(DAPT_ADAPTER) --seeds 42 1 2 \
-		--corpora $(ABLATION_CORPORA) $(RECORD_FLAGS)
+		--corpora $(ABLATION_CORPORA) $(RECORD_FLAGS) $(RAY_FLAGS)
 
 ## What decides LoRA against full fine-tuning at this scale: LoRA on every linear layer of the encoder, and rank 64
 ## instead of 16 (profiles cpu-lora-all-linear, cpu-lora-r64), seeds 42, 1, 2 on ABLATION_CORPORA; recorded.
 levers: venv
 	for profile in $(LEVER_PROFILES); do \
-		$(BIN)/openmed-repro sweep --profile $$profile --seeds 42 1 2 --corpora $(ABLATION_CORPORA) $(RECORD_FLAGS) || exit 1; \
+		$(BIN)/openmed-repro sweep --profile $$profile --seeds 42 1 2 --corpora $(ABLATION_CORPORA) $(RECORD_FLAGS) $(RAY_FLAGS) || exit 1; \
 	done
 
 ## The laptop-scale test of the paper after make dapt and make record: the DAPT column, the ablation and the levers
@@ -162,7 +167,7 @@ $(error make verify needs CHAPTER=finetune|baseline|dapt, e.g. make verify CHAPT
 endif
 endif
 verify: venv
-	$(BIN)/openmed-repro verify $(CHAPTER) $(if $(ALL),--all,) $(if $(FRESH),--fresh,)
+	$(BIN)/openmed-repro verify $(CHAPTER) $(if $(ALL),--all,) $(if $(FRESH),--fresh,) $(RAY_FLAGS)
 
 ## The Jupyter Book: execute every chapter on PROFILE into runs/book/PROFILE, then build HTML from those executed
 ## notebooks (runs/book/PROFILE/_build/html). PROFILE cpu (the default) reads the record (results/) and trains

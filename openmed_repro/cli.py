@@ -60,6 +60,8 @@ def add_search(commands) -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
                             type=str if hint is str or str in typing.get_args(hint) else _yaml_value,
                             help=f"search parameter {name} (default {getattr(SearchConfig, name)!r})")
+    _add_ray(parser, "search workers (Optuna workers on the study's shared storage)")
+    parser.add_argument("--ray-workers", type=int, default=2, help="with --ray: how many search workers (default 2)")
     parser.set_defaults(handler=search_command)
 
 
@@ -77,7 +79,17 @@ def search_command(args: argparse.Namespace) -> None:
     run_config = config.load_run_config(args.profile, {**config.key_values(args.set), "dataset": args.dataset})
     search = config.load_search_config({name: getattr(args, name) for name in typing.get_type_hints(SearchConfig)
                                         if getattr(args, name) is not None})
-    result = hpo.work(run_config, search, args.out)
+    if args.ray:   # Optuna workers on the study's storage, started by Ray: the same study as workers started by hand
+        from openmed_repro.infra import cluster
+
+        if args.ray_workers < 1:
+            raise OpenMedError(f"--ray-workers {args.ray_workers}: at least one worker")
+        out = args.out.resolve()
+        workers = [cluster.Job(f"{args.out} (worker {i + 1})", hpo.work, (run_config, search, out))
+                   for i in range(args.ray_workers)]
+        result = cluster.run_each(workers, _placement(args))[-1]
+    else:
+        result = hpo.work(run_config, search, args.out)
     print(f"best dev strict F1 {result.best_dev_f1:.4f} (default configuration: {result.default_dev_f1}); "
           f"parameters in {args.out / hpo.BEST_PARAMETERS}")
 
@@ -118,6 +130,23 @@ def baseline_command(args: argparse.Namespace) -> None:
                                     after_each=after_each)
 
 
+def _add_ray(parser, what: str = "each run") -> None:
+    """--ray [ADDRESS] and the resources each task takes (the optional extra: pip install '.[ray]')."""
+    group = parser.add_argument_group("Ray (pip install '.[ray]')")
+    group.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                       help=f"{what} as a task on a Ray cluster: ADDRESS of its head (auto: the one `ray start` runs "
+                            "here), none to start one on this machine; run directories on storage every node sees")
+    group.add_argument("--ray-threads", type=int, default=1, help="CPU threads of each task (default 1)")
+    group.add_argument("--ray-gpu", type=float, default=None,
+                       help="share of one GPU each task takes (default: 0.25 on a cluster with GPUs, else 0)")
+
+
+def _placement(args: argparse.Namespace):
+    from openmed_repro.infra import cluster
+
+    return cluster.Placement(args.ray, args.ray_threads, args.ray_gpu)
+
+
 # sweep: one configuration on every corpus
 
 
@@ -141,6 +170,12 @@ def add_sweep(commands) -> None:
     parser.add_argument("--record", action="store_true", help="record each finished run in results/")
     parser.add_argument("--replace", action="store_true",
                         help="with --record: a run whose recipe changed replaces its record of the same name")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="with --record: record a run of uncommitted code, marked so in the index")
+    parser.add_argument("--allow-env", action="store_true",
+                        help="with --record: record a run made with other package versions than constraints.txt's, "
+                             "marked so")
+    _add_ray(parser)
     parser.set_defaults(handler=sweep_command)
 
 
@@ -154,8 +189,8 @@ def sweep_command(args: argparse.Namespace) -> None:
     out = args.out or Path("runs/sweep") / (args.profile + ("-dapt" if args.dapt_adapter else ""))
     sweep.run_all(args.profile, overrides, out, args.corpora or corpora.available(args.data_dir),
                   seeds=args.seeds or (None,), runs_root=args.runs_root,
-                  after_each=_recorder(args.replace) if args.record else None,
-                  recorded=_current_record if args.record else None)
+                  after_each=_recorder(args.replace, args.allow_dirty, args.allow_env) if args.record else None,
+                  recorded=_current_record if args.record else None, placement=_placement(args))
     print(f"\nTable: {out / 'results.md'}")
 
 
@@ -177,13 +212,13 @@ def _current_record(run_dir: Path, run_config) -> dict | None:
     return _recorded_metrics(run_dir) if runs.recorded_with(recorded, run_config) else None
 
 
-def _recorder(replace: bool = False):
+def _recorder(replace: bool = False, allow_dirty: bool = False, allow_env: bool = False):
     """What --record does after each run: copy it into results/ and say so (a refusal stops the job: the
     record and runs/ disagree, and someone must look)."""
     from openmed_repro.report import record
 
     def record_run(run_dir: Path) -> None:
-        outcome = record.record([run_dir], replace=replace)
+        outcome = record.record([run_dir], replace=replace, allow_dirty=allow_dirty, allow_env=allow_env)
         if outcome.refused:
             raise OpenMedError("; ".join(outcome.refused))
         for recorded in outcome.recorded:
@@ -466,6 +501,7 @@ def add_verify(commands) -> None:
     parser.add_argument("--trials", type=int, default=10_000, help="approximate randomization trials")
     parser.add_argument("--samples", type=int, default=10_000, help="bootstrap samples of the recorded F1")
     _set_option(parser, "dataset=DIR (a corpus directory for a run whose corpus was one)")
+    _add_ray(parser, "each rerun")
     parser.set_defaults(handler=verify_command)
 
 
@@ -478,7 +514,7 @@ def verify_command(args: argparse.Namespace) -> None:
     verify.chapter_of(args.chapter)   # refused before anything loads
     verdicts = verify.verify(args.chapter, args.results, args.runs, args.names, args.threads,
                              config.key_values(args.set), args.trials, args.samples, args.every, args.fresh,
-                             lambda line: print(line, flush=True))
+                             lambda line: print(line, flush=True), _placement(args))
     with pd.option_context("display.width", 250, "display.max_colwidth", 120):
         print(verify.table(verdicts).to_string(index=False))
     print(f"verdict: {args.runs / verify.VERIFY_DIR / args.chapter / verify.VERDICT}")

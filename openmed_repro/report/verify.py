@@ -24,7 +24,7 @@ import pandas as pd
 from openmed_repro.data import saved_predictions
 from openmed_repro.errors import OpenMedError
 from openmed_repro.evaluation import metrics, significance
-from openmed_repro.infra import config, footprint, runs
+from openmed_repro.infra import cluster, config, footprint, runs
 from openmed_repro.report import record
 
 ALPHA = 0.05                 # the randomization test's level: p below it says the two systems differ
@@ -293,22 +293,26 @@ def compare(chapter: str, record_dir: Path, rerun_dir: Path, name: str, threads:
 def verify(chapter: str, results: Path = record.RESULTS, runs_root: Path = Path("runs"), names: Sequence[str] = (),
            threads: int | None = None, overrides: dict | None = None, trials: int = 10_000,
            samples: int = 10_000, every: bool = False, fresh: bool = False,
-           say: Callable[[str], None] = print) -> list[RunVerdict]:
+           say: Callable[[str], None] = print, placement: cluster.Placement = cluster.SERIAL) -> list[RunVerdict]:
     """Rerun the chapter's page run (or the named ones, or `every` recorded run) into
-    runs/verify/<chapter>/<name>, compare, and write runs/verify/<chapter>/verdict.json. The record must pass its
-    audit first; the plan (runs, recorded times and machines) is said before anything trains."""
-    verdicts = []
+    runs/verify/<chapter>/<name> (here, one after another, or as tasks of a Ray cluster: `placement`), compare,
+    and write runs/verify/<chapter>/verdict.json. The record must pass its audit first; the plan (runs, recorded
+    times and machines) is said before anything trains."""
     root = Path(results) / chapter
     chosen = recorded_runs(chapter, results, names, every)
     given = overrides or {}
     audited(Path(results), chosen, given.get("data_dir") or (Path(given["dataset"]).parent if given.get("dataset") else None))
     say(plan(chapter, chosen))
-    for record_dir in chosen:
-        name = record_dir.relative_to(root).as_posix()
-        rerun_dir = Path(runs_root) / VERIFY_DIR / chapter / name
-        used = rerun(chapter, record_dir, rerun_dir, overrides, threads, fresh)
-        verdicts.append(compare(chapter, record_dir, rerun_dir, f"{chapter}/{name}", used,
-                                (overrides or {}).get("dataset"), trials, samples))
+    names_of = {record_dir: record_dir.relative_to(root).as_posix() for record_dir in chosen}
+    reruns = [cluster.Job(f"{chapter}/{names_of[record_dir]}", rerun,
+                          (chapter, record_dir.resolve(),
+                           (Path(runs_root) / VERIFY_DIR / chapter / names_of[record_dir]).resolve(),
+                           overrides, threads, fresh))
+              for record_dir in chosen]
+    used = cluster.run_each(reruns, placement)
+    verdicts = [compare(chapter, record_dir, Path(runs_root) / VERIFY_DIR / chapter / names_of[record_dir],
+                        f"{chapter}/{names_of[record_dir]}", threads_used, given.get("dataset"), trials, samples)
+                for record_dir, threads_used in zip(chosen, used)]
     write_verdict(verdicts, Path(runs_root) / VERIFY_DIR / chapter / VERDICT)
     return verdicts
 

@@ -18,16 +18,19 @@ import pandas as pd
 from openmed_repro.infra import config
 from openmed_repro.training import finetune
 from openmed_repro.data import paper
-from openmed_repro.infra import runs
+from openmed_repro.infra import cluster, runs
 
 
 def run_all(profile: str, overrides: dict, out: Path, keys: list[str], seeds: Sequence[int | None] = (None,),
             runs_root: Path | None = None, after_each: Callable[[Path], None] | None = None,
-            recorded: Callable[[Path, config.RunConfig], dict | None] | None = None) -> pd.DataFrame:
-    """Every corpus of `keys` for every seed (None: the profile's), corpus by corpus; the table so far is
-    rewritten into `out` (results.md, results.json) after each run. A run for which `recorded` returns
-    metrics (the record already holds it, with this configuration) is not trained again."""
-    rows = []
+            recorded: Callable[[Path, config.RunConfig], dict | None] | None = None,
+            placement: cluster.Placement = cluster.SERIAL) -> pd.DataFrame:
+    """Every corpus of `keys` for every seed (None: the profile's), in this process one after another or spread
+    over a Ray cluster (`placement`); the table so far is rewritten into `out` (results.md, results.json) after
+    each run, in the order of corpora and seeds. A run for which `recorded` returns metrics (the record already
+    holds it, with this configuration) is not trained again."""
+    rows: dict[int, dict] = {}
+    jobs, order = [], {}
     for key in keys:
         for seed in seeds:
             seeded = {} if seed is None else {"seed": seed}
@@ -36,18 +39,37 @@ def run_all(profile: str, overrides: dict, out: Path, keys: list[str], seeds: Se
                        else runs.default_directory(run_config))
             kept = recorded(run_dir, run_config) if recorded else None
             if kept is not None:
-                rows.append(table_row(kept, None))
+                rows[len(order) + len(rows)] = table_row(kept, None)
             else:
-                started = time.perf_counter()
-                result = finetune.run(run_config, run_dir)
-                if after_each:
-                    after_each(run_dir)
-                rows.append(table_row(result.metrics, None if result.reused else time.perf_counter() - started))
-            table = pd.DataFrame(rows)
-            runs.write_text(out / "results.md", markdown_table(table))
-            runs.write_json(out / "results.json", rows)
-            print(table.to_string(index=False), flush=True)
-    return pd.DataFrame(rows)
+                order[str(run_dir)] = len(order) + len(rows)
+                jobs.append(cluster.Job(str(run_dir), timed_run, (run_config, run_dir.resolve())))
+
+    def finished(job: cluster.Job, result: tuple[finetune.lifecycle.RunResult, float]) -> None:
+        outcome, seconds = result
+        if after_each:
+            after_each(Path(job.name))
+        rows[order[job.name]] = table_row(outcome.metrics, None if outcome.reused else seconds)
+        write_table(rows, out)
+
+    write_table(rows, out)
+    cluster.run_each(jobs, placement, finished)
+    return pd.DataFrame([rows[i] for i in sorted(rows)])
+
+
+def timed_run(run_config: config.RunConfig, run_dir: Path):
+    """One fine-tuning run (wherever it executes) and the seconds it took there."""
+    started = time.perf_counter()
+    result = finetune.run(run_config, run_dir)
+    return result, time.perf_counter() - started
+
+
+def write_table(rows: dict[int, dict], out: Path) -> None:
+    if not rows:
+        return
+    table = pd.DataFrame([rows[i] for i in sorted(rows)])
+    runs.write_text(out / "results.md", markdown_table(table))
+    runs.write_json(out / "results.json", [rows[i] for i in sorted(rows)])
+    print(table.to_string(index=False), flush=True)
 
 
 def markdown_table(table: pd.DataFrame) -> str:
