@@ -84,3 +84,66 @@ def test_the_command_exits_1_listing_each_problem_and_0_on_a_clean_record(result
     (results / "finetune" / "synthetic-smoke" / "config.json").write_text("{}")
     assert cli.main(["audit", "--results", str(results), "--data-dir", str(synthetic_corpus.parent)]) == 1
     assert "config.json: changed since it was recorded" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def confirmed(tmp_path_factory, synthetic_corpus):
+    """A record holding two smoke runs (seeds 42 and 1, standing for a search's default and tuned runs) and a search
+    confirmation that compares them, its figures computed from the records."""
+    from openmed_repro.evaluation import comparison, significance
+    from openmed_repro.infra import runs
+
+    machine = tmp_path_factory.mktemp("confirmed")
+    results = machine / "results"
+    names = {"default": "synthetic-smoke-seed42", "tuned": "synthetic-smoke-seed1"}
+    for side, seed in (("default", 42), ("tuned", 1)):
+        run_dir = machine / "runs" / "finetune" / names[side]
+        finetune.run(config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "seed": seed}), run_dir)
+        record.record([run_dir], results)
+    scored = {side: json.loads((results / "finetune" / name / "metrics.json").read_text()) for side, name in names.items()}
+    pair = comparison.load([results / "finetune" / names["tuned"], results / "finetune" / names["default"]],
+                           data_dir=synthetic_corpus.parent)
+    test = significance.approximate_randomization(pair[0].sentence_counts, pair[1].sentence_counts, 10_000, seed=0)
+    row = {"seed": 42, "p (AR)": round(test.p_value, 4)}
+    for side in names:
+        row[f"{side} run"] = f"finetune/{names[side]}"
+        row[f"{side} dev F1"] = round(100 * scored[side]["devel"]["strict"]["f1"], 2)
+        row[f"{side} test F1"] = round(100 * scored[side]["test"]["strict"]["f1"], 2)
+    (results / "hpo" / "search").mkdir(parents=True)
+    runs.write_json(results / "hpo" / "search" / "confirmation.json", {"kept": "tuned", "per_seed": [row]})
+    audit.write_manifest(results)
+    return results
+
+
+def rewritten_confirmation(results, tmp_path, change) -> tuple:
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    path = copy / "hpo" / "search" / "confirmation.json"
+    written = json.loads(path.read_text())
+    change(written["per_seed"][0])
+    path.write_text(json.dumps(written))
+    audit.write_manifest(copy)   # as if `record` wrote it: only the figures can fail
+    return copy, path
+
+
+def test_a_search_confirmation_passes_when_its_figures_follow_from_the_records_it_names(confirmed, synthetic_corpus):
+    report = run_audit(confirmed, synthetic_corpus)
+    assert report.passed, report.problems
+    assert report.runs == 2 and report.figures > 2 * 20 + 4
+
+
+def test_a_changed_p_value_or_f1_of_a_confirmation_fails_the_audit_naming_the_file(confirmed, synthetic_corpus,
+                                                                                    tmp_path):
+    copy, path = rewritten_confirmation(confirmed, tmp_path, lambda row: row.update({"p (AR)": 0.0001,
+                                                                                    "tuned test F1": 99.99}))
+    problems = run_audit(copy, synthetic_corpus).problems
+    assert any(p.startswith(f"{path}: seed 42: p (AR) is 0.0001 but") for p in problems), problems
+    assert any(p.startswith(f"{path}: seed 42: tuned test F1 is 99.99 but") for p in problems), problems
+
+
+def test_a_confirmation_naming_runs_outside_the_record_fails_the_audit(confirmed, synthetic_corpus, tmp_path):
+    copy, path = rewritten_confirmation(confirmed, tmp_path,
+                                        lambda row: row.update({"tuned run": "runs/finetune/synthetic-smoke-seed1"}))
+    problems = run_audit(copy, synthetic_corpus).problems
+    assert any(p.startswith(f"{path}: seed 42: tuned run 'runs/finetune/synthetic-smoke-seed1' names no record")
+               for p in problems), problems

@@ -52,8 +52,10 @@ def test_the_default_runs_are_read_from_the_record_when_it_holds_them(synthetic_
     record.record_one(default_dir, workplace / "results")
     shutil.rmtree(default_dir)
     again = confirmation.confirm(base, {"learning_rate": 0.01}, workplace / "search", seeds=(42,), trials=100)
-    assert again.per_seed["default run"].iloc[0].startswith(str(workplace / "results"))
     assert not default_dir.exists(), "the recorded default was not trained again"
+    named = again.per_seed[["default run", "tuned run"]].iloc[0].tolist()
+    assert named == [f"finetune/{default_dir.name}", f"finetune/{default_dir.name}-tuned"], \
+        "runs are named as the record names them, wherever they lie"
 
 
 def test_only_a_higher_mean_dev_f1_keeps_the_tuned_configuration():

@@ -382,3 +382,9 @@ def test_a_precision_twin_is_compared_with_its_profile_run_by_the_twins_interval
     assert row["F1"] == round(100 * metrics.score(GOLD, degraded(7)).strict.f1, 2)
     low, high = map(float, row["twin 95% CI"].split("-"))
     assert row["inside"] == (low <= row["F1"] <= high) and (row["train s"], row["twin train s"]) == (600.0, 1500.0)
+
+
+def test_a_seed_group_trained_on_different_devices_is_shown_as_mixed_naming_them():
+    group = pd.DataFrame({"device": ["cpu", "NVIDIA H200", "NVIDIA H200"], "seed": [42, 1, 2]})
+    assert results.mixed_devices(group) == " (mixed: NVIDIA H200, cpu)"
+    assert results.mixed_devices(group.assign(device="cpu")) == ""

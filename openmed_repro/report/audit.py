@@ -7,6 +7,9 @@ recorded predictions and the gold corpora? No training: minutes on a laptop.
      type and the error counts, recomputed from predictions.json.gz and the corpus split file the record names by
      sha256, must equal its metrics.json. The book's tables and the scorecard are computed from these files
      when the book is built, so a record that passes gives them from its predictions.
+  3. Every recorded search confirmation (hpo/*/confirmation.json): each seed's dev and test F1 must be those of
+     the records it names, and its randomization p-value, recomputed from their predictions, must lie within
+     P_TOLERANCE (three Monte-Carlo standard errors of its trials, and the 4-decimal rounding).
 """
 
 from __future__ import annotations
@@ -23,6 +26,14 @@ from openmed_repro.infra import runs
 
 MANIFEST = "SHA256SUMS"
 TOLERANCE = 1e-9   # the same predictions give the same counts: any difference is a changed file
+CONFIRMATION = "confirmation.json"
+AR_TRIALS = 10_000   # the confirmation's randomization trials (search/confirmation.py)
+
+
+def p_tolerance(p_value: float, trials: int = AR_TRIALS) -> float:
+    """How far a recomputed randomization p-value may lie from the stated one: three Monte-Carlo standard errors
+    (another RNG stream, another numpy) plus the stated value's rounding to 4 decimals."""
+    return 3 * math.sqrt(max(p_value * (1 - p_value), 1 / trials) / trials) + 5e-5
 
 
 @dataclass
@@ -64,6 +75,9 @@ def audit(results: Path = runs.RECORD, data_dir: str | Path | None = None,
     for record_dir in sorted(chosen):
         if (Path(record_dir) / saved_predictions.RECORD_FILE).is_file():
             _check_run(Path(record_dir), results, data_dir, report)
+    if record_dirs is None:
+        for path in sorted(results.glob(f"hpo/*/{CONFIRMATION}")):
+            _check_confirmation(path, results, data_dir, report)
     return report
 
 
@@ -140,3 +154,38 @@ def _same(stated, given) -> bool:
     if isinstance(stated, (int, float)) and isinstance(given, (int, float)):
         return math.isclose(stated, given, rel_tol=0, abs_tol=TOLERANCE)
     return stated == given
+
+
+def _check_confirmation(path: Path, results: Path, data_dir: str | Path | None, report: Report) -> None:
+    """A search confirmation's figures against the records it names (see the module's docstring)."""
+    from openmed_repro.evaluation import comparison, significance
+
+    try:
+        rows = runs.read_json(path)["per_seed"]
+    except (OpenMedError, KeyError, TypeError) as error:
+        report.problems.append(f"{path}: unreadable confirmation ({error})")
+        return
+    for row in rows:
+        named = {side: row.get(f"{side} run") for side in ("tuned", "default")}
+        dirs = {side: results / name for side, name in named.items() if name}
+        missing = [f"{side} run {named[side]!r}" for side in named
+                   if side not in dirs or not (dirs[side] / runs.METRICS).is_file()]
+        if missing:
+            report.problems.append(f"{path}: seed {row.get('seed')}: {', '.join(missing)} names no record in "
+                                   f"{results}")
+            continue
+        for side, directory in dirs.items():
+            scored = runs.read_json(directory / runs.METRICS)
+            for split, label in (("devel", "dev"), ("test", "test")):
+                report.figures += 1
+                given = round(100 * scored[split]["strict"]["f1"], 2)
+                if not math.isclose(row[f"{side} {label} F1"], given, abs_tol=0.005 + TOLERANCE):
+                    report.problems.append(f"{path}: seed {row['seed']}: {side} {label} F1 is "
+                                           f"{row[f'{side} {label} F1']} but {directory} gives {given}")
+        pair = comparison.load([dirs["tuned"], dirs["default"]], data_dir=data_dir)
+        test = significance.approximate_randomization(pair[0].sentence_counts, pair[1].sentence_counts, AR_TRIALS,
+                                                      seed=0)
+        report.figures += 1
+        if abs(test.p_value - row["p (AR)"]) > p_tolerance(test.p_value):
+            report.problems.append(f"{path}: seed {row['seed']}: p (AR) is {row['p (AR)']} but the named records' "
+                                   f"predictions give {test.p_value:.4f}")

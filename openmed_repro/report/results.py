@@ -39,12 +39,14 @@ def finished_runs(root: str | Path = "runs", profiles: list[str] | None = None) 
         if not runs.follows_its_profile(path.parent):
             continue
         dapt = runs.started_from_dapt(path.parent)
-        rows.append({"corpus": Path(record["dataset"]).name, "run_dir": str(path.parent),
+        provenance_path = path.parent / runs.PROVENANCE
+        device = (runs.read_json(provenance_path).get("device") if provenance_path.is_file() else None) or "unknown"
+        rows.append({"device": device.split(" (")[0],"corpus": Path(record["dataset"]).name, "run_dir": str(path.parent),
                      "backbone": record["backbone"], "method": record["method"], "profile": record["profile"],
                      "dapt": dapt, "recipe": recipe(record["profile"], dapt),
                      "seed": record["seed"], "train sentences": record["sentences"]["train"],
                      "dev F1": 100 * record["devel"]["strict"]["f1"], "test F1": 100 * record["test"]["strict"]["f1"]})
-    return pd.DataFrame(rows, columns=["corpus", "run_dir", "backbone", "method", "profile", "dapt", "recipe", "seed",
+    return pd.DataFrame(rows, columns=["device", "corpus", "run_dir", "backbone", "method", "profile", "dapt", "recipe", "seed",
                                        "train sentences", "dev F1", "test F1"])
 
 
@@ -170,6 +172,13 @@ def _per_seed(runs_here: pd.DataFrame, figure: str = "test F1") -> pd.Series:
     return chosen.sort_values("seed")[figure]
 
 
+def mixed_devices(group: pd.DataFrame) -> str:
+    """" (mixed: cpu, NVIDIA H200)" when a seed group's runs trained on different devices, else nothing: its
+    spread then mixes the devices' numerics, and a reader should know."""
+    devices = sorted(set(group["device"])) if "device" in group else []
+    return f" (mixed: {', '.join(devices)})" if len(devices) > 1 else ""
+
+
 def table(root: str | Path = "runs", samples: int = 10_000, seed: int = 0,
           profiles: list[str] | None = None, data_dir: str | Path | None = None,
           baseline_profiles: list[str] | None = None) -> pd.DataFrame:
@@ -197,10 +206,10 @@ def table(root: str | Path = "runs", samples: int = 10_000, seed: int = 0,
                "best prior": f"{prior['f1']:.2f} ({prior['system']})" if prior else "none",
                "Spark NLP BiLSTM (paper)": spark.get(key)}
         runs_here = candidates[candidates["corpus"] == key]
-        spread = {column(profile, method, dapt): seed_spread(_per_seed(
-                      runs_here[(runs_here["profile"] == profile) & (runs_here["method"] == method)
-                                & (runs_here["dapt"] == dapt)]))
-                  for profile, method, dapt in columns}
+        spread = {column(profile, method, dapt): seed_spread(_per_seed(group)) + mixed_devices(group)
+                  for profile, method, dapt in columns
+                  for group in [runs_here[(runs_here["profile"] == profile) & (runs_here["method"] == method)
+                                          & (runs_here["dapt"] == dapt)]]}
         if candidates["dapt"].any():
             spread[SELECTED] = (f"{selected.loc[key, SELECTED]} ({selected.loc[key, 'chosen']})"
                                 if key in selected.index else "–")

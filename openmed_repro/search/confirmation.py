@@ -5,7 +5,8 @@ its mean dev strict F1 is above the default's; otherwise it keeps the default an
 
 The default's runs are the fine-tuning chapter's own default runs (runs/finetune/<name>), read from the
 record (results/finetune/<name>) when it holds them, so the Table 4 seed runs are never trained twice; the
-tuned runs are <name>-tuned."""
+tuned runs are <name>-tuned. confirmation.json names each run by its record name (finetune/<name>: results/ once
+recorded, runs/ before), so the recorded confirmation points at the records the audit checks it against."""
 
 from __future__ import annotations
 
@@ -53,6 +54,11 @@ def tuned_directory(settings: RunConfig) -> Path:
     return directory.with_name(directory.name + TUNED_SUFFIX)
 
 
+def record_name(run_dir: Path) -> str:
+    """A fine-tuning run as the record names it, wherever it lies now: finetune/<name>."""
+    return f"finetune/{Path(run_dir).name}"
+
+
 def confirm(search_config: RunConfig, best_parameters: dict, search_dir: Path, seeds: Sequence[int] = (42, 1, 2),
             trials: int = 10_000) -> Confirmation:
     """Train (or read back) the default and the tuned configuration for every seed, compare them, and rewrite
@@ -74,7 +80,7 @@ def confirm(search_config: RunConfig, best_parameters: dict, search_dir: Path, s
                      "default test F1": 100 * default["test"]["strict"]["f1"],
                      "tuned test F1": 100 * tuned["test"]["strict"]["f1"],
                      "tuned - default (test)": 100 * test.difference, "p (AR)": test.p_value,
-                     "default run": str(default_dir), "tuned run": str(tuned_dir)})
+                     "default run": record_name(default_dir), "tuned run": record_name(tuned_dir)})
     per_seed = pd.DataFrame(rows).round({"default dev F1": 2, "tuned dev F1": 2, "default test F1": 2,
                                          "tuned test F1": 2, "tuned - default (test)": 2, "p (AR)": 4})
     kept, reason = decide(per_seed)
