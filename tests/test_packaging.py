@@ -2,6 +2,7 @@
 and the workflow that publishes the book."""
 
 import hashlib
+import re
 import tomllib
 from pathlib import Path
 
@@ -106,3 +107,13 @@ def test_the_book_workflow_builds_with_make_book_and_deploys_the_html_to_pages()
     deploy = workflow["jobs"]["deploy"]
     assert deploy["needs"] == "build" and deploy["environment"]["name"] == "github-pages"
     assert any(step.get("uses", "").startswith("actions/deploy-pages@") for step in deploy["steps"])
+
+
+def test_the_readme_layout_names_every_module_of_the_library():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = readme[readme.index("## Layout"):readme.index("## Choices the paper leaves open")]
+    words = set(re.findall(r"[a-z_]+", layout))
+    modules = {path.stem for path in (ROOT / "openmed_repro").glob("*/*.py") if path.stem != "__init__"}
+    parts = {path.parent.name for path in (ROOT / "openmed_repro").glob("*/__init__.py")}
+    assert not modules - words, f"modules the README's layout does not name: {sorted(modules - words)}"
+    assert not parts - words, f"parts the README's layout does not name: {sorted(parts - words)}"
