@@ -188,3 +188,24 @@ def test_the_provenance_names_the_commit_the_training_started_from_not_one_made_
     lifecycle.run(settings, tmp_path / "second", lambda run_dir: stand_in([])(settings, run_dir))
     assert runs.read_json(tmp_path / "second" / "provenance.json")["git"]["commit"] == "a" * 40, \
         "a second run of the same process runs the same code"
+
+
+@pytest.mark.parametrize("asked,refusal", [
+    ({"eval_precision": "fp16"}, "parameter eval_precision=fp16 needs a GPU"),
+    ({"precision": "fp16"}, "parameter precision=fp16 needs a GPU"),
+    ({"eval_precision": "int8"}, "parameter eval_precision=int8 predicts through ONNX Runtime, which is not installed"),
+])
+def test_a_precision_this_machine_cannot_run_is_refused_before_anything_loads(asked, refusal, synthetic_corpus,
+                                                                               tmp_path, monkeypatch):
+    from openmed_repro.infra import devices
+    from openmed_repro.training import finetune
+
+    monkeypatch.setattr(devices.torch.cuda, "is_available", lambda: False)
+    real_find_spec = devices.importlib.util.find_spec
+    monkeypatch.setattr(devices.importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "onnxruntime" else real_find_spec(name, *rest))
+    monkeypatch.setattr(finetune, "train_and_score", lambda *_: pytest.fail("the run started"))
+    settings = config.load_run_config("smoke", {"dataset": str(synthetic_corpus), **asked})
+    with pytest.raises(OpenMedError, match=refusal):
+        finetune.run(settings, tmp_path / "run")
+    assert not (tmp_path / "run").exists(), "refused before the run directory was claimed"

@@ -3,6 +3,8 @@ profile's `auto` means there (a GPU's half precision, a CPU's bf16 or int8 units
 
 from __future__ import annotations
 
+import importlib.util
+
 import os
 
 import torch
@@ -62,6 +64,9 @@ def resolve_inference_precision(precision: str) -> str:
         raise OpenMedError("parameter precision=int8 runs on a CPU (ONNX Runtime); on a GPU use bf16, fp16 or auto")
     if precision == "fp16" and not cuda:
         raise OpenMedError("parameter precision=fp16 needs a GPU; on a CPU use bf16, int8, fp32 or auto")
+    if precision == "int8" and importlib.util.find_spec("onnxruntime") is None:
+        raise OpenMedError("parameter precision=int8 predicts through ONNX Runtime, which is not installed: "
+                           "pip install '.[int8]', or use bf16, fp32 or auto")
     return precision
 
 

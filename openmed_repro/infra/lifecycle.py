@@ -13,7 +13,7 @@ from pathlib import Path
 
 from openmed_repro.errors import OpenMedError
 from openmed_repro.infra import config, runs
-from openmed_repro.infra.devices import device_name, machine, resolve_precision
+from openmed_repro.infra.devices import device_name, machine, resolve_inference_precision, resolve_precision
 
 Settings = config.RunConfig | config.DaptConfig | config.BaselineConfig | config.ReleasedConfig
 
@@ -46,11 +46,24 @@ def training_precision(settings: Settings) -> str:
     return "fp32" if precision is None else resolve_precision(precision)
 
 
+def refuse_what_this_machine_cannot_run(settings: Settings) -> None:
+    """The precisions a run asks for, resolved on this machine now: fp16 without a GPU, or int8 prediction without
+    ONNX Runtime, is refused in one line before any work, not after a whole training."""
+    training_precision(settings)
+    eval_precision = getattr(settings, "eval_precision", None)
+    if eval_precision:
+        try:
+            resolve_inference_precision(eval_precision)
+        except OpenMedError as error:   # named as the user gives it to a training run
+            raise OpenMedError(str(error).replace("parameter precision=", "parameter eval_precision=")) from None
+
+
 def run(settings: Settings, run_dir: str | Path | None, train: Callable[[Path], Outcome]) -> RunResult:
     """`train(run_dir)` in `run_dir` (default: runs.default_directory), which trains (or resumes), writes the
     model and predictions and returns the Outcome; a complete directory of the same settings is read back
     instead, and one of other settings is refused before anything runs."""
     run_dir = Path(run_dir) if run_dir else runs.default_directory(settings)
+    refuse_what_this_machine_cannot_run(settings)   # before the directory is claimed or anything loads
     if runs.in_record(run_dir) and not runs.is_complete(run_dir):
         raise OpenMedError(f"{run_dir}: not in the record, and a run is never trained into the record; train it "
                            f"into runs/ (output_dir {runs.default_directory(settings)}) and copy it in with "
