@@ -285,6 +285,7 @@ def test_a_run_of_uncommitted_code_or_other_packages_is_refused_unless_allowed_a
     assert not (results / RUN_NAME).exists()
     assert record.record([copy], results, **{allowed_by: True}).recorded
     assert refused in (results / "README.md").read_text()
+    assert runs.read_json(results / RUN_NAME / runs.PROVENANCE)["marks"] == [refused]
 
 
 def test_the_packages_of_a_run_made_by_make_are_the_pinned_ones(run_dir):

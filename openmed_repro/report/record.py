@@ -250,6 +250,9 @@ def portable_provenance(provenance: dict, name: str, energy_records: list[dict],
         provenance["machine"] = _inferred_machine(provenance.get("device") or "", energy_records)
     if not provenance.get("command"):
         provenance["command"] = command
+    against = marks(provenance)
+    if against:   # what it holds against the run, in the record's own file, not only in the index
+        provenance["marks"] = against
     return provenance
 
 
