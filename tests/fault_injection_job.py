@@ -78,7 +78,7 @@ def run(job: str, source: str, output: str) -> None:
         baseline.run(config.load_baseline_config("smoke", {"dataset": source, "epochs": 3}), output)
     elif job == "trial":
         from openmed_repro.search import hpo
-        space = os.path.join(output + ".space.yaml")
+        space = output + ".space.yaml"
         with open(space, "w", encoding="utf-8") as handle:
             handle.write("space:\n  learning_rate: {low: 1.0e-3, high: 1.0e-1, log: true}\n")
         search = config.load_search_config({"space": space, "n_trials": 2, "heartbeat_interval": 1,

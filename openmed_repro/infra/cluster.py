@@ -104,9 +104,9 @@ def worker_environment(threads: int) -> dict[str, str]:
     command = runs.command()
     if command:
         environment[runs.COMMAND_ENV] = command
-    commit = runs.code_state().get("commit")
+    commit = os.environ.get(runs.COMMIT_ENV) or runs.code_state().get("commit")
     if commit:
-        environment.setdefault(runs.COMMIT_ENV, os.environ.get(runs.COMMIT_ENV) or commit)
+        environment[runs.COMMIT_ENV] = commit
     return environment
 
 

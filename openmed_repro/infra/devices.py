@@ -48,12 +48,12 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
-def resolve_inference_precision(precision: str) -> str:
+def resolve_inference_precision(precision: str, parameter: str = "precision") -> str:
     """The precision a trained model predicts in. `auto`: on a GPU as training's; on a CPU bf16 where it has
     bf16 units, else int8 where it has int8 dot-product units (AMX or VNNI), else fp32. int8 runs on a CPU
-    (ONNX Runtime), fp16 on a GPU."""
+    (ONNX Runtime), fp16 on a GPU. `parameter`: the name the user gave it (eval_precision for a training run)."""
     if precision not in INFERENCE_PRECISIONS:
-        raise OpenMedError(f"parameter precision={precision!r}; valid: {', '.join(INFERENCE_PRECISIONS)}")
+        raise OpenMedError(f"parameter {parameter}={precision!r}; valid: {', '.join(INFERENCE_PRECISIONS)}")
     cuda = torch.cuda.is_available()
     if precision == "auto":
         if cuda:
@@ -61,11 +61,11 @@ def resolve_inference_precision(precision: str) -> str:
         units = cpu_units()
         return "bf16" if units.bf16 else "int8" if units.int8 else "fp32"
     if precision == "int8" and cuda:
-        raise OpenMedError("parameter precision=int8 runs on a CPU (ONNX Runtime); on a GPU use bf16, fp16 or auto")
+        raise OpenMedError(f"parameter {parameter}=int8 runs on a CPU (ONNX Runtime); on a GPU use bf16, fp16 or auto")
     if precision == "fp16" and not cuda:
-        raise OpenMedError("parameter precision=fp16 needs a GPU; on a CPU use bf16, int8, fp32 or auto")
+        raise OpenMedError(f"parameter {parameter}=fp16 needs a GPU; on a CPU use bf16, int8, fp32 or auto")
     if precision == "int8" and importlib.util.find_spec("onnxruntime") is None:
-        raise OpenMedError("parameter precision=int8 predicts through ONNX Runtime, which is not installed: "
+        raise OpenMedError(f"parameter {parameter}=int8 predicts through ONNX Runtime, which is not installed: "
                            "pip install '.[int8]', or use bf16, fp32 or auto")
     return precision
 

@@ -52,10 +52,7 @@ def refuse_what_this_machine_cannot_run(settings: Settings) -> None:
     training_precision(settings)
     eval_precision = getattr(settings, "eval_precision", None)
     if eval_precision:
-        try:
-            resolve_inference_precision(eval_precision)
-        except OpenMedError as error:   # named as the user gives it to a training run
-            raise OpenMedError(str(error).replace("parameter precision=", "parameter eval_precision=")) from None
+        resolve_inference_precision(eval_precision, "eval_precision")
 
 
 def run(settings: Settings, run_dir: str | Path | None, train: Callable[[Path], Outcome]) -> RunResult:

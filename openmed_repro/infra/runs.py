@@ -138,12 +138,10 @@ def read_finished(run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     remedy = (f"restore it from git (git checkout -- {run_dir})" if in_record(run_dir)
               else f"delete {run_dir} and rerun the same command to train it again")
-    for path in sorted(run_dir.glob("*.json")):
-        read_json(path, remedy)
-    metrics = read_json(run_dir / METRICS, remedy)
+    parsed = {path.name: read_json(path, remedy) for path in sorted(run_dir.glob("*.json"))}
+    metrics = parsed[METRICS] if METRICS in parsed else read_json(run_dir / METRICS, remedy)   # missing: named
     if not isinstance(metrics, dict):
-        raise OpenMedError(f"{run_dir / METRICS}: not a metrics record (a JSON object); the file is damaged: "
-                           f"delete {run_dir} and rerun the same command")
+        raise OpenMedError(f"{run_dir / METRICS}: not a metrics record (a JSON object); the file is damaged: {remedy}")
     if not in_record(run_dir):
         check_weights(run_dir, metrics)
     return metrics

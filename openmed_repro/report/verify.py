@@ -303,16 +303,15 @@ def verify(chapter: str, results: Path = record.RESULTS, runs_root: Path = Path(
     given = overrides or {}
     audited(Path(results), chosen, given.get("data_dir") or (Path(given["dataset"]).parent if given.get("dataset") else None))
     say(plan(chapter, chosen))
-    names_of = {record_dir: record_dir.relative_to(root).as_posix() for record_dir in chosen}
-    reruns = [cluster.Job(f"{chapter}/{names_of[record_dir]}", rerun,
-                          (chapter, record_dir.resolve(),
-                           (Path(runs_root) / VERIFY_DIR / chapter / names_of[record_dir]).resolve(),
-                           overrides, threads, fresh))
-              for record_dir in chosen]
+    record_names = [record_dir.relative_to(root).as_posix() for record_dir in chosen]
+    rerun_dirs = [Path(runs_root) / VERIFY_DIR / chapter / name for name in record_names]
+    reruns = [cluster.Job(f"{chapter}/{name}", rerun,
+                          (chapter, record_dir.resolve(), rerun_dir.resolve(), overrides, threads, fresh))
+              for name, record_dir, rerun_dir in zip(record_names, chosen, rerun_dirs)]
     used = cluster.run_each(reruns, placement)
-    verdicts = [compare(chapter, record_dir, Path(runs_root) / VERIFY_DIR / chapter / names_of[record_dir],
-                        f"{chapter}/{names_of[record_dir]}", threads_used, given.get("dataset"), trials, samples)
-                for record_dir, threads_used in zip(chosen, used)]
+    verdicts = [compare(chapter, record_dir, rerun_dir, f"{chapter}/{name}", threads_used, given.get("dataset"),
+                        trials, samples)
+                for name, record_dir, rerun_dir, threads_used in zip(record_names, chosen, rerun_dirs, used)]
     write_verdict(verdicts, Path(runs_root) / VERIFY_DIR / chapter / VERDICT)
     return verdicts
 

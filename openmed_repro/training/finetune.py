@@ -169,7 +169,7 @@ def train_and_score(run_config: RunConfig, run_dir: Path) -> lifecycle.Outcome:
     model_mb = token_classifier.save(trained.model, trained.tokenizer, trained.labels, run_dir / runs.MODEL_DIR)
     splits = {"devel": subset(corpus.devel, run_config.max_eval_sentences),
               "test": subset(corpus.test, run_config.max_eval_sentences)}
-    precision = resolve_inference_precision(run_config.eval_precision or "fp32")
+    precision = resolve_inference_precision(run_config.eval_precision or "fp32", "eval_precision")
     model = trained.model if precision == "fp32" else low_precision.prepare(
         predictor.inference_model(trained.model), precision, keep_original=False)
     scores = {}

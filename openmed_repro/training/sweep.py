@@ -29,26 +29,25 @@ def run_all(profile: str, overrides: dict, out: Path, keys: list[str], seeds: Se
     over a Ray cluster (`placement`); the table so far is rewritten into `out` (results.md, results.json) after
     each run, in the order of corpora and seeds. A run for which `recorded` returns metrics (the record already
     holds it, with this configuration) is not trained again."""
-    rows: dict[int, dict] = {}
-    jobs, order = [], {}
-    for key in keys:
-        for seed in seeds:
-            seeded = {} if seed is None else {"seed": seed}
-            run_config = config.load_run_config(profile, {**overrides, **seeded, "dataset": key})
-            run_dir = (runs_root / runs.default_directory(run_config).name if runs_root
-                       else runs.default_directory(run_config))
-            kept = recorded(run_dir, run_config) if recorded else None
-            if kept is not None:
-                rows[len(order) + len(rows)] = table_row(kept, None)
-            else:
-                order[str(run_dir)] = len(order) + len(rows)
-                jobs.append(cluster.Job(str(run_dir), timed_run, (run_config, run_dir.resolve())))
+    rows: dict[int, dict] = {}           # by the run's position in the plan: corpus by corpus, seed by seed
+    jobs, position_of = [], {}
+    for position, (key, seed) in enumerate((key, seed) for key in keys for seed in seeds):
+        seeded = {} if seed is None else {"seed": seed}
+        run_config = config.load_run_config(profile, {**overrides, **seeded, "dataset": key})
+        run_dir = (runs_root / runs.default_directory(run_config).name if runs_root
+                   else runs.default_directory(run_config))
+        kept = recorded(run_dir, run_config) if recorded else None
+        if kept is not None:
+            rows[position] = table_row(kept, None)
+        else:
+            position_of[str(run_dir)] = position
+            jobs.append(cluster.Job(str(run_dir), timed_run, (run_config, run_dir.resolve())))
 
-    def finished(job: cluster.Job, result: tuple[finetune.lifecycle.RunResult, float]) -> None:
+    def finished(job: cluster.Job, result: tuple) -> None:
         outcome, seconds = result
         if after_each:
             after_each(Path(job.name))
-        rows[order[job.name]] = table_row(outcome.metrics, None if outcome.reused else seconds)
+        rows[position_of[job.name]] = table_row(outcome.metrics, None if outcome.reused else seconds)
         write_table(rows, out)
 
     write_table(rows, out)
