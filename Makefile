@@ -22,6 +22,8 @@ HPO_DATASET ?= ncbi_disease
 RUN_DIR ?= $(call run_dir,finetune dataset=ncbi_disease profile=cpu)
 DAPT_RUN ?= $(call run_dir,dapt profile=cpu)
 HPO_RUN ?= $(call run_dir,hpo dataset=$(HPO_DATASET) profile=cpu)
+TUNED_RUN ?= $(call run_dir,finetune dataset=ncbi_disease profile=cpu --tuned)
+BENCH_DIR ?= $(call run_dir,--folder bench)
 # The DAPT adapter every "DAPT + LoRA" run starts from: make dapt's (weights stay in runs/, never in the record).
 DAPT_ADAPTER ?= $(DAPT_RUN)/adapter
 ABLATION_CORPORA ?= ncbi_disease s800
@@ -134,9 +136,9 @@ hpo: venv
 
 ## The search's best configuration (make hpo) trained like make reproduce, for the tuned-vs-default comparison.
 tuned: venv
-	$(BIN)/openmed-repro notebook notebooks/finetune.ipynb $(RUN_DIR)-tuned.ipynb -k $(KERNEL) \
-		-f $(HPO_RUN)/best.yaml -p dataset ncbi_disease -p profile cpu -p output_dir $(RUN_DIR)-tuned
-	$(BIN)/openmed-repro summary $(RUN_DIR)-tuned $(RUN_DIR)-tuned.ipynb
+	$(BIN)/openmed-repro notebook notebooks/finetune.ipynb $(TUNED_RUN).ipynb -k $(KERNEL) \
+		-f $(HPO_RUN)/best.yaml -p dataset ncbi_disease -p profile cpu -p output_dir $(TUNED_RUN)
+	$(BIN)/openmed-repro summary $(TUNED_RUN) $(TUNED_RUN).ipynb
 
 ## The record: regenerate every run the book shows and copy it into results/ (small files, no weights; commit
 ## it) with its index results/README.md: the book's single runs (make reproduce, dapt, hpo, baseline, bench),
@@ -189,14 +191,14 @@ test: venv
 ## Speed measurements, each against a peer in the same run; JSON and figures into runs/bench/ (two 3-epoch
 ## trainings of ncbi_disease). The search section needs SEARCH_PRUNED and SEARCH_UNPRUNED.
 bench: venv
-	$(BIN)/python benchmarks/significance_speed.py --out runs/bench
-	$(BIN)/python benchmarks/performance.py --out runs/bench $(BENCH_FLAGS) \
+	$(BIN)/python benchmarks/significance_speed.py --out $(BENCH_DIR)
+	$(BIN)/python benchmarks/performance.py --out $(BENCH_DIR) $(BENCH_FLAGS) \
 		$(if $(SEARCH_PRUNED),--search-pruned $(SEARCH_PRUNED) --search-unpruned $(SEARCH_UNPRUNED),)
 
 ## Annotation throughput on 1,000 PubMed abstracts, in-process and Spark local mode (needs a finished
 ## fine-tuning run: `make reproduce`, or ANNOTATE_RUN=DIR).
 bench-annotate: venv
-	$(BIN)/python benchmarks/annotate_throughput.py --run $(ANNOTATE_RUN) --out runs/bench
+	$(BIN)/python benchmarks/annotate_throughput.py --run $(ANNOTATE_RUN) --out $(BENCH_DIR)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

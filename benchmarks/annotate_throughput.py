@@ -27,8 +27,7 @@ import torch
 
 from openmed_repro.annotation import annotate
 from openmed_repro.data import sentences
-from openmed_repro.infra import config, devices
-from openmed_repro.infra import runs
+from openmed_repro.infra import atomic_files, devices, paths
 from openmed_repro.infra.devices import device_name
 
 
@@ -99,14 +98,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    text = args.text or config.dapt_dir() / "pubmed_genia_jnlpba_train.txt"
+    text = args.text or paths.dapt_dir() / "pubmed_genia_jnlpba_train.txt"
     abstracts = [line for line in text.read_text(encoding="utf-8").splitlines() if line.strip()][:args.documents]
     work = Path(tempfile.mkdtemp(prefix="annotate-bench-"))
     source = work / "abstracts.jsonl"
     source.write_text("".join(json.dumps({"id": f"pm{i}", "text": t}) + "\n" for i, t in enumerate(abstracts)),
                       encoding="utf-8")
     result = {
-        "run": str(args.run), "backbone": runs.read_json(args.run / "config.json")["backbone"],
+        "run": str(args.run), "backbone": atomic_files.read_json(args.run / "config.json")["backbone"],
         "documents": len(abstracts), "words": sum(len(sentences.words(t)) for t in abstracts), "source": str(text),
         "cores": os.cpu_count(), "torch_threads_in_process": torch.get_num_threads(), "device": device_name(),
         "batch_size": args.batch_size, "machine": devices.machine(),
@@ -150,7 +149,7 @@ def main() -> None:
         print(json.dumps(result["spark"]), flush=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    runs.write_json(args.out / "annotate_throughput.json", result)
+    atomic_files.write_json(args.out / "annotate_throughput.json", result)
     shutil.rmtree(work)
     print(f"wrote {args.out / 'annotate_throughput.json'}")
 

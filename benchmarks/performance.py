@@ -40,14 +40,13 @@ from transformers import TrainerCallback, pipeline
 import search_analyses
 import standard_recipe
 import training_options
-from openmed_repro.infra import config
+from openmed_repro.infra import atomic_files, job_settings, run_provenance, validation
 from openmed_repro.data import corpora, encoding, iob
 from openmed_repro.infra import devices
 from openmed_repro.models import predictor
 from openmed_repro.training import finetune
 from openmed_repro.evaluation import metrics, significance
 from openmed_repro.infra import plots
-from openmed_repro.infra import runs
 from openmed_repro.errors import OpenMedError
 
 GPU_SETTINGS = {"precision": "bf16", "batch_size": 32}   # the GPU comparison's settings, for both recipes
@@ -171,7 +170,7 @@ def scored_on_test(gold, predicted) -> dict:
     return {"test": strict_scores(gold, predicted), "test_strict_f1_interval": [interval.low, interval.high]}
 
 
-def train_ours(run_config: config.RunConfig, corpus, work: Path) -> tuple[dict, finetune.FineTuned]:
+def train_ours(run_config: job_settings.RunConfig, corpus, work: Path) -> tuple[dict, finetune.FineTuned]:
     clock = Clock()
     with PeakMemory() as memory:
         trained = finetune.train(run_config, corpus, work / f"ours-{run_config.precision}", callbacks=[clock])
@@ -201,7 +200,7 @@ def train_ours(run_config: config.RunConfig, corpus, work: Path) -> tuple[dict, 
     return record, trained
 
 
-def train_standard(backbone: str, corpus, run_config: config.RunConfig, work: Path, device: str = "cpu") -> dict:
+def train_standard(backbone: str, corpus, run_config: job_settings.RunConfig, work: Path, device: str = "cpu") -> dict:
     on_gpu = GPU_SETTINGS if device == "cuda" else {}
     recipe = standard_recipe.StandardRecipe(epochs=run_config.epochs, max_length=run_config.max_length,
                                             seed=run_config.seed, **on_gpu)
@@ -253,7 +252,7 @@ def pipeline_entities(output: list[dict], words: list[str]) -> set[tuple[int, in
 DEFAULT_PIPELINE = "pipeline (batch_size 1, its default)"
 
 
-def inference(trained: finetune.FineTuned, run_config: config.RunConfig, sentences, repeats: int) -> dict:
+def inference(trained: finetune.FineTuned, run_config: job_settings.RunConfig, sentences, repeats: int) -> dict:
     """Our predictor (LoRA merged) against the token-classification pipeline on the same model and sentences."""
     model = predictor.inference_model(trained.model)
     words = [list(s.tokens) for s in sentences]
@@ -315,7 +314,7 @@ def utilisation(training: dict, inference_record: dict, matmul_params: int, peak
                     "token (for LoRA the weight gradients of frozen matrices are not computed, so this overstates)"}
 
 
-def low_precision_to_compare(requested: str, device: str, run_config: config.RunConfig) -> str | None:
+def low_precision_to_compare(requested: str, device: str, run_config: job_settings.RunConfig) -> str | None:
     """The precision our recipe also trains in, beside its own, for the low-precision training target: `auto`
     means bf16 on a CPU with bf16 units when the recipe trains in fp32 (on a GPU both recipes are bf16
     already), `none` skips it."""
@@ -394,12 +393,12 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     profile = "smoke" if args.smoke else args.profile
     overrides = {"dataset": args.dataset, "data_dir": args.data_dir,
-                 **(GPU_SETTINGS if device == "cuda" else {}), **config.key_values(args.set)}
-    run_config = config.load_run_config(profile, overrides)
+                 **(GPU_SETTINGS if device == "cuda" else {}), **validation.key_values(args.set)}
+    run_config = job_settings.load_run_config(profile, overrides)
     low_precision = low_precision_to_compare(args.low_precision, device, run_config)
-    low_config = low_precision and config.validated(config.RunConfig, {   # refused now, not after an hour
+    low_config = low_precision and validation.validated(job_settings.RunConfig, {   # refused now, not after an hour
         **run_config.to_dict(), "precision": low_precision,
-        **config.key_values(args.low_precision_set, "--low-precision-set")}, "--low-precision-set")
+        **validation.key_values(args.low_precision_set, "--low-precision-set")}, "--low-precision-set")
     corpus = corpora.load(run_config.dataset, run_config.data_dir)
     test = finetune.subset(corpus.test, run_config.max_eval_sentences)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -411,7 +410,7 @@ def main(argv: list[str] | None = None) -> dict:
               "threads": args.threads, "cpu": platform.processor() or platform.machine(),
               "device": device_name, "cpu_count": psutil.cpu_count(),
               "load_average_at_start": list(psutil.getloadavg()),
-              "provenance": runs.provenance(run_config, corpus.provenance(), device_name, devices.machine())}
+              "provenance": run_provenance.provenance(run_config, corpus.provenance(), device_name, devices.machine())}
     size = 256 if args.smoke else 8192 if device == "cuda" else 2048
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
 
@@ -430,21 +429,21 @@ def main(argv: list[str] | None = None) -> dict:
                                                                               "cpu_seconds")
         if low_config:
             record["low_precision_reason"] = devices.auto_reason()
-            runs.write_json(partial, {**record, "training": training})
+            atomic_files.write_json(partial, {**record, "training": training})
             low, low_trained = train_ours(low_config, corpus, work)
             del low_trained
             low["time_to_standard_final_dev_f1"] = time_to_reach(low["dev_curve"], target)
             low["cpu_time_to_standard_final_dev_f1"] = time_to_reach(low["dev_curve"], target, "cpu_seconds")
             training["ours_low_precision"] = low
         record["training"] = training
-        runs.write_json(partial, record)
+        atomic_files.write_json(partial, record)
         record["inference"] = inference(trained, run_config, test, args.inference_repeats)
-        runs.write_json(partial, record)
+        atomic_files.write_json(partial, record)
         record["search"] = search_analyses.compare(args.search_pruned, args.search_unpruned)
         peak = max(peak, peak_now())
         record["utilisation"] = utilisation(training, record["inference"], record["inference"]["matmul_parameters"], peak)
         record["targets"] = targets(training, record["inference"])
-        runs.write_json(partial, record)
+        atomic_files.write_json(partial, record)
         if device == "cuda":
             record["training_options"] = []
             record["training_options_skipped"] = "a study of CPU settings: run it with --device cpu"
@@ -456,7 +455,7 @@ def main(argv: list[str] | None = None) -> dict:
         record["load_average_at_end"] = list(psutil.getloadavg())
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    runs.write_json(args.out / f"{name}.json", record)
+    atomic_files.write_json(args.out / f"{name}.json", record)
     partial.unlink(missing_ok=True)
     figure = plots.performance(record)
     figure.savefig(args.out / f"{name}.png", dpi=120)

@@ -27,7 +27,7 @@ import torch
 from openmed_repro.annotation import annotate
 from openmed_repro.data import corpora, iob
 from openmed_repro.evaluation import metrics
-from openmed_repro.infra import config, devices, runs
+from openmed_repro.infra import atomic_files, devices, job_settings, run_provenance, runs
 from openmed_repro.models import low_precision, predictor, token_classifier
 from openmed_repro.training import finetune
 
@@ -69,7 +69,7 @@ def inference(run_dir: Path, precisions: tuple[str, ...], rounds: int) -> dict:
                            "test_strict_f1": round(100 * f1, 2), "f1_difference_points": round(100 * (f1 - fp32_f1), 2),
                            "sentences_with_identical_entities": round(same_entities(tags["fp32"], tags[precision]), 4),
                            "prepare_seconds": prepare_seconds[precision]}
-    return {"run": runs.portable_path(run_dir), "dataset": run_config.dataset, "backbone": run_config.backbone,
+    return {"run": run_provenance.portable_path(run_dir), "dataset": run_config.dataset, "backbone": run_config.backbone,
             "method": run_config.method, "sentences": len(words), "rounds": rounds, "precisions": rows}
 
 
@@ -80,7 +80,7 @@ def training(run_dir: Path, sentences: int, scratch: Path) -> dict:
     corpus = corpora.load(recorded.dataset, recorded.data_dir)
     rows = {}
     for precision in ("fp32", "bf16"):
-        settings = config.load_run_config(recorded.profile, {"dataset": recorded.dataset, "seed": recorded.seed,
+        settings = job_settings.load_run_config(recorded.profile, {"dataset": recorded.dataset, "seed": recorded.seed,
                                                              "max_train_sentences": sentences, "epochs": 1,
                                                              "precision": precision})
         trained = finetune.train(settings, corpus, Path(tempfile.mkdtemp(prefix=f"{precision}-", dir=scratch)))
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
               "threads": args.threads, "machine": devices.machine(), "device": devices.device_name(),
               "auto": {"training": devices.resolve_precision("auto"),
                        "prediction": devices.resolve_inference_precision("auto"), "why": devices.auto_reason()},
-              "packages": {name: runs._version(name) for name in ("torch", "transformers", "onnxruntime")}}
+              "packages": {name: run_provenance.version(name) for name in ("torch", "transformers", "onnxruntime")}}
     record["inference"] = inference(args.run, precisions, args.rounds)
     print(json.dumps(record["inference"]["precisions"], indent=1), flush=True)
     if args.train_sentences:
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
             shutil.rmtree(scratch, ignore_errors=True)
         print(json.dumps(record["training"], indent=1), flush=True)
     record["targets"] = targets(record)
-    runs.write_json(args.out / "precision.json", record)
+    atomic_files.write_json(args.out / "precision.json", record)
     print(json.dumps({"targets": record["targets"], "json": str(args.out / "precision.json")}, indent=2))
     return record
 

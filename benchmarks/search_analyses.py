@@ -30,8 +30,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from openmed_repro.data import corpora
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import config, runs
-from openmed_repro.infra.config import SearchConfig
+from openmed_repro.infra import atomic_files, job_settings, runs
+from openmed_repro.infra.job_settings import SearchConfig
 from openmed_repro.report import bench_report
 from openmed_repro.search import hpo
 from openmed_repro.training import finetune
@@ -178,7 +178,7 @@ def retrain(search_dir: Path, trial_number: int, seeds: list[int]) -> dict:
     corpus = corpora.load(base["dataset"], base.get("data_dir"), repair=base.get("repair", False), splits=hpo.SEARCH_SPLITS)
     scores = {}
     for seed in seeds:
-        run_config = config.load_run_config(base["profile"], {**base, **trial.params, "seed": seed})
+        run_config = job_settings.load_run_config(base["profile"], {**base, **trial.params, "seed": seed})
         work = search_dir / "seeds" / f"trial-{trial_number:04d}-seed{seed}"
         try:
             trained = finetune.train(run_config, corpus, work, footprint_dir=search_dir / "footprint" / work.name,
@@ -195,7 +195,7 @@ def retrain(search_dir: Path, trial_number: int, seeds: list[int]) -> dict:
 def compare_command(args: argparse.Namespace) -> None:
     record = compare(args.pruned, args.unpruned, tuple(args.replay_startup_trials))
     if args.out:
-        runs.write_json(args.out, record)
+        atomic_files.write_json(args.out, record)
     print(json.dumps(record, indent=2))
     print(bench_report.search_summary({"search": record}))
     for replay in record.get("median_pruner_replays", []):
@@ -206,7 +206,7 @@ def compare_command(args: argparse.Namespace) -> None:
 
 def seeds_command(args: argparse.Namespace) -> None:
     record = retrain(args.search, args.trial, args.seeds)
-    runs.write_json(args.search / "seeds" / f"trial-{args.trial:04d}.json", record)
+    atomic_files.write_json(args.search / "seeds" / f"trial-{args.trial:04d}.json", record)
     print(json.dumps(record, indent=2))
 
 

@@ -29,6 +29,7 @@ import typing
 from pathlib import Path
 
 from openmed_repro.errors import OpenMedError
+from openmed_repro.infra import atomic_files, job_settings, layout, validation
 
 
 def _add(commands, name: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
@@ -46,7 +47,7 @@ def _set_option(parser: argparse.ArgumentParser, example: str) -> None:
 
 
 def add_search(commands) -> None:
-    from openmed_repro.infra.config import SearchConfig
+    from openmed_repro.infra.job_settings import SearchConfig
 
     parser = _add(commands, "search", "run one hyper-parameter search worker (an Optuna TPE study over fine-tuning runs)",
                   "Run one search worker: trials until the study has --n-trials finished ones, then best.yaml, "
@@ -72,12 +73,11 @@ def _yaml_value(text: str):
 
 
 def search_command(args: argparse.Namespace) -> None:
-    from openmed_repro.infra import config
-    from openmed_repro.infra.config import SearchConfig
+    from openmed_repro.infra.job_settings import SearchConfig
     from openmed_repro.search import hpo
 
-    run_config = config.load_run_config(args.profile, {**config.key_values(args.set), "dataset": args.dataset})
-    search = config.load_search_config({name: getattr(args, name) for name in typing.get_type_hints(SearchConfig)
+    run_config = job_settings.load_run_config(args.profile, {**validation.key_values(args.set), "dataset": args.dataset})
+    search = job_settings.load_search_config({name: getattr(args, name) for name in typing.get_type_hints(SearchConfig)
                                         if getattr(args, name) is not None})
     if args.ray:   # Optuna workers on the study's storage, started by Ray: the same study as workers started by hand
         from openmed_repro.infra import cluster
@@ -91,7 +91,7 @@ def search_command(args: argparse.Namespace) -> None:
     else:
         result = hpo.work(run_config, search, args.out)
     print(f"best dev strict F1 {result.best_dev_f1:.4f} (default configuration: {result.default_dev_f1}); "
-          f"parameters in {args.out / hpo.BEST_PARAMETERS}")
+          f"parameters in {args.out / layout.LAYOUT.best_parameters}")
 
 
 # baseline: the BiLSTM-CNN-Char comparator
@@ -105,7 +105,7 @@ def add_baseline(commands) -> None:
                   "strict F1 chosen (word-embeddings-<profile>.json in --out).")
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--corpora", nargs="+", required=True, help="corpus keys or directories")
-    parser.add_argument("--out", type=Path, default=Path("runs/baseline"))
+    parser.add_argument("--out", type=Path, default=layout.LAYOUT.folder("baseline"))
     parser.add_argument("--record", action="store_true", help="record each finished run in results/")
     parser.add_argument("--word-embeddings", nargs="+", metavar="START",
                         help="choose the words' start on dev: one run per corpus and start (learned, word2vec-dapt "
@@ -115,10 +115,9 @@ def add_baseline(commands) -> None:
 
 
 def baseline_command(args: argparse.Namespace) -> None:
-    from openmed_repro.infra import config
     from openmed_repro.training import baseline
 
-    overrides = config.key_values(args.set)
+    overrides = validation.key_values(args.set)
     after_each = _recorder() if args.record else None
     if args.word_embeddings is None:
         baseline.run_all(args.profile, overrides, args.corpora, args.out, after_each=after_each,
@@ -186,7 +185,7 @@ def sweep_command(args: argparse.Namespace) -> None:
     overrides = {"max_train_sentences": args.max_train_sentences, "epochs": args.epochs, "data_dir": args.data_dir,
                  "dapt_adapter": args.dapt_adapter}
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    out = args.out or Path("runs/sweep") / (args.profile + ("-dapt" if args.dapt_adapter else ""))
+    out = args.out or layout.LAYOUT.folder(layout.LAYOUT.sweep) / (args.profile + ("-dapt" if args.dapt_adapter else ""))
     sweep.run_all(args.profile, overrides, out, args.corpora or corpora.available(args.data_dir),
                   seeds=args.seeds or (None,), runs_root=args.runs_root,
                   after_each=_recorder(args.replace, args.allow_dirty, args.allow_env) if args.record else None,
@@ -196,9 +195,7 @@ def sweep_command(args: argparse.Namespace) -> None:
 
 def _recorded_metrics(run_dir: Path) -> dict | None:
     """The metrics of the record of `run_dir`, if the record holds it (with --record, a recorded run is done)."""
-    from openmed_repro.report import record
-
-    path = record.RESULTS / record.record_name(run_dir) / "metrics.json"
+    path = layout.LAYOUT.record / layout.LAYOUT.record_name(run_dir) / "metrics.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -206,9 +203,8 @@ def _current_record(run_dir: Path, run_config) -> dict | None:
     """The metrics of the record of `run_dir` if it holds a run of exactly `run_config` (a record of an older
     recipe, a profile since changed, is trained again; with --replace its rerun replaces it)."""
     from openmed_repro.infra import runs
-    from openmed_repro.report import record
 
-    recorded = record.RESULTS / record.record_name(run_dir)
+    recorded = layout.LAYOUT.record / layout.LAYOUT.record_name(run_dir)
     return _recorded_metrics(run_dir) if runs.recorded_with(recorded, run_config) else None
 
 
@@ -245,12 +241,11 @@ def add_book(commands) -> None:
 
 
 def book_command(args: argparse.Namespace) -> None:
-    from openmed_repro.infra import config
     from openmed_repro.report import book
 
-    out_dir = args.out or Path("runs") / "book" / args.profile
+    out_dir = args.out or layout.LAYOUT.folder(layout.LAYOUT.book) / args.profile
     if not args.no_execute:
-        book.execute(args.profile, out_dir, config.key_values(args.set))
+        book.execute(args.profile, out_dir, validation.key_values(args.set))
     index = book.build(args.profile, out_dir)
     print(f"book: {index}")
     if args.check:
@@ -372,17 +367,32 @@ def add_run_dir(commands) -> None:
                   "Print the directory a chapter's notebook writes to with these parameters (its -p KEY VALUE pairs):\n"
                   "output_dir if given, else the default run directory of the configuration it loads. Defaults as in "
                   "the\nnotebooks: profile=cpu dataset=ncbi_disease.")
-    parser.add_argument("chapter", choices=("finetune", "dapt", "baseline", "hpo", "released"))
+    parser.add_argument("chapter", nargs="?", choices=layout.CHAPTERS)
     parser.add_argument("parameters", nargs="*", metavar="KEY=VALUE", help="the notebook's parameters, YAML values")
+    parser.add_argument("--tuned", action="store_true", help="the tuned twin of the run directory (make tuned's)")
+    parser.add_argument("--folder", choices=LAYOUT_FOLDERS,
+                        help="instead of a run directory, this folder of the runs root (runs/<folder>)")
     parser.set_defaults(handler=run_dir_command)
 
 
-def run_dir_command(args: argparse.Namespace) -> None:
-    from openmed_repro.infra import config, runs
+LAYOUT_FOLDERS = ("book", "verify", "sweep", "ablation", "word_vectors", "bench", "logs")
 
+
+def run_dir_command(args: argparse.Namespace) -> int:
+    if args.folder:
+        if args.chapter or args.parameters or args.tuned:
+            print("run-dir --folder takes no chapter, parameter or --tuned", file=sys.stderr)
+            return 2
+        print(layout.LAYOUT.folder(getattr(layout.LAYOUT, args.folder)))
+        return 0
+    if not args.chapter:
+        print(f"run-dir: give a chapter ({', '.join(layout.CHAPTERS)}) or --folder", file=sys.stderr)
+        return 2
     defaults = {key: value for key, value in RUN_DIR_DEFAULTS.items()
                 if not (key == "dataset" and args.chapter == "dapt")}
-    print(runs.run_directory(args.chapter, {**defaults, **config.key_values(args.parameters, "run-dir")}))
+    directory = layout.run_directory(args.chapter, {**defaults, **validation.key_values(args.parameters, "run-dir")})
+    print(layout.LAYOUT.tuned(directory) if args.tuned else directory)
+    return 0
 
 
 # record: finished runs into the record (results/)
@@ -398,8 +408,8 @@ def add_record(commands) -> None:
                         help="finished run directories (or runs/bench/*.json benchmark files)")
     parser.add_argument("--all", action="store_true",
                         help="every finished run under --runs: finetune, dapt, baseline, hpo, bench, released")
-    parser.add_argument("--runs", type=Path, default=Path("runs"), help="where --all looks (default runs)")
-    parser.add_argument("--results", type=Path, default=Path("results"), help="the record (default results)")
+    parser.add_argument("--runs", type=Path, default=layout.LAYOUT.runs, help="where --all looks (default runs)")
+    parser.add_argument("--results", type=Path, default=layout.LAYOUT.record, help="the record (default results/)")
     parser.add_argument("--replace", action="store_true", help="overwrite a different record of the same name")
     parser.add_argument("--command", default=None,
                         help="the command that produced runs whose provenance names none (runs made before it did)")
@@ -465,7 +475,7 @@ def add_audit(commands) -> None:
                   "Check results/ without training: every file against results/SHA256SUMS (written by `record`), and\n"
                   "every recorded run's dev and test strict and default precision, recall and F1, per type, recomputed\n"
                   "from its predicted tags and the gold corpus files it names by sha256. Exit 1 naming each problem.")
-    parser.add_argument("--results", type=Path, default=Path("results"), help="the record (default results)")
+    parser.add_argument("--results", type=Path, default=layout.LAYOUT.record, help="the record (default results/)")
     parser.add_argument("--data-dir", default=None, help="the corpora (default: $OPENMED_DATA_DIR, ../shared/data)")
     parser.set_defaults(handler=audit_command)
 
@@ -491,8 +501,8 @@ def add_verify(commands) -> None:
                   "headline figure, recorded and rerun, with its tolerance and verdict (identical, reproduced, differs),\n"
                   "and write runs/verify/<chapter>/verdict.json. Tolerances: openmed_repro/report/verify.py.")
     parser.add_argument("chapter", help="finetune, baseline or dapt")
-    parser.add_argument("--results", type=Path, default=Path("results"), help="the record (default results)")
-    parser.add_argument("--runs", type=Path, default=Path("runs"), help="where reruns go: <runs>/verify (default runs)")
+    parser.add_argument("--results", type=Path, default=layout.LAYOUT.record, help="the record (default results/)")
+    parser.add_argument("--runs", type=Path, default=layout.LAYOUT.runs, help="where reruns go: <runs>/verify (default runs)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the recorded run's)")
     parser.add_argument("--run", nargs="+", default=[], metavar="NAME", dest="names",
                         help="these records (NAME under results/<chapter>/) instead of the page's run")
@@ -508,12 +518,11 @@ def add_verify(commands) -> None:
 def verify_command(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from openmed_repro.infra import config
     from openmed_repro.report import verify
 
     verify.chapter_of(args.chapter)   # refused before anything loads
     verdicts = verify.verify(args.chapter, args.results, args.runs, args.names, args.threads,
-                             config.key_values(args.set), args.trials, args.samples, args.every, args.fresh,
+                             validation.key_values(args.set), args.trials, args.samples, args.every, args.fresh,
                              lambda line: print(line, flush=True), _placement(args))
     with pd.option_context("display.width", 250, "display.max_colwidth", 120):
         print(verify.table(verdicts).to_string(index=False))
@@ -550,9 +559,41 @@ def released_command(args: argparse.Namespace) -> None:
         raise OpenMedError(f"{failed} of {len(pairs)} released checkpoints not scored (one line each above)")
 
 
+# parameter-cells: the notebooks' parameters cells written from the settings
+
+
+def add_parameter_cells(commands) -> None:
+    parser = _add(commands, "parameter-cells", "write the chapter notebooks' parameters cells from the settings",
+                  "Write the last lines of the parameters cell of finetune, dapt, baseline and hpo from their settings\n"
+                  "(openmed_repro/infra/job_settings.py): every field the hand-kept lines above them do not assign.\n"
+                  "Run it after adding a field; --check only says which notebooks are out of date (exit 1).")
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 naming the out-of-date notebooks")
+    parser.set_defaults(handler=parameter_cells_command)
+
+
+def parameter_cells_command(args: argparse.Namespace) -> int:
+    from openmed_repro.report import book, notebook_parameters
+
+    stale = []
+    for name in notebook_parameters.GENERATED_CELLS:
+        path = book.NOTEBOOKS / f"{name}.ipynb"
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+        cell = next(cell for cell in notebook["cells"] if "parameters" in cell["metadata"].get("tags", []))
+        source = "".join(cell["source"])
+        written = notebook_parameters.parameters_cell(name, source)
+        if written != source:
+            stale.append(path)
+            cell["source"] = written.splitlines(keepends=True)
+            if not args.check:
+                atomic_files.write_text(path, json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+    for path in stale:
+        print(f"{path}: {'out of date' if args.check else 'parameters cell written'}")
+    return 1 if args.check and stale else 0
+
+
 # The sub-commands in the order `openmed-repro --help` lists them.
 COMMANDS = (add_search, add_baseline, add_sweep, add_notebook, add_audit, add_book, add_annotate, add_corpus_stats, add_summary,
-            add_run_dir, add_record, add_verify, add_released)
+            add_run_dir, add_record, add_verify, add_released, add_parameter_cells)
 
 
 def parser() -> argparse.ArgumentParser:

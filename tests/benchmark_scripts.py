@@ -3,9 +3,9 @@
 import importlib
 import sys
 
-from openmed_repro.infra import config
+from openmed_repro.infra import paths
 
-BENCHMARKS = config.PROJECT_ROOT / "benchmarks"
+BENCHMARKS = paths.PROJECT_ROOT / "benchmarks"
 
 
 def load(name: str):

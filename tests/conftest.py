@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from transformers import BertTokenizer
+from openmed_repro.infra import run_provenance
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WHOLE_WORDS = ["the", "of", "in", "cancer", "aspirin", "lung", "cells", "patients", "with", "and"]
@@ -90,8 +91,7 @@ def write_dapt_text(directory: Path, planted: dict[str, str] | None = None) -> P
 def committed_code():
     """Runs made by the tests name a clean commit, whatever the working tree holds while someone develops (the
     record refuses runs of uncommitted code); tests/test_runs.py checks the real reading of the repository."""
-    from openmed_repro.infra import runs
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(runs, "code_state", lambda: {"commit": "0" * 40, "dirty": False})
+        patch.setattr(run_provenance, "code_state", lambda: {"commit": "0" * 40, "dirty": False})
         yield

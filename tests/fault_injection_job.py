@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import sys
+from openmed_repro.infra import job_settings
 
 # A kill point: the callable whose call the kill lands at, and whether the kill comes before or after its work.
 POINTS = {
@@ -29,7 +30,7 @@ POINTS = {
     "final evaluation": ("openmed_repro.models.predictor:predict", "before"),
     "held-out perplexity": ("openmed_repro.training.dapt:perplexity", "before"),
     "annotation": ("openmed_repro.models.predictor:predict_with_scores", "before"),
-    # Every file the project writes goes through runs.atomic_path: the temporary is whole, the rename not done.
+    # Every file the project writes goes through atomic_files.atomic_path: the temporary is whole, the rename not done.
     "output write": ("os:replace", "before"),
 }
 
@@ -64,26 +65,25 @@ def wrap(point: str, calls: dict, kill_at: int | None = None) -> None:
 
 def run(job: str, source: str, output: str) -> None:
     """The job's one command, the same whether it is the first attempt or the one after a kill."""
-    from openmed_repro.infra import config
 
     if job == "finetune":
         from openmed_repro.training import finetune
-        finetune.run(config.load_run_config("smoke", {"dataset": source, "epochs": 3}), output)
+        finetune.run(job_settings.load_run_config("smoke", {"dataset": source, "epochs": 3}), output)
     elif job == "dapt":
         from openmed_repro.training import dapt
         dapt.evaluation_sentences = lambda data_dir=None: []   # no local corpus to hold out in a test
-        dapt.run(config.load_dapt_config("smoke", {"dapt_dir": source}), output)
+        dapt.run(job_settings.load_dapt_config("smoke", {"dapt_dir": source}), output)
     elif job == "baseline":
         from openmed_repro.training import baseline
-        baseline.run(config.load_baseline_config("smoke", {"dataset": source, "epochs": 3}), output)
+        baseline.run(job_settings.load_baseline_config("smoke", {"dataset": source, "epochs": 3}), output)
     elif job == "trial":
         from openmed_repro.search import hpo
         space = output + ".space.yaml"
         with open(space, "w", encoding="utf-8") as handle:
             handle.write("space:\n  learning_rate: {low: 1.0e-3, high: 1.0e-1, log: true}\n")
-        search = config.load_search_config({"space": space, "n_trials": 2, "heartbeat_interval": 1,
+        search = job_settings.load_search_config({"space": space, "n_trials": 2, "heartbeat_interval": 1,
                                             "grace_period": 2})
-        hpo.work(config.load_run_config("smoke", {"dataset": source, "epochs": 2}), search, output)
+        hpo.work(job_settings.load_run_config("smoke", {"dataset": source, "epochs": 2}), search, output)
     elif job == "annotate":
         from openmed_repro.annotation import annotate
         annotate.annotate_file(os.path.join(os.path.dirname(source), "run"), source, output, fmt="text",

@@ -16,9 +16,10 @@ from openmed_repro.annotation import annotate
 from openmed_repro import cli
 from openmed_repro.data import iob, sentences
 from openmed_repro.models import predictor, saved_model
-from openmed_repro.infra import config, runs
+from openmed_repro.infra import atomic_files, job_settings, runs
 from openmed_repro.training import finetune
 from openmed_repro.errors import OpenMedError
+from openmed_repro.data import saved_predictions
 
 ABSTRACT = ("Many patients with lung cancer were treated in the study. Asthma and diabetes, e.g. in "
             "cells of patients with breast cancer, were often treated with aspirin!")
@@ -28,7 +29,7 @@ ABSTRACT = ("Many patients with lung cancer were treated in the study. Asthma an
 def run_dir(synthetic_corpus, tmp_path_factory):
     """A smoke-profile fine-tuning run that has learned the synthetic corpus's disease names."""
     directory = tmp_path_factory.mktemp("annotate") / "run"
-    finetune.run(config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "epochs": 4}), directory)
+    finetune.run(job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus), "epochs": 4}), directory)
     return directory
 
 
@@ -66,7 +67,7 @@ def test_a_document_longer_than_one_window_is_annotated_to_its_end(annotator):
 def test_annotation_finds_exactly_the_entities_of_the_tags_evaluation_predicted(run_dir):
     """One predictor: annotating the run's test sentences as documents (merged LoRA, small token-budget
     batches) gives the spans of the tags fine-tuning's evaluation wrote for them (unmerged, its own batches)."""
-    tokens, _, predicted = runs.read_predictions(run_dir / "predictions_test.tsv")
+    tokens, _, predicted = saved_predictions.read_predictions(run_dir / "predictions_test.tsv")
     documents = [annotate.Document(str(i), " ".join(words), i) for i, words in enumerate(tokens)]
     found = annotate.Annotator(run_dir, batch_size=3, max_batch_tokens=40).annotate(documents)
     for document, entities, tags in zip(documents, found, predicted):
@@ -314,14 +315,14 @@ def test_a_failed_spark_job_leaves_nothing_behind_and_the_same_command_runs_agai
 
     run = tmp_path / "run"
     shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("checkpoints"))
-    recorded = runs.read_json(run / runs.CONFIG)
-    runs.write_json(run / runs.CONFIG, {**recorded, "backbone": "no-such-backbone"})
+    recorded = atomic_files.read_json(run / runs.CONFIG)
+    atomic_files.write_json(run / runs.CONFIG, {**recorded, "backbone": "no-such-backbone"})
     source = write_lines(tmp_path / "in.jsonl", [json.dumps({"id": i, "text": ABSTRACT}) for i in range(3)])
     out = tmp_path / "entities"
     with pytest.raises(OpenMedError, match=r"^parameter backbone: unknown backbone 'no-such-backbone'"):
         spark_annotate.annotate(run, str(source), str(out), spark=spark)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "run"]
-    runs.write_json(run / runs.CONFIG, recorded)
+    atomic_files.write_json(run / runs.CONFIG, recorded)
     summary = spark_annotate.annotate(run, str(source), str(out), spark=spark)
     assert summary.documents == 3 and len(annotate.read_entities(out)) == summary.entities > 0
 
@@ -355,7 +356,7 @@ def test_the_same_spark_command_run_twice_gives_the_same_output_and_a_failed_rer
     assert {p.name: p.read_text() for p in out.glob("part-*")} == first and first
     run = tmp_path / "run"
     shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("checkpoints"))
-    runs.write_json(run / runs.CONFIG, {**runs.read_json(run / runs.CONFIG), "backbone": "no-such-backbone"})
+    atomic_files.write_json(run / runs.CONFIG, {**atomic_files.read_json(run / runs.CONFIG), "backbone": "no-such-backbone"})
     with pytest.raises(OpenMedError, match="unknown backbone"):
         spark_annotate.annotate(run, str(source), str(out), spark=spark)
     assert {p.name: p.read_text() for p in out.glob("part-*")} == first

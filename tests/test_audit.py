@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from openmed_repro import cli
-from openmed_repro.infra import config
+from openmed_repro.infra import atomic_files, job_settings, paths
 from openmed_repro.report import audit, record
 from openmed_repro.training import finetune
 
@@ -18,7 +18,7 @@ def recorded(tmp_path_factory, synthetic_corpus):
     """A smoke fine-tuning run of the synthetic corpus, recorded into <machine>/results."""
     machine = tmp_path_factory.mktemp("machine")
     run_dir = machine / "runs" / "finetune" / "synthetic-smoke"
-    finetune.run(config.load_run_config("smoke", {"dataset": str(synthetic_corpus)}), run_dir)
+    finetune.run(job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus)}), run_dir)
     record.record([run_dir], machine / "results")
     return machine / "results"
 
@@ -79,7 +79,7 @@ def test_a_removed_or_an_added_file_fails_the_audit_naming_it(results, synthetic
 
 def test_the_command_exits_1_listing_each_problem_and_0_on_a_clean_record(results, synthetic_corpus, capsys,
                                                                           monkeypatch):
-    monkeypatch.setenv(config.DATA_DIR_ENV, str(synthetic_corpus.parent))
+    monkeypatch.setenv(paths.DATA_DIR_ENV, str(synthetic_corpus.parent))
     assert cli.main(["audit", "--results", str(results), "--data-dir", str(synthetic_corpus.parent)]) == 0
     (results / "finetune" / "synthetic-smoke" / "config.json").write_text("{}")
     assert cli.main(["audit", "--results", str(results), "--data-dir", str(synthetic_corpus.parent)]) == 1
@@ -91,14 +91,13 @@ def confirmed(tmp_path_factory, synthetic_corpus):
     """A record holding two smoke runs (seeds 42 and 1, standing for a search's default and tuned runs) and a search
     confirmation that compares them, its figures computed from the records."""
     from openmed_repro.evaluation import comparison, significance
-    from openmed_repro.infra import runs
 
     machine = tmp_path_factory.mktemp("confirmed")
     results = machine / "results"
     names = {"default": "synthetic-smoke-seed42", "tuned": "synthetic-smoke-seed1"}
     for side, seed in (("default", 42), ("tuned", 1)):
         run_dir = machine / "runs" / "finetune" / names[side]
-        finetune.run(config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "seed": seed}), run_dir)
+        finetune.run(job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus), "seed": seed}), run_dir)
         record.record([run_dir], results)
     scored = {side: json.loads((results / "finetune" / name / "metrics.json").read_text()) for side, name in names.items()}
     pair = comparison.load([results / "finetune" / names["tuned"], results / "finetune" / names["default"]],
@@ -110,7 +109,7 @@ def confirmed(tmp_path_factory, synthetic_corpus):
         row[f"{side} dev F1"] = round(100 * scored[side]["devel"]["strict"]["f1"], 2)
         row[f"{side} test F1"] = round(100 * scored[side]["test"]["strict"]["f1"], 2)
     (results / "hpo" / "search").mkdir(parents=True)
-    runs.write_json(results / "hpo" / "search" / "confirmation.json", {"kept": "tuned", "per_seed": [row]})
+    atomic_files.write_json(results / "hpo" / "search" / "confirmation.json", {"kept": "tuned", "per_seed": [row]})
     audit.write_manifest(results)
     return results
 

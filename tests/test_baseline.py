@@ -11,14 +11,15 @@ from conftest import write_dapt_text
 from openmed_repro.training import baseline, step_floor, word_vectors
 from openmed_repro.data import corpora
 from openmed_repro.training.word_vectors import Word2VecSettings
-from openmed_repro.infra import config
+from openmed_repro.infra import job_settings, paths
 from openmed_repro.evaluation import metrics
 from openmed_repro.infra import runs
 from openmed_repro.errors import OpenMedError
+from openmed_repro.data import saved_predictions
 
 
-def smoke(corpus_dir, **overrides) -> config.BaselineConfig:
-    return config.load_baseline_config("smoke", {"dataset": str(corpus_dir), **overrides})
+def smoke(corpus_dir, **overrides) -> job_settings.BaselineConfig:
+    return job_settings.load_baseline_config("smoke", {"dataset": str(corpus_dir), **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +40,16 @@ def test_a_baseline_run_has_the_fine_tuning_layout_and_metrics_last(finished):
     assert "checkpoint.pt" not in names
     provenance = json.loads((finished.run_dir / "provenance.json").read_text())
     assert provenance["config"]["output"] == "crf" and provenance["seed"] == 42
-    tokens, gold, predicted = runs.read_predictions(finished.run_dir / "predictions_test.tsv")
+    tokens, gold, predicted = saved_predictions.read_predictions(finished.run_dir / "predictions_test.tsv")
     assert len(tokens) == 24 and all(len(t) == len(g) == len(p) for t, g, p in zip(tokens, gold, predicted))
 
 
 def test_the_kept_weights_are_the_best_dev_epoch_and_reload_exactly(finished):
     best = max(e["eval_strict_f1"] for e in finished.log_history)
-    _, gold, predicted = runs.read_predictions(finished.run_dir / "predictions_devel.tsv")
+    _, gold, predicted = saved_predictions.read_predictions(finished.run_dir / "predictions_devel.tsv")
     assert metrics.score(gold, predicted).strict.f1 == pytest.approx(best)
     model, vocabulary, settings = baseline.load_model(finished.run_dir / "model")
-    tokens, _, predicted = runs.read_predictions(finished.run_dir / "predictions_test.tsv")
+    tokens, _, predicted = saved_predictions.read_predictions(finished.run_dir / "predictions_test.tsv")
     assert baseline.predict(model, vocabulary, tokens, settings.max_word_chars) == predicted
 
 
@@ -83,7 +84,7 @@ def test_early_stopping_ends_training_after_patience_epochs_without_dev_gain(syn
 
 def test_a_small_split_passes_over_itself_until_the_baseline_takes_the_minimum_optimizer_steps(
         synthetic_corpus, tmp_path, monkeypatch):
-    profile = config.load_baseline_config("cpu", {"dataset": "cll"})
+    profile = job_settings.load_baseline_config("cpu", {"dataset": "cll"})
     assert profile.min_optimizer_steps == 1000
     # CLL: 120 sentences in batches of 32; 10 epochs of 100 steps need 3,200 sentences an epoch: 27 passes.
     assert step_floor.passes_per_epoch(120, profile.batch_size, profile.epochs, 1000, capped=False) == 27
@@ -175,7 +176,7 @@ def test_the_baseline_notebook_runs_end_to_end_on_the_smoke_profile(synthetic_co
     import papermill
 
     executed = papermill.execute_notebook(
-        str(config.PROJECT_ROOT / "notebooks" / "baseline.ipynb"), str(tmp_path / "executed.ipynb"),
+        str(paths.PROJECT_ROOT / "notebooks" / "baseline.ipynb"), str(tmp_path / "executed.ipynb"),
         parameters={"dataset": str(synthetic_corpus), "profile": "smoke", "output_dir": str(tmp_path / "run")},
         cwd=str(tmp_path), progress_bar=False, kernel_name="python3")
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -11,10 +11,10 @@ import pytest
 
 import benchmark_scripts
 from openmed_repro.report import bench_report
-from openmed_repro.infra import config, cpu_units
+from openmed_repro.infra import cpu_units, job_settings, paths
 
-BENCHMARK = config.PROJECT_ROOT / "benchmarks" / "performance.py"
-NOTEBOOK = config.PROJECT_ROOT / "notebooks" / "performance.ipynb"
+BENCHMARK = paths.PROJECT_ROOT / "benchmarks" / "performance.py"
+NOTEBOOK = paths.PROJECT_ROOT / "notebooks" / "performance.ipynb"
 
 
 def search_directory(path: Path, trial_seconds: float, states: list[str], epochs: list[int]) -> Path:
@@ -105,7 +105,7 @@ def test_which_precision_our_recipe_is_also_trained_in(monkeypatch, requested, h
     performance = import_performance()
     monkeypatch.setattr(performance.devices, "cpu_units",
                         lambda: cpu_units.CpuUnits(frozenset({"amx_bf16"} if has_bf16_units else set())))
-    run_config = config.load_run_config("smoke", {"dataset": "ncbi_disease", "precision": profile_precision})
+    run_config = job_settings.load_run_config("smoke", {"dataset": "ncbi_disease", "precision": profile_precision})
     assert performance.low_precision_to_compare(requested, device, run_config) == compared
 
 
@@ -194,8 +194,8 @@ def test_the_precision_benchmark_records_the_cpu_its_units_and_each_precision_ag
     from openmed_repro.training import finetune
 
     run_dir = tmp_path / "run"
-    finetune.run(config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "epochs": 2}), run_dir)
-    done = subprocess.run([sys.executable, str(config.PROJECT_ROOT / "benchmarks" / "precision.py"), "--run",
+    finetune.run(job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus), "epochs": 2}), run_dir)
+    done = subprocess.run([sys.executable, str(paths.PROJECT_ROOT / "benchmarks" / "precision.py"), "--run",
                            str(run_dir), "--rounds", "1", "--train-sentences", "0", "--out", str(tmp_path / "bench")],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -9,12 +9,12 @@ import nbformat
 import pytest
 
 from openmed_repro.report import book
-from openmed_repro.infra import config
+from openmed_repro.infra import job_settings, paths
 from openmed_repro.errors import OpenMedError
 
 from conftest import write_dapt_text
 
-SCREENSHOTS = config.PROJECT_ROOT / "runs" / "ci" / "book-screenshots"
+SCREENSHOTS = paths.PROJECT_ROOT / "runs" / "ci" / "book-screenshots"
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def built(synthetic_corpus, tmp_path_factory):
 
 
 def chapters(profile="smoke"):
-    settings = config.read_parameters("book.yaml")
+    settings = paths.read_parameters("book.yaml")
     return [name for name in settings["chapters"] if name not in settings["profiles"][profile].get("skip", [])]
 
 
@@ -169,12 +169,12 @@ def test_every_run_the_recorded_book_shows_is_one_its_chapter_would_train_today(
     is a page saying so and has nothing to check."""
     from openmed_repro.infra import runs
 
-    chapters = config.read_parameters("book.yaml")["profiles"]["cpu"]
-    loaders = {"finetune": config.load_run_config, "baseline": config.load_baseline_config}
+    chapters = paths.read_parameters("book.yaml")["profiles"]["cpu"]
+    loaders = {"finetune": job_settings.load_run_config, "baseline": job_settings.load_baseline_config}
     checked = []
     for chapter, load in loaders.items():
         parameters = chapters[chapter]
-        recorded = config.PROJECT_ROOT / book.record_reference(parameters["output_dir"])
+        recorded = paths.PROJECT_ROOT / book.record_reference(parameters["output_dir"])
         if (recorded / runs.METRICS).is_file():
             runs.claim(recorded, load(parameters["profile"], {"dataset": parameters["dataset"]}))
             checked.append(chapter)
@@ -187,6 +187,6 @@ def test_the_results_page_must_measure_each_corpus_whose_record_follows_its_prof
         directory.mkdir(parents=True)
         dataset = name.split("-")[0]
         overrides = {"dataset": dataset} | ({"learning_rate": rate} if rate else {})
-        (directory / "config.json").write_text(json.dumps(config.load_run_config("cpu", overrides).to_dict()))
+        (directory / "config.json").write_text(json.dumps(job_settings.load_run_config("cpu", overrides).to_dict()))
         (directory / "metrics.json").write_text(json.dumps({"dataset": dataset}))
     assert book.recorded_corpora(tmp_path) == ["ncbi_disease"]

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from openmed_repro import cli
-from openmed_repro.infra import config
+from openmed_repro.infra import paths
 
 JOBS = {"search", "baseline", "sweep", "notebook", "audit", "book", "annotate", "corpus-stats", "summary"}
 
@@ -19,7 +19,7 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 
 def makefile_recipes() -> list[str]:
     """The Makefile's recipe lines, continuation lines joined."""
-    text = (config.PROJECT_ROOT / "Makefile").read_text().replace("\\\n", " ")
+    text = (paths.PROJECT_ROOT / "Makefile").read_text().replace("\\\n", " ")
     return [line.strip() for line in text.splitlines() if line.startswith("\t")]
 
 
@@ -59,18 +59,17 @@ def test_the_makefile_calls_the_command_and_no_library_module():
 
 
 def test_the_command_is_the_librarys_only_entry_point():
-    sources = sorted((config.PROJECT_ROOT / "openmed_repro").rglob("*.py"))
-    mains = [path.relative_to(config.PROJECT_ROOT).as_posix() for path in sources
+    sources = sorted((paths.PROJECT_ROOT / "openmed_repro").rglob("*.py"))
+    mains = [path.relative_to(paths.PROJECT_ROOT).as_posix() for path in sources
              if re.search(r"^def main\(", path.read_text(), re.MULTILINE)]
     assert mains == ["openmed_repro/cli.py"]
     assert not [path for path in sources if path.name != "cli.py" and "openmed_repro.cli" in path.read_text()]
 
 
 def test_a_chapter_that_fails_ends_in_its_own_one_line_message_naming_the_executed_notebook(tmp_path, capsys):
-    from openmed_repro.infra import config
 
     output = tmp_path / "out.ipynb"
-    code = cli.main(["notebook", str(config.PROJECT_ROOT / "notebooks" / "finetune.ipynb"), str(output),
+    code = cli.main(["notebook", str(paths.PROJECT_ROOT / "notebooks" / "finetune.ipynb"), str(output),
                      "-k", "python3", "-p", "dataset", "ncbi_disease", "-p", "profile", "smoke", "-p", "learning_rate",
                      "fast"])
     error = capsys.readouterr().err.strip().splitlines()

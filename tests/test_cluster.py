@@ -16,7 +16,7 @@ import pytest
 
 from openmed_repro import cli
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import cluster, config, runs
+from openmed_repro.infra import atomic_files, cluster, job_settings, runs
 from openmed_repro.training import finetune
 
 if not os.environ.get("OPENMED_REQUIRE_RAY"):
@@ -56,9 +56,9 @@ def record_contents(results: Path) -> dict[str, dict]:
     does not keep) and predicted tags."""
     contents = {}
     for run_dir in sorted((results / "finetune").iterdir()):
-        metrics = runs.read_json(run_dir / runs.METRICS)
+        metrics = atomic_files.read_json(run_dir / runs.METRICS)
         contents[run_dir.name] = {
-            "config": runs.read_json(run_dir / runs.CONFIG),
+            "config": atomic_files.read_json(run_dir / runs.CONFIG),
             "test": metrics["test"], "devel": metrics["devel"], "epochs": metrics["epochs_run"],
             "predictions": json.loads(gzip.decompress((run_dir / "predictions.json.gz").read_bytes())),
         }
@@ -77,7 +77,7 @@ def test_a_sweep_over_a_ray_cluster_makes_the_records_of_a_serial_sweep(ray_clus
     assert len(record_contents(spread / "results")) == 2
 
 
-def killed_in_its_second_epoch(marker: str, run_config: config.RunConfig, run_dir: Path):
+def killed_in_its_second_epoch(marker: str, run_config: job_settings.RunConfig, run_dir: Path):
     """Fine-tuning whose first attempt SIGKILLs its own worker at a training step of the second epoch (the first
     epoch's checkpoint complete: 6 steps an epoch); the attempt Ray retries runs to the end."""
     if not os.path.exists(marker):
@@ -88,7 +88,7 @@ def killed_in_its_second_epoch(marker: str, run_config: config.RunConfig, run_di
 
 def test_a_run_whose_ray_worker_is_killed_resumes_from_its_checkpoint_and_ends_as_if_never_killed(
         ray_cluster, synthetic_corpus, tmp_path):
-    run_config = config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "epochs": 2})
+    run_config = job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus), "epochs": 2})
     whole = finetune.run(run_config, tmp_path / "whole")
     marker = tmp_path / "killed-once"
     [resumed] = cluster.run_each([cluster.Job("killed", killed_in_its_second_epoch,

@@ -2,18 +2,18 @@ import dataclasses
 
 import pytest
 
-from openmed_repro.infra import config
+from openmed_repro.infra import job_settings, paths, runs, validation
 from openmed_repro.errors import OpenMedError
 from openmed_repro.report import notebook_parameters
 
 
-PROFILE_KINDS = {"profiles": config.RunConfig, "baseline_profiles": config.BaselineConfig,
-                 "dapt_profiles": config.DaptConfig}
+PROFILE_KINDS = {"profiles": job_settings.RunConfig, "baseline_profiles": job_settings.BaselineConfig,
+                 "dapt_profiles": job_settings.DaptConfig}
 PROFILE_FILES = sorted((kind, path.stem) for kind in PROFILE_KINDS
-                       for path in (config.PARAMETERS_DIR / kind).glob("*.yaml"))
-LOADERS = {"profiles": lambda name: config.load_run_config(name, {"dataset": "ncbi_disease"}),
-           "baseline_profiles": lambda name: config.load_baseline_config(name, {"dataset": "ncbi_disease"}),
-           "dapt_profiles": config.load_dapt_config}
+                       for path in (paths.PARAMETERS_DIR / kind).glob("*.yaml"))
+LOADERS = {"profiles": lambda name: job_settings.load_run_config(name, {"dataset": "ncbi_disease"}),
+           "baseline_profiles": lambda name: job_settings.load_baseline_config(name, {"dataset": "ncbi_disease"}),
+           "dapt_profiles": job_settings.load_dapt_config}
 # What defines each profile: a few values a change to the profile or to the defaults would break.
 DEFINING = {
     ("profiles", "paper"): {"backbone": "deberta-v3-large", "method": "lora", "epochs": 20.0, "batch_size": 32,
@@ -56,13 +56,13 @@ def test_every_profile_file_is_described_by_the_test():
 @pytest.mark.parametrize("kind, profile", PROFILE_FILES)
 def test_no_profile_repeats_a_default(kind, profile):
     defaults = {f.name: f.default for f in dataclasses.fields(PROFILE_KINDS[kind])}
-    stated = config.read_parameters(f"{kind}/{profile}.yaml")
+    stated = paths.read_parameters(f"{kind}/{profile}.yaml")
     repeated = sorted(key for key, value in stated.items() if key in defaults and defaults[key] == value)
     assert not repeated, f"{kind}/{profile}.yaml repeats the default of {', '.join(repeated)}"
 
 
 def test_paper_profile_holds_the_papers_recipe():
-    c = config.load_run_config("paper", {"dataset": "ncbi_disease"})
+    c = job_settings.load_run_config("paper", {"dataset": "ncbi_disease"})
     assert (c.method, c.lora_r, c.lora_alpha, c.lora_dropout) == ("lora", 16, 32, 0.05)
     assert (c.warmup_ratio, c.lr_scheduler, c.early_stopping_patience) == (0.1, "cosine", 3)
     assert (c.max_length, c.overlap, c.batch_size, c.precision) == (256, 50, 32, "auto")
@@ -72,12 +72,12 @@ def test_paper_profile_holds_the_papers_recipe():
 def test_overrides_win_over_yaml_files_which_win_over_the_profile(tmp_path):
     best = tmp_path / "best.yaml"
     best.write_text("learning_rate: 0.002\nbatch_size: 16\n")
-    c = config.load_run_config("cpu", {"dataset": "s800", "batch_size": 32}, files=[best])
+    c = job_settings.load_run_config("cpu", {"dataset": "s800", "batch_size": 32}, files=[best])
     assert c.learning_rate == 0.002 and c.batch_size == 32
 
 
 def test_an_integer_is_accepted_where_a_float_is_expected():
-    assert config.load_run_config("smoke", {"dataset": "x", "epochs": 3}).epochs == 3.0
+    assert job_settings.load_run_config("smoke", {"dataset": "x", "epochs": 3}).epochs == 3.0
 
 
 @pytest.mark.parametrize("key, value, message", [
@@ -93,61 +93,61 @@ def test_an_integer_is_accepted_where_a_float_is_expected():
 ])
 def test_wrong_types_and_values_are_refused_naming_the_parameter(key, value, message):
     with pytest.raises(OpenMedError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        config.load_run_config("smoke", {"dataset": "x", key: value})
+        job_settings.load_run_config("smoke", {"dataset": "x", key: value})
 
 
 def test_an_unknown_parameter_is_refused_with_the_valid_ones():
     with pytest.raises(OpenMedError, match=r"overrides: unknown parameter 'lerning_rate'; valid: .*learning_rate"):
-        config.load_run_config("smoke", {"dataset": "x", "lerning_rate": 0.1})
+        job_settings.load_run_config("smoke", {"dataset": "x", "lerning_rate": 0.1})
 
 
 def test_an_unknown_key_in_a_yaml_file_names_the_file(tmp_path):
     best = tmp_path / "best.yaml"
     best.write_text("lr: 0.002\n")
     with pytest.raises(OpenMedError, match=rf"{best}: unknown parameter 'lr'"):
-        config.load_run_config("smoke", {"dataset": "x"}, files=[best])
+        job_settings.load_run_config("smoke", {"dataset": "x"}, files=[best])
 
 
 def test_an_unknown_profile_lists_the_known_ones():
     with pytest.raises(OpenMedError, match="unknown profile 'gpu'; known: cpu, cpu-fast, cpu-lora-all-linear, cpu-lora-r64, paper, smoke"):
-        config.load_run_config("gpu", {"dataset": "x"})
+        job_settings.load_run_config("gpu", {"dataset": "x"})
 
 
 def test_a_missing_dataset_is_named():
     with pytest.raises(OpenMedError, match="missing parameter.*dataset"):
-        config.load_run_config("smoke", {})
+        job_settings.load_run_config("smoke", {})
 
 
 def test_overlap_must_fit_inside_the_window():
     with pytest.raises(OpenMedError, match="overlap=40 must be below max_length=32"):
-        config.load_run_config("smoke", {"dataset": "x", "overlap": 40})
+        job_settings.load_run_config("smoke", {"dataset": "x", "overlap": 40})
 
 
 def test_the_paper_dapt_profile_holds_the_papers_recipe():
-    c = config.load_dapt_config("paper")
+    c = job_settings.load_dapt_config("paper")
     assert (c.lora_r, c.lora_alpha, c.lora_dropout, c.mlm_probability) == (16, 32, 0.05, 0.15)
     assert (c.batch_size * c.gradient_accumulation_steps, c.max_length, c.warmup_steps, c.epochs) == (128, 256, 500, 3)
 
 
 def test_a_dapt_mix_must_map_source_names_to_weights():
     with pytest.raises(OpenMedError, match="parameter mix must map names to non-negative numbers"):
-        config.load_dapt_config("smoke", {"mix": {"pubmed": -1}})
+        job_settings.load_dapt_config("smoke", {"mix": {"pubmed": -1}})
 
 
 @pytest.mark.parametrize("kind, values, message", [
-    (config.SearchConfig, {"max_retry": -1}, "search: parameter max_retry=-1 must not be negative"),
-    (config.DaptConfig, {"backbone": "b", "profile": "p", "mlm_probability": 1.0},
+    (job_settings.SearchConfig, {"max_retry": -1}, "search: parameter max_retry=-1 must not be negative"),
+    (job_settings.DaptConfig, {"backbone": "b", "profile": "p", "mlm_probability": 1.0},
      "dapt: parameter mlm_probability=1.0 must be below 1"),
-    (config.DaptConfig, {"backbone": "b", "profile": "p", "precision": "int8"},
+    (job_settings.DaptConfig, {"backbone": "b", "profile": "p", "precision": "int8"},
      "dapt: parameter precision='int8'; valid: auto, fp32, bf16, fp16"),
-    (config.BaselineConfig, {"dataset": "d", "profile": "p", "output": 3},
+    (job_settings.BaselineConfig, {"dataset": "d", "profile": "p", "output": 3},
      "baseline: parameter output must be str, got int 3"),
-    (config.BaselineConfig, {"dataset": "d", "profile": "p", "max_train_sentences": 0},
+    (job_settings.BaselineConfig, {"dataset": "d", "profile": "p", "max_train_sentences": 0},
      "baseline: parameter max_train_sentences=0 must be positive"),
 ])
 def test_each_field_carries_its_own_rules(kind, values, message):
     with pytest.raises(OpenMedError, match=message):
-        config.validated(kind, values, message.split(":")[0])
+        validation.validated(kind, values, message.split(":")[0])
 
 
 def test_a_chapters_settings_are_checked_by_their_fields_rules():
@@ -158,17 +158,17 @@ def test_a_chapters_settings_are_checked_by_their_fields_rules():
 
 
 def test_the_confirmation_seeds_are_a_list_of_integers_and_an_empty_one_skips_it():
-    assert config.load_search_config({"confirm_seeds": []}).confirm_seeds == []
-    assert config.load_search_config({"confirm_seeds": [42, 1]}).confirm_seeds == [42, 1]
+    assert job_settings.load_search_config({"confirm_seeds": []}).confirm_seeds == []
+    assert job_settings.load_search_config({"confirm_seeds": [42, 1]}).confirm_seeds == [42, 1]
     with pytest.raises(OpenMedError, match="parameter confirm_seeds must be a list of integers"):
-        config.load_search_config({"confirm_seeds": [42, "1"]})
+        job_settings.load_search_config({"confirm_seeds": [42, "1"]})
 
 
 def test_a_run_follows_its_profile_whatever_its_corpus_seed_and_backbone_but_not_with_other_hyper_parameters():
-    own = config.load_run_config("cpu", {"dataset": "s800", "seed": 2, "backbone": "tiny-random-bert"}).to_dict()
-    assert config.follows_its_profile(own)
-    assert config.follows_its_profile({key: value for key, value in own.items() if key != "freeze_word_embeddings"}), \
+    own = job_settings.load_run_config("cpu", {"dataset": "s800", "seed": 2, "backbone": "tiny-random-bert"}).to_dict()
+    assert runs.settings_follow_profile(own)
+    assert runs.settings_follow_profile({key: value for key, value in own.items() if key != "freeze_word_embeddings"}), \
         "a parameter added after the run was recorded counts as unset"
-    assert not config.follows_its_profile({**own, "learning_rate": 3e-3})
-    assert not config.follows_its_profile({**own, "precision": "bf16"})
-    assert config.follows_its_profile({**own, "profile": "a-profile-since-removed"})
+    assert not runs.settings_follow_profile({**own, "learning_rate": 3e-3})
+    assert not runs.settings_follow_profile({**own, "precision": "bf16"})
+    assert runs.settings_follow_profile({**own, "profile": "a-profile-since-removed"})

@@ -1,13 +1,14 @@
 """The search's answer checked where it will be used: the best and the default trained on the full run with
 the same seeds, compared seed by seed; best.yaml keeps the tuned configuration only if it is better on dev."""
 
+import dataclasses
 import shutil
 
 import pandas as pd
 import pytest
 import yaml
 
-from openmed_repro.infra import config, runs
+from openmed_repro.infra import job_settings, layout
 from openmed_repro.report import record
 from openmed_repro.search import confirmation
 
@@ -15,19 +16,19 @@ from openmed_repro.search import confirmation
 @pytest.fixture
 def workplace(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(runs, "RECORD", tmp_path / "results")
+    monkeypatch.setattr(layout, "LAYOUT", dataclasses.replace(layout.LAYOUT, record=tmp_path / "results"))
     (tmp_path / "search").mkdir()
     return tmp_path
 
 
 def search_base(corpus):
     """A search's base configuration with its budget capped, as a subset search has it."""
-    return config.load_run_config("smoke", {"dataset": str(corpus), "max_train_sentences": 12, "epochs": 1})
+    return job_settings.load_run_config("smoke", {"dataset": str(corpus), "max_train_sentences": 12, "epochs": 1})
 
 
 def test_the_confirmation_runs_train_the_profiles_budget_not_the_searchs_caps(synthetic_corpus):
     full = confirmation.full_run(search_base(synthetic_corpus), seed=1, parameters={"lora_r": 8})
-    profile = config.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
+    profile = job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
     assert (full.max_train_sentences, full.epochs) == (profile.max_train_sentences, profile.epochs)
     assert (full.seed, full.lora_r) == (1, 8)
 
@@ -48,7 +49,7 @@ def test_a_tuned_configuration_no_better_on_dev_leaves_best_yaml_with_the_defaul
 def test_the_default_runs_are_read_from_the_record_when_it_holds_them(synthetic_corpus, workplace):
     base = search_base(synthetic_corpus)
     confirmation.confirm(base, {"learning_rate": 0.01}, workplace / "search", seeds=(42,), trials=100)
-    default_dir = runs.default_directory(confirmation.full_run(base, 42))
+    default_dir = layout.default_directory(confirmation.full_run(base, 42))
     record.record_one(default_dir, workplace / "results")
     shutil.rmtree(default_dir)
     again = confirmation.confirm(base, {"learning_rate": 0.01}, workplace / "search", seeds=(42,), trials=100)

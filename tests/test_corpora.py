@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import SMALL_SPLIT, write_split
-from openmed_repro.infra import config
+from openmed_repro.infra import paths
 from openmed_repro.data import corpora
 from openmed_repro.data import downloads
 from openmed_repro.errors import OpenMedError
@@ -83,19 +83,19 @@ def test_data_dir_may_point_straight_at_the_corpus_directory(tmp_path):
 def test_environment_variable_is_used_when_no_data_dir_is_given(tmp_path, monkeypatch):
     for split in ("train", "devel", "test"):
         write_split(tmp_path / "fsu" / f"{split}.tsv", SMALL_SPLIT)
-    monkeypatch.setenv(config.DATA_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(paths.DATA_DIR_ENV, str(tmp_path))
     assert corpora.locate("fsu") == tmp_path / "fsu"
 
 
 def test_explicit_data_dir_wins_over_the_environment(tmp_path, monkeypatch):
     for split in ("train", "devel", "test"):
         write_split(tmp_path / "mine" / "fsu" / f"{split}.tsv", SMALL_SPLIT)
-    monkeypatch.setenv(config.DATA_DIR_ENV, str(tmp_path / "elsewhere"))
+    monkeypatch.setenv(paths.DATA_DIR_ENV, str(tmp_path / "elsewhere"))
     assert corpora.locate("fsu", data_dir=tmp_path / "mine") == tmp_path / "mine" / "fsu"
 
 
 def test_missing_private_corpus_says_what_is_missing_and_how_to_provide_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(config, "SHARED_DATA_DIR", tmp_path / "no-shared-data")
+    monkeypatch.setattr(paths, "SHARED_DATA_DIR", tmp_path / "no-shared-data")
     with pytest.raises(OpenMedError, match=r"(?s)fsu \(FSU\) is not available: no train.tsv/devel.tsv/test.tsv.*OPENMED_DATA_DIR"):
         corpora.load("fsu")
 
@@ -191,10 +191,10 @@ def remote_registry(tmp_path, monkeypatch, server):
     parameters.mkdir()
     (parameters / "corpora.yaml").write_text(yaml.safe_dump(
         {"corpora": {"remote": {"name": "Remote", "entity_types": ["Chemical"], "splits": splits}}}))
-    monkeypatch.setattr(config, "PARAMETERS_DIR", parameters)
-    monkeypatch.setattr(config, "SHARED_DATA_DIR", tmp_path / "no-shared-data")
-    monkeypatch.setenv(config.CACHE_DIR_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(config.DATA_DIR_ENV, raising=False)
+    monkeypatch.setattr(paths, "PARAMETERS_DIR", parameters)
+    monkeypatch.setattr(paths, "SHARED_DATA_DIR", tmp_path / "no-shared-data")
+    monkeypatch.setenv(paths.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(paths.DATA_DIR_ENV, raising=False)
     corpora.registry.cache_clear()
     yield files, tmp_path / "cache" / "corpora" / "remote"
     corpora.registry.cache_clear()
@@ -244,8 +244,8 @@ def test_a_cached_file_corrupted_later_is_not_trusted(remote_registry):
 
 def test_an_unreachable_host_fails_fast_with_advice(remote_registry, monkeypatch, tmp_path):
     corpora.registry.cache_clear()
-    text = (config.PARAMETERS_DIR / "corpora.yaml").read_text().replace("http://127.0.0.1", "http://127.0.0.1:1#")
-    (config.PARAMETERS_DIR / "corpora.yaml").write_text(text)
+    text = (paths.PARAMETERS_DIR / "corpora.yaml").read_text().replace("http://127.0.0.1", "http://127.0.0.1:1#")
+    (paths.PARAMETERS_DIR / "corpora.yaml").write_text(text)
     with pytest.raises(OpenMedError, match=r"(?s)remote \(Remote\) is not available.*download failed.*OPENMED_DATA_DIR"):
         corpora.load("remote")
 
@@ -259,9 +259,9 @@ def offline(tmp_path, monkeypatch):
         raise urllib.error.URLError(OSError(-2, "Name or service not known"))
 
     monkeypatch.setattr(urllib.request, "urlopen", unreachable)
-    monkeypatch.setattr(config, "SHARED_DATA_DIR", tmp_path / "no-shared-data")
-    monkeypatch.setenv(config.CACHE_DIR_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(config.DATA_DIR_ENV, raising=False)
+    monkeypatch.setattr(paths, "SHARED_DATA_DIR", tmp_path / "no-shared-data")
+    monkeypatch.setenv(paths.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(paths.DATA_DIR_ENV, raising=False)
     return tmp_path
 
 
@@ -299,18 +299,18 @@ def test_a_failed_download_keeps_a_cache_directory_that_was_there_before(offline
 
 # --- the shared copies of this workplace ----------------------------------------------------------------
 
-SHARED_STATS = config.SHARED_DATA_DIR / "stats.jsonl"
+SHARED_STATS = paths.SHARED_DATA_DIR / "stats.jsonl"
 
 
-@pytest.mark.skipif(not SHARED_STATS.is_file(), reason=f"no shared corpora at {config.SHARED_DATA_DIR}")
+@pytest.mark.skipif(not SHARED_STATS.is_file(), reason=f"no shared corpora at {paths.SHARED_DATA_DIR}")
 def test_every_shared_corpus_loads_verifies_and_matches_the_published_counts(monkeypatch):
-    monkeypatch.delenv(config.DATA_DIR_ENV, raising=False)
+    monkeypatch.delenv(paths.DATA_DIR_ENV, raising=False)
     expected = {json.loads(line)["file"]: json.loads(line) for line in SHARED_STATS.read_text().splitlines()}
     keys = sorted({name.split("/")[0] for name in expected})
     assert len(keys) == 10
     for key in keys:
         corpus = corpora.load(key)
-        assert corpus.directory == config.SHARED_DATA_DIR / key
+        assert corpus.directory == paths.SHARED_DATA_DIR / key
         stats = corpora.statistics(corpus)
         for split in ("train", "devel", "test"):
             published = expected[f"{key}/{split}.tsv"]

@@ -8,12 +8,13 @@ import torch
 from transformers import Trainer
 
 from openmed_repro.models import backbones
-from openmed_repro.infra import config
+from openmed_repro.infra import atomic_files, job_settings, lifecycle, paths
 from openmed_repro.training import dapt
 from openmed_repro.models import predictor
 from openmed_repro.training import finetune
 from openmed_repro.models import token_classifier
 from openmed_repro.infra import runs
+from openmed_repro.data import saved_predictions
 from openmed_repro.errors import OpenMedError
 
 from conftest import write_dapt_text
@@ -31,7 +32,7 @@ def dapt_dir(tmp_path_factory):
 def finished(dapt_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(dapt, "evaluation_sentences", lambda data_dir=None: [PLANTED_DEV_SENTENCE])
-        return dapt.run(config.load_dapt_config("smoke", {"dapt_dir": str(dapt_dir)}),
+        return dapt.run(job_settings.load_dapt_config("smoke", {"dapt_dir": str(dapt_dir)}),
                         tmp_path_factory.mktemp("runs") / "dapt")
 
 
@@ -82,11 +83,11 @@ def test_the_merged_adapter_changes_the_backbone_and_fine_tuning_can_start_from_
 
 
 def test_fine_tuning_from_the_dapt_adapter_trains_and_reloads_exactly(finished, synthetic_corpus, tmp_path):
-    run_config = config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "epochs": 1,
+    run_config = job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus), "epochs": 1,
                                                   "dapt_adapter": str(finished.run_dir / "adapter")})
     result = finetune.run(run_config, tmp_path / "from-dapt")
     model, tokenizer, labels = token_classifier.load(tmp_path / "from-dapt" / "model", run_config)
-    tokens, _, predicted = runs.read_predictions(tmp_path / "from-dapt" / "predictions_test.tsv")
+    tokens, _, predicted = saved_predictions.read_predictions(tmp_path / "from-dapt" / "predictions_test.tsv")
     assert predictor.predict(model, tokenizer, tokens, labels, 32, 8) == predicted
     assert result.metrics["trainable_parameters"] < result.metrics["total_parameters"]
 
@@ -98,23 +99,23 @@ def test_a_directory_without_an_adapter_is_refused_naming_the_parameter(tmp_path
 
 def test_a_finished_dapt_run_is_read_back_not_retrained(finished, dapt_dir, monkeypatch):
     monkeypatch.setattr(dapt, "build_corpus", lambda *a, **k: pytest.fail("a finished run was trained again"))
-    again = dapt.run(config.load_dapt_config("smoke", {"dapt_dir": str(dapt_dir)}), finished.run_dir)
+    again = dapt.run(job_settings.load_dapt_config("smoke", {"dapt_dir": str(dapt_dir)}), finished.run_dir)
     assert again.reused and again.metrics == finished.metrics
 
 
 def test_a_dapt_directory_of_other_parameters_is_refused(finished, dapt_dir, monkeypatch):
     monkeypatch.setattr(dapt, "build_corpus", lambda *a, **k: pytest.fail("trained in another run's directory"))
     with pytest.raises(OpenMedError, match=r"holds a run with other parameters \(learning_rate\)"):
-        dapt.run(config.load_dapt_config("smoke", {"dapt_dir": str(dapt_dir), "learning_rate": 0.5}), finished.run_dir)
+        dapt.run(job_settings.load_dapt_config("smoke", {"dapt_dir": str(dapt_dir), "learning_rate": 0.5}), finished.run_dir)
 
 
 def test_fine_tuning_and_dapt_trainers_share_precision_cpu_checkpointing_seeds_and_reporting(synthetic_corpus,
                                                                                              tmp_path):
-    run_config = config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "gradient_checkpointing": True,
+    run_config = job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus), "gradient_checkpointing": True,
                                                   "seed": 5})
-    dapt_config = config.load_dapt_config("smoke", {"gradient_checkpointing": True, "seed": 5})
-    tuning = finetune._training_arguments(run_config, tmp_path)
-    adapting = dapt._arguments(dapt_config, tmp_path, dapt_config.learning_rate)
+    dapt_config = job_settings.load_dapt_config("smoke", {"gradient_checkpointing": True, "seed": 5})
+    tuning = finetune._training_arguments(run_config, tmp_path, lifecycle.resolve(run_config).precision)
+    adapting = dapt._arguments(dapt_config, tmp_path, dapt_config.learning_rate, lifecycle.resolve(dapt_config).precision)
     shared = ("use_cpu", "report_to", "seed", "data_seed", "optim", "save_total_limit", "bf16", "fp16",
               "activation_checkpointing", "activation_checkpointing_kwargs", "dataloader_num_workers",
               "logging_strategy", "disable_tqdm")
@@ -131,11 +132,11 @@ def ablation_cell(root, name, profile, method, predicted, dapt):
 
     sentences = [Sentence(["a", "b", "c"], ["B-X", "O", "B-X"])] * 60
     directory = root / name
-    runs.write_predictions(directory / "predictions_test.tsv", sentences, [predicted] * 60)
-    settings = config.load_run_config(profile, {"dataset": "ncbi_disease",
+    saved_predictions.write_predictions(directory / "predictions_test.tsv", sentences, [predicted] * 60)
+    settings = job_settings.load_run_config(profile, {"dataset": "ncbi_disease",
                                                 "dapt_adapter": "results/dapt/x/adapter" if dapt else None})
-    runs.write_json(directory / "config.json", settings.to_dict())
-    runs.write_json(directory / "metrics.json", {"dataset": "ncbi_disease", "method": method, "profile": profile,
+    atomic_files.write_json(directory / "config.json", settings.to_dict())
+    atomic_files.write_json(directory / "metrics.json", {"dataset": "ncbi_disease", "method": method, "profile": profile,
                                                  "seed": 42, "test": {"strict": {"f1": 0.5}}})
 
 
@@ -146,7 +147,7 @@ def test_the_dapt_notebook_runs_on_the_smoke_profile_and_shows_the_ablation_it_f
     for method, profile in (("lora", "cpu"), ("full", "cpu-fast")):
         ablation_cell(finetuned, f"{method}-plain", profile, method, ["B-X", "O", "O"], dapt=False)
         ablation_cell(finetuned, f"{method}-dapt", profile, method, ["B-X", "O", "B-X"], dapt=True)
-    notebook = config.PROJECT_ROOT / "notebooks" / "dapt.ipynb"
+    notebook = paths.PROJECT_ROOT / "notebooks" / "dapt.ipynb"
     executed = papermill.execute_notebook(str(notebook), str(tmp_path / "dapt.ipynb"), kernel_name="python3",
                                           parameters={"profile": "smoke", "dapt_dir": str(dapt_dir),
                                                       "output_dir": str(tmp_path / "run"),
@@ -162,7 +163,7 @@ def test_the_dapt_notebook_runs_on_the_smoke_profile_and_shows_the_ablation_it_f
 def test_the_dapt_notebook_says_how_to_get_the_ablation_before_it_exists(finished, dapt_dir, tmp_path):
     import papermill
 
-    executed = papermill.execute_notebook(str(config.PROJECT_ROOT / "notebooks" / "dapt.ipynb"),
+    executed = papermill.execute_notebook(str(paths.PROJECT_ROOT / "notebooks" / "dapt.ipynb"),
                                           str(tmp_path / "dapt.ipynb"), kernel_name="python3",
                                           parameters={"profile": "smoke", "dapt_dir": str(dapt_dir),
                                                       "output_dir": str(finished.run_dir),
@@ -175,7 +176,7 @@ def test_the_dapt_notebook_says_how_to_get_the_ablation_before_it_exists(finishe
 KILL_AT_FIRST_DAPT_CHECKPOINT = """
 import os, signal, sys
 from transformers import Trainer
-from openmed_repro.infra import config
+from openmed_repro.infra import job_settings
 from openmed_repro.training import dapt
 
 save = Trainer._save_checkpoint
@@ -185,7 +186,7 @@ def save_then_die(self, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
 Trainer._save_checkpoint = save_then_die
 dapt.evaluation_sentences = lambda data_dir=None: []
-dapt.run(config.load_dapt_config("smoke", {"dapt_dir": sys.argv[1]}), sys.argv[2])
+dapt.run(job_settings.load_dapt_config("smoke", {"dapt_dir": sys.argv[1]}), sys.argv[2])
 """
 
 
@@ -200,7 +201,7 @@ def test_an_interrupted_dapt_run_resumes_to_the_same_perplexity(dapt_dir, tmp_pa
     assert (run_dir / "calibrated_head.safetensors").is_file() and not (run_dir / "metrics.json").exists()
 
     monkeypatch.setattr(dapt, "evaluation_sentences", lambda data_dir=None: [])
-    dapt_config = config.load_dapt_config("smoke", {"dapt_dir": str(dapt_dir)})
+    dapt_config = job_settings.load_dapt_config("smoke", {"dapt_dir": str(dapt_dir)})
     steps = []
     training_step = Trainer.training_step
     monkeypatch.setattr(Trainer, "training_step", lambda self, *a, **k: steps.append(1) or training_step(self, *a, **k))

@@ -6,7 +6,7 @@ import torch
 from transformers import Trainer, default_data_collator
 
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import config, cpu_units, devices
+from openmed_repro.infra import cpu_units, devices, job_settings, lifecycle
 from openmed_repro.models import backbones
 from openmed_repro.training import trainer_arguments
 
@@ -115,15 +115,15 @@ def test_auto_says_why_it_chose_what_it_chose(monkeypatch):
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16", "fp32"])
 def test_the_trainer_gets_the_precision_that_auto_resolved_to(monkeypatch, tmp_path, precision):
-    monkeypatch.setattr(trainer_arguments, "resolve_precision", lambda asked: precision)
+    monkeypatch.setattr(lifecycle, "resolve_precision", lambda asked: precision)
     seen = {}
 
     def recording_arguments(**arguments):
         seen.update(arguments)
 
     monkeypatch.setattr(trainer_arguments, "TrainingArguments", recording_arguments)
-    paper = config.load_run_config("paper", {"dataset": "ncbi_disease"})
-    trainer_arguments.training_arguments(paper, tmp_path)
+    paper = job_settings.load_run_config("paper", {"dataset": "ncbi_disease"})
+    trainer_arguments.training_arguments(paper, tmp_path, lifecycle.resolve(paper).precision)
     assert (seen["bf16"], seen["fp16"]) == (precision == "bf16", precision == "fp16")
     assert paper.precision == "auto" and seen["activation_checkpointing"] is True
 
@@ -132,8 +132,9 @@ def test_bf16_training_on_a_cpu_runs_the_model_under_bf16_autocast(monkeypatch, 
     """TrainingArguments(bf16=True, use_cpu=True): the Trainer (through accelerate) wraps the forward pass in
     torch.autocast("cpu", torch.bfloat16); a layer inside the model sees it."""
     a_cpu(monkeypatch, "amx_bf16")
-    settings = config.load_run_config("smoke", {"dataset": "ncbi_disease", "precision": "auto"})
-    arguments = trainer_arguments.training_arguments(settings, tmp_path, max_steps=2, save_strategy="no",
+    settings = job_settings.load_run_config("smoke", {"dataset": "ncbi_disease", "precision": "auto"})
+    arguments = trainer_arguments.training_arguments(settings, tmp_path, lifecycle.resolve(settings).precision,
+                                                     max_steps=2, save_strategy="no",
                                                      learning_rate=1e-3)
     model = backbones.load_token_classifier(backbones.resolve("tiny-random-bert"), ["O", "B-X"], vocab_size=50)
     seen = []

@@ -12,7 +12,7 @@ import pytest
 from openmed_repro.data import corpora
 from openmed_repro.evaluation import comparison as evaluation
 from openmed_repro.evaluation import metrics
-from openmed_repro.infra import config, runs
+from openmed_repro.infra import atomic_files, job_settings, layout, runs
 from openmed_repro.report import record, results
 from openmed_repro.evaluation import significance
 from openmed_repro.errors import OpenMedError
@@ -136,7 +136,7 @@ def test_table_4_shows_each_profile_over_its_seeds_the_baseline_and_the_spark_nl
     for start, f1 in (("word2vec-dapt", 0.7512), ("learned", 0.70)):   # the profile's start, and one it was chosen over
         baseline = tmp_path / f"baseline-{start}"
         baseline.mkdir()
-        settings = config.load_baseline_config("cpu", {"dataset": "ncbi_disease", "word_embeddings": start})
+        settings = job_settings.load_baseline_config("cpu", {"dataset": "ncbi_disease", "word_embeddings": start})
         (baseline / "config.json").write_text(json.dumps(settings.to_dict()))
         (baseline / "metrics.json").write_text(json.dumps({
             "dataset": "ncbi_disease", "method": "crf", "profile": "cpu", "seed": 42, "majority_test_strict_f1": 0.1,
@@ -144,7 +144,7 @@ def test_table_4_shows_each_profile_over_its_seeds_the_baseline_and_the_spark_nl
     row = results.table(tmp_path, samples=100, profiles=["cpu", "cpu-fast"]).loc["ncbi_disease"]
     assert row["ours cpu (lora)"] == "80.00 ± 2.00 (3)"
     tuned = write_run(tmp_path / "lora-1-tuned", degraded(7), seed=1, dev_f1=0.99, test_f1=0.95)
-    tuned_settings = config.load_run_config("cpu", {"dataset": "ncbi_disease", "seed": 1, "learning_rate": 1.8e-3})
+    tuned_settings = job_settings.load_run_config("cpu", {"dataset": "ncbi_disease", "seed": 1, "learning_rate": 1.8e-3})
     (tuned / "config.json").write_text(json.dumps(tuned_settings.to_dict()))
     row = results.table(tmp_path, samples=100, profiles=["cpu", "cpu-fast"]).loc["ncbi_disease"]
     assert row["ours cpu (lora)"] == "80.00 ± 2.00 (3)", "a tuned run is not one of the profile's seeds"
@@ -160,7 +160,7 @@ def test_lora_and_full_fine_tuning_are_tested_seed_by_seed_and_their_wins_counte
         write_run(tmp_path / f"full-{seed}", degraded(2), seed=seed, profile="cpu-fast", method="full")
     write_run(tmp_path / "lora-7", GOLD, seed=7)   # no full fine-tuning with seed 7: not paired
     tuned = write_run(tmp_path / "lora-0-tuned", degraded(3), seed=1)   # found first; the search's tuned run: not the profile's
-    tuned_settings = config.load_run_config("cpu", {"dataset": "ncbi_disease", "seed": 1, "learning_rate": 1.8e-3})
+    tuned_settings = job_settings.load_run_config("cpu", {"dataset": "ncbi_disease", "seed": 1, "learning_rate": 1.8e-3})
     (tuned / "config.json").write_text(json.dumps(tuned_settings.to_dict()))
     paired = evaluation.paired_by_seed(tmp_path, trials=2000)
     assert list(paired["seed"]) == [1, 42] and set(paired["corpus"]) == {"ncbi_disease"}
@@ -180,7 +180,7 @@ def recorded(tmp_path_factory, synthetic_corpus):
     <machine>/results/finetune/synthetic-smoke (predicted tags only; tokens and gold come from the corpus)."""
     machine = tmp_path_factory.mktemp("machine")
     run_dir = machine / "runs" / "finetune" / "synthetic-smoke"
-    finetune.run(config.load_run_config("smoke", {"dataset": str(synthetic_corpus)}), run_dir)
+    finetune.run(job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus)}), run_dir)
     return run_dir, record.record_one(run_dir, machine / "results").path
 
 
@@ -217,7 +217,7 @@ def test_the_results_table_over_the_record_has_the_measured_row_with_the_interva
     run_dir, record_dir = recorded
     from_record = results.table(record_dir.parents[1], samples=200, data_dir=synthetic_corpus.parent).loc["synthetic"]
     from_run = results.table(run_dir.parents[1], samples=200).loc["synthetic"]
-    test_f1 = 100 * runs.read_json(record_dir / runs.METRICS)["test"]["strict"]["f1"]
+    test_f1 = 100 * atomic_files.read_json(record_dir / runs.METRICS)["test"]["strict"]["f1"]
     assert from_record["reproduced F1"] == round(test_f1, 2) and from_record["runs"] == 1
     assert "(synthetic-smoke)" in from_record["run"]
     low, high = (float(x) for x in from_record["95% CI"].split("-"))
@@ -229,8 +229,8 @@ def test_without_runs_the_evaluation_chapter_compares_the_default_directories_of
     from openmed_repro.report import notebook_parameters
 
     settings = notebook_parameters.evaluation_settings({"runs": None})
-    main_job = runs.run_directory("finetune", {"dataset": "ncbi_disease", "profile": "cpu"})
-    baseline = runs.run_directory("baseline", {"dataset": "ncbi_disease", "profile": "cpu"})
+    main_job = layout.run_directory("finetune", {"dataset": "ncbi_disease", "profile": "cpu"})
+    baseline = layout.run_directory("baseline", {"dataset": "ncbi_disease", "profile": "cpu"})
     assert settings.runs == [str(main_job), f"{main_job}-tuned", str(baseline)]
 
 
@@ -276,7 +276,7 @@ def test_the_widest_seed_spread_shows_each_seeds_dev_f1_after_every_epoch(tmp_pa
 
 def from_dapt(run_dir, profile="cpu", seed=42):
     """Mark a written run as started from a DAPT adapter, as its config.json says."""
-    settings = config.load_run_config(profile, {"dataset": "ncbi_disease", "seed": seed,
+    settings = job_settings.load_run_config(profile, {"dataset": "ncbi_disease", "seed": seed,
                                                 "dapt_adapter": "results/dapt/minilm-l6-cpu-seed42/adapter"})
     (run_dir / "config.json").write_text(json.dumps(settings.to_dict()))
     return run_dir
@@ -359,7 +359,7 @@ def test_the_selected_start_is_tested_against_the_bilstm_baseline_corpus_by_corp
 def test_dev_f1_by_rate_shows_a_corpus_runs_at_the_profiles_current_and_superseded_rates(tmp_path):
     for name, rate, seed, curve in (("superseded/old-42", 3e-3, 42, [0.5, 0.0]), ("now-42", 1e-3, 42, [0.6, 0.7])):
         run_dir = write_run(tmp_path / name, GOLD, dataset="linnaeus", seed=seed)
-        settings = config.load_run_config("cpu", {"dataset": "linnaeus", "seed": seed, "learning_rate": rate})
+        settings = job_settings.load_run_config("cpu", {"dataset": "linnaeus", "seed": seed, "learning_rate": rate})
         (run_dir / "config.json").write_text(json.dumps(settings.to_dict()))
         (run_dir / "log_history.json").write_text(json.dumps(
             [{"epoch": float(epoch), "eval_strict_f1": f1} for epoch, f1 in enumerate(curve, 1)]))
@@ -373,7 +373,7 @@ def test_a_precision_twin_is_compared_with_its_profile_run_by_the_twins_interval
                                                            ("twin", "fp32", "fp32", degraded(6), 1500.0)):
         run_dir = write_run(tmp_path / name, predicted)
         overrides = {"dataset": "ncbi_disease"} | ({"precision": precision} if precision else {})
-        (run_dir / "config.json").write_text(json.dumps(config.load_run_config("cpu", overrides).to_dict()))
+        (run_dir / "config.json").write_text(json.dumps(job_settings.load_run_config("cpu", overrides).to_dict()))
         (run_dir / "provenance.json").write_text(json.dumps({"precision": trained_in}))
         record = json.loads((run_dir / "metrics.json").read_text())
         (run_dir / "metrics.json").write_text(json.dumps({**record, "train_seconds": seconds}))

@@ -24,7 +24,7 @@ import fault_injection_job as job_runner
 from conftest import write_dapt_text
 from openmed_repro.annotation import annotate
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import config, runs
+from openmed_repro.infra import atomic_files, layout, runs
 from openmed_repro.search import hpo
 from openmed_repro.training import baseline, dapt, finetune
 
@@ -97,7 +97,7 @@ def finished(job: str, output: Path) -> bool:
     if job == "annotate":
         return output.exists()
     if job == "trial":
-        return (output / hpo.BEST_PARAMETERS).exists()
+        return (output / layout.LAYOUT.best_parameters).exists()
     return runs.is_complete(output)
 
 
@@ -111,7 +111,7 @@ def assert_same_results(job: str, output: Path, reference: Path) -> None:
     if job == "trial":
         assert trials(output) == trials(reference)
         return
-    resumed, whole = runs.read_json(output / runs.METRICS), runs.read_json(reference / runs.METRICS)
+    resumed, whole = atomic_files.read_json(output / runs.METRICS), atomic_files.read_json(reference / runs.METRICS)
     if job == "dapt":
         for key in ("perplexity_before", "perplexity_after", "perplexity_curve", "held_out", runs.FILES_SHA256):
             assert resumed.get(key) == whole.get(key), key
@@ -138,7 +138,7 @@ def trials(search_dir: Path) -> list[tuple]:
 def damaged_copies(run_dir: Path, tmp_path: Path):
     """A copy of a finished run for each damage: every saved model file cut to half its length, every JSON file of
     the run made invalid. Yields (the damaged file's path in the run, the copy)."""
-    saved = sorted(runs.read_json(run_dir / runs.METRICS)[runs.FILES_SHA256])
+    saved = sorted(atomic_files.read_json(run_dir / runs.METRICS)[runs.FILES_SHA256])
     documents = sorted(p.name for p in run_dir.glob("*.json"))
     for index, name in enumerate(saved + documents):
         copy = tmp_path / f"damage-{index}" / run_dir.name

@@ -13,7 +13,7 @@ from peft import PeftModel
 from transformers import Trainer
 
 from openmed_repro.data import corpora, encoding
-from openmed_repro.infra import config
+from openmed_repro.infra import atomic_files, job_settings
 from openmed_repro.models import backbones, predictor
 from openmed_repro.training import finetune
 from openmed_repro.models import token_classifier
@@ -21,10 +21,11 @@ from openmed_repro.infra import footprint
 from openmed_repro.evaluation import metrics
 from openmed_repro.infra import runs
 from openmed_repro.errors import OpenMedError
+from openmed_repro.data import saved_predictions
 
 
-def smoke(corpus_dir, **overrides) -> config.RunConfig:
-    return config.load_run_config("smoke", {"dataset": str(corpus_dir), **overrides})
+def smoke(corpus_dir, **overrides) -> job_settings.RunConfig:
+    return job_settings.load_run_config("smoke", {"dataset": str(corpus_dir), **overrides})
 
 
 def without_timings(metrics: dict) -> dict:
@@ -57,7 +58,7 @@ def test_every_file_of_a_run_has_an_ordinary_new_files_permissions(finished):
     modes = {path.relative_to(finished.run_dir).as_posix(): oct(path.stat().st_mode & 0o777)
              for path in finished.run_dir.rglob("*") if path.is_file()}
     assert "model/adapter_model.safetensors" in modes
-    assert {name: mode for name, mode in modes.items() if mode != oct(0o666 & ~runs.umask())} == {}
+    assert {name: mode for name, mode in modes.items() if mode != oct(0o666 & ~atomic_files.umask())} == {}
 
 
 def test_a_run_records_the_energy_and_emissions_of_its_training(finished):
@@ -77,13 +78,13 @@ def test_training_loss_falls_and_dev_f1_is_logged_every_epoch(finished):
 def test_the_dev_f1_that_selected_the_model_is_the_dev_f1_of_its_saved_predictions(finished):
     """Catches any mismatch between the Trainer's evaluation order and the windows it is scored against."""
     best = max(e["eval_strict_f1"] for e in finished.log_history if "eval_strict_f1" in e)
-    _, gold, predicted = runs.read_predictions(finished.run_dir / "predictions_devel.tsv")
+    _, gold, predicted = saved_predictions.read_predictions(finished.run_dir / "predictions_devel.tsv")
     assert metrics.score(gold, predicted).strict.f1 == pytest.approx(best)
     assert best > 0
 
 
 def test_predictions_are_one_tag_per_word_beside_the_gold_tags(finished, synthetic_corpus):
-    tokens, gold, predicted = runs.read_predictions(finished.run_dir / "predictions_test.tsv")
+    tokens, gold, predicted = saved_predictions.read_predictions(finished.run_dir / "predictions_test.tsv")
     assert len(tokens) == 24
     assert all(len(t) == len(g) == len(p) for t, g, p in zip(tokens, gold, predicted))
 
@@ -91,7 +92,7 @@ def test_predictions_are_one_tag_per_word_beside_the_gold_tags(finished, synthet
 def test_the_saved_adapter_reproduces_the_predictions_exactly(finished, synthetic_corpus):
     run_config = smoke(synthetic_corpus)
     model, tokenizer, labels = token_classifier.load(finished.run_dir / "model", run_config)
-    tokens, _, predicted = runs.read_predictions(finished.run_dir / "predictions_test.tsv")
+    tokens, _, predicted = saved_predictions.read_predictions(finished.run_dir / "predictions_test.tsv")
     again = predictor.predict(model, tokenizer, tokens, labels, run_config.max_length, run_config.overlap)
     assert again == predicted
 
@@ -149,7 +150,7 @@ def test_prediction_batches_hold_a_token_budget_and_their_size_does_not_change_a
     assert [[lengths[i] for i in batch] for batch in batches] == [[5, 12, 12], [30, 31], [64], [200], [5000]]
     run_config = smoke(synthetic_corpus)
     model, tokenizer, labels = token_classifier.load(finished.run_dir / "model", run_config)
-    tokens, _, predicted = runs.read_predictions(finished.run_dir / "predictions_test.tsv")
+    tokens, _, predicted = saved_predictions.read_predictions(finished.run_dir / "predictions_test.tsv")
     for batch_size, max_batch_tokens in ((1, 10**6), (64, 10**6), (64, 32)):
         assert predictor.predict(model, tokenizer, tokens, labels, run_config.max_length, run_config.overlap,
                                 batch_size, max_batch_tokens) == predicted
@@ -159,7 +160,7 @@ def test_the_merged_inference_model_predicts_the_same_tags_and_leaves_the_lora_m
                                                                                               synthetic_corpus):
     run_config = smoke(synthetic_corpus)
     model, tokenizer, labels = token_classifier.load(finished.run_dir / "model", run_config)
-    tokens, _, predicted = runs.read_predictions(finished.run_dir / "predictions_test.tsv")
+    tokens, _, predicted = saved_predictions.read_predictions(finished.run_dir / "predictions_test.tsv")
     merged = predictor.inference_model(model)
     assert isinstance(model, PeftModel) and not isinstance(merged, PeftModel)
     assert predictor.predict(merged, tokenizer, tokens, labels, run_config.max_length, run_config.overlap) == predicted
@@ -194,7 +195,7 @@ def full(synthetic_corpus, tmp_path_factory):
 def test_full_fine_tuning_trains_every_parameter_and_reloads(full, synthetic_corpus):
     assert full.metrics["trainable_parameters"] == full.metrics["total_parameters"]
     model, tokenizer, labels = token_classifier.load(full.run_dir / "model", smoke(synthetic_corpus, method="full"))
-    tokens, _, predicted = runs.read_predictions(full.run_dir / "predictions_test.tsv")
+    tokens, _, predicted = saved_predictions.read_predictions(full.run_dir / "predictions_test.tsv")
     assert predictor.predict(model, tokenizer, tokens, labels, 32, 8) == predicted
 
 
@@ -213,7 +214,6 @@ def test_full_fine_tuning_can_keep_the_word_embeddings_fixed(synthetic_corpus, t
 KILL_AFTER_FIRST_CHECKPOINT = textwrap.dedent("""
     import os, signal, sys
     from transformers import Trainer
-    from openmed_repro.infra import config
     from openmed_repro.training import finetune
 
     save = Trainer._save_checkpoint
@@ -221,7 +221,7 @@ KILL_AFTER_FIRST_CHECKPOINT = textwrap.dedent("""
         save(self, *args, **kwargs)
         os.kill(os.getpid(), signal.SIGKILL)   # as abrupt as a power cut or an OOM kill
     Trainer._save_checkpoint = save_then_die
-    run_config = config.load_run_config("smoke", {"dataset": sys.argv[1], "epochs": int(sys.argv[3])})
+    run_config = job_settings.load_run_config("smoke", {"dataset": sys.argv[1], "epochs": int(sys.argv[3])})
     finetune.run(run_config, sys.argv[2])
 """)
 
@@ -287,7 +287,7 @@ def test_a_run_killed_after_its_last_checkpoint_still_times_its_training_when_re
 
 
 def test_a_small_split_passes_over_itself_until_the_run_takes_the_minimum_optimizer_steps(synthetic_corpus):
-    floor = config.load_run_config("cpu", {"dataset": "ncbi_disease"})
+    floor = job_settings.load_run_config("cpu", {"dataset": "ncbi_disease"})
     assert floor.min_optimizer_steps == 1000
     # CLL: 120 sentences in batches of 16; 8 epochs of 125 steps need 2,000 windows an epoch: 17 passes.
     assert finetune.passes_per_epoch(120, floor) == 17
@@ -308,7 +308,7 @@ def test_the_step_floor_is_what_a_small_corpus_trains_with(synthetic_corpus, tmp
     assert max(entry["step"] for entry in log_history) >= 30
 
 
-def window_tokens(run_config: config.RunConfig) -> int:
+def window_tokens(run_config: job_settings.RunConfig) -> int:
     """Sub-words (special tokens included, no padding) of one pass over the training windows."""
     corpus = corpora.load(run_config.dataset)
     tokenizer = backbones.load_tokenizer(backbones.resolve(run_config.backbone))
@@ -323,7 +323,7 @@ def test_a_finished_run_whose_weights_were_damaged_is_refused_on_read_back_namin
     copy = tmp_path / "run"
     shutil.copytree(finished.run_dir, copy)
     weights = copy / runs.MODEL_DIR / "adapter_model.safetensors"
-    assert runs.read_json(copy / runs.METRICS)[runs.FILES_SHA256]["model/adapter_model.safetensors"]
+    assert atomic_files.read_json(copy / runs.METRICS)[runs.FILES_SHA256]["model/adapter_model.safetensors"]
     if damage == "truncate":
         weights.write_bytes(weights.read_bytes()[:100])
     else:

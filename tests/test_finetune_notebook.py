@@ -5,11 +5,11 @@ import json
 import papermill
 import pytest
 
-from openmed_repro.infra import config
+from openmed_repro.infra import paths
 from openmed_repro.report import notebook_parameters
 from openmed_repro.errors import OpenMedError
 
-NOTEBOOK = config.PROJECT_ROOT / "notebooks" / "finetune.ipynb"
+NOTEBOOK = paths.PROJECT_ROOT / "notebooks" / "finetune.ipynb"
 
 
 def execute(tmp_path, **parameters):

@@ -1,6 +1,7 @@
 """The search chapter on the smoke profile: exactly n finished trials, best.yaml that fine-tuning accepts,
 the test split never read, resume after a killed worker, and two workers sharing one PostgreSQL study."""
 
+import dataclasses
 import functools
 import glob
 import json
@@ -18,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from openmed_repro.infra import config, runs
+from openmed_repro.infra import job_settings, layout, paths
 from openmed_repro.data import corpora
 from openmed_repro.search import hpo
 from openmed_repro.errors import OpenMedError
@@ -46,11 +47,11 @@ def corpus_without_a_readable_test_split(synthetic_corpus, tmp_path_factory):
 
 
 def search_config(space_file, **values):
-    return config.load_search_config({"space": space_file, **FAST_HEARTBEAT, **values})
+    return job_settings.load_search_config({"space": space_file, **FAST_HEARTBEAT, **values})
 
 
 def run_config(dataset, **values):
-    return config.load_run_config("smoke", {"dataset": str(dataset), "epochs": 2, **values})
+    return job_settings.load_run_config("smoke", {"dataset": str(dataset), "epochs": 2, **values})
 
 
 def finished(study):
@@ -87,11 +88,11 @@ def test_the_best_parameters_are_a_yaml_file_that_fine_tuning_accepts(
         corpus_without_a_readable_test_split, space_file, tmp_path):
     result = hpo.work(run_config(corpus_without_a_readable_test_split), search_config(space_file, n_trials=2),
                       tmp_path / "search")
-    best = yaml.safe_load((tmp_path / "search" / hpo.BEST_PARAMETERS).read_text())
+    best = yaml.safe_load((tmp_path / "search" / layout.LAYOUT.best_parameters).read_text())
     # the smoke profile caps the training split: best.yaml says so, for the fine-tuning chapter to warn
     assert best.pop("tuned_on") == "the first 48 training sentences, at most 2 epochs"
     (tmp_path / "best.yaml").write_text(yaml.safe_dump(best))
-    tuned = config.load_run_config("smoke", {"dataset": "x"}, files=[tmp_path / "best.yaml"])
+    tuned = job_settings.load_run_config("smoke", {"dataset": "x"}, files=[tmp_path / "best.yaml"])
     assert {key: getattr(tuned, key) for key in SPACE["space"]} == result.best_parameters
 
 
@@ -99,10 +100,10 @@ def test_a_recorded_search_reads_back_with_its_trials_best_parameters_and_plots(
         corpus_without_a_readable_test_split, space_file, tmp_path, monkeypatch):
     result = hpo.work(run_config(corpus_without_a_readable_test_split), search_config(space_file, n_trials=3),
                       tmp_path / "runs" / "hpo" / "search")
-    monkeypatch.setattr(runs, "RECORD", tmp_path / "results")
+    monkeypatch.setattr(layout, "LAYOUT", dataclasses.replace(layout.LAYOUT, record=tmp_path / "results"))
     recorded = tmp_path / "results" / "hpo" / "search"
     recorded.mkdir(parents=True)
-    for name in (hpo.TRIALS, hpo.SUMMARY, hpo.BEST_PARAMETERS):
+    for name in (layout.LAYOUT.search_trials, layout.LAYOUT.search_summary, layout.LAYOUT.best_parameters):
         shutil.copy(tmp_path / "runs" / "hpo" / "search" / name, recorded / name)
     read = hpo.study_result(run_config(corpus_without_a_readable_test_split), search_config(space_file), recorded)
     assert read.best_dev_f1 == result.best_dev_f1 and read.default_dev_f1 == result.default_dev_f1
@@ -155,13 +156,13 @@ def test_a_search_never_opens_the_test_split(synthetic_corpus, corpus_without_a_
 
 def test_invalid_search_parameters_are_refused_naming_them(space_file, tmp_path):
     with pytest.raises(OpenMedError, match="pruner='bayes'; valid: median, successive_halving, hyperband, none"):
-        config.load_search_config({"pruner": "bayes"})
+        job_settings.load_search_config({"pruner": "bayes"})
     with pytest.raises(OpenMedError, match="prune_on='accuracy'; valid: dev_loss, dev_f1, dev_f1_then_loss"):
-        config.load_search_config({"prune_on": "accuracy"})
+        job_settings.load_search_config({"prune_on": "accuracy"})
     with pytest.raises(OpenMedError, match="n_trials=0 must be positive"):
-        config.load_search_config({"n_trials": 0})
+        job_settings.load_search_config({"n_trials": 0})
     with pytest.raises(OpenMedError, match="pruner_startup_trials"):
-        config.load_search_config({"pruner_startup_trials": -1})
+        job_settings.load_search_config({"pruner_startup_trials": -1})
     bad_space = tmp_path / "space.yaml"
     bad_space.write_text(yaml.safe_dump({"space": {"learning_rat": {"low": 0.1, "high": 0.2}}}))
     with pytest.raises(OpenMedError, match="'learning_rat' is not a run parameter"):
@@ -233,7 +234,6 @@ def test_a_trial_is_never_pruned_after_its_last_epoch_because_that_would_save_no
 
 KILL_IN_SECOND_TRIAL = """
 import os, signal, sys
-from openmed_repro.infra import config, runs
 from openmed_repro.search import hpo
 
 report = hpo.ReportToPruner.on_evaluate
@@ -242,8 +242,8 @@ def die_in_trial_one(self, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     return report(self, *args, **kwargs)
 hpo.ReportToPruner.on_evaluate = die_in_trial_one
-run_config = config.load_run_config("smoke", {"dataset": sys.argv[1], "epochs": 2})
-hpo.work(run_config, config.load_search_config({"space": sys.argv[3], "n_trials": 3, "heartbeat_interval": 1,
+run_config = job_settings.load_run_config("smoke", {"dataset": sys.argv[1], "epochs": 2})
+hpo.work(run_config, job_settings.load_search_config({"space": sys.argv[3], "n_trials": 3, "heartbeat_interval": 1,
                                                 "grace_period": 3}), sys.argv[2])
 """
 
@@ -338,14 +338,14 @@ def test_the_search_notebook_runs_on_the_smoke_profile(synthetic_corpus, space_f
     import papermill
 
     executed = papermill.execute_notebook(
-        str(config.PROJECT_ROOT / "notebooks" / "hpo.ipynb"), str(tmp_path / "hpo.ipynb"), kernel_name="python3",
+        str(paths.PROJECT_ROOT / "notebooks" / "hpo.ipynb"), str(tmp_path / "hpo.ipynb"), kernel_name="python3",
         parameters={"dataset": str(synthetic_corpus), "profile": "smoke", "n_trials": 4, "epochs": 2,
                     "max_train_sentences": 40, "pruner": "median", "prune_on": "dev_loss", "pruner_startup_trials": 4,
                     "confirm_seeds": [],
                     "output_dir": str(tmp_path / "run"), "space": space_file, "heartbeat_interval": 1,
                     "grace_period": 3},
         cwd=str(tmp_path), progress_bar=False)
-    assert (tmp_path / "run" / hpo.BEST_PARAMETERS).is_file()
+    assert (tmp_path / "run" / layout.LAYOUT.best_parameters).is_file()
     outputs = "".join(str(o) for cell in executed.cells for o in cell.get("outputs", []))
     assert outputs.count("image/png") == 3 and "profile **smoke**" in outputs
     assert "Dev strict F1 of the profile's configuration" in outputs
@@ -357,16 +357,16 @@ def test_a_misspelt_search_parameter_stops_the_notebook_naming_it(synthetic_corp
 
     with pytest.raises(papermill.PapermillExecutionError, match="unknown notebook parameter.*n_trial"):
         papermill.execute_notebook(
-            str(config.PROJECT_ROOT / "notebooks" / "hpo.ipynb"), str(tmp_path / "hpo.ipynb"),
+            str(paths.PROJECT_ROOT / "notebooks" / "hpo.ipynb"), str(tmp_path / "hpo.ipynb"),
             kernel_name="python3", parameters={"dataset": str(synthetic_corpus), "profile": "smoke", "n_trial": 4},
             cwd=str(tmp_path), progress_bar=False)
 
 
 def test_a_search_never_runs_in_the_record(synthetic_corpus, tmp_path, monkeypatch):
-    monkeypatch.setattr(runs, "RECORD", tmp_path / "results")
-    run_config = config.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
+    monkeypatch.setattr(layout, "LAYOUT", dataclasses.replace(layout.LAYOUT, record=tmp_path / "results"))
+    run_config = job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
     with pytest.raises(OpenMedError, match="never runs in the record"):
-        hpo.work(run_config, config.load_search_config({"n_trials": 1}), tmp_path / "results" / "hpo" / "x")
+        hpo.work(run_config, job_settings.load_search_config({"n_trials": 1}), tmp_path / "results" / "hpo" / "x")
     assert not (tmp_path / "results").exists()
 
 

@@ -1,6 +1,7 @@
 """One run lifecycle and one name for every run directory, shared by fine-tuning, DAPT, the baseline and the
 search: tested through each chapter's own entry point, its training replaced by a stand-in that takes no time."""
 
+import dataclasses
 import ast
 import functools
 import json
@@ -11,15 +12,15 @@ import pytest
 
 from openmed_repro import cli
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import config, lifecycle, runs
+from openmed_repro.infra import atomic_files, job_settings, layout, lifecycle, paths, run_provenance, runs
 from openmed_repro.report import record
 from openmed_repro.search import hpo
 from openmed_repro.training import baseline, dapt, finetune
 
 CHAPTERS = {   # chapter: (module, its training inside the lifecycle, configuration loader, has a dataset)
-    "finetune": (finetune, "train_and_score", config.load_run_config, True),
-    "dapt": (dapt, "adapt", config.load_dapt_config, False),
-    "baseline": (baseline, "train_and_score", config.load_baseline_config, True),
+    "finetune": (finetune, "train_and_score", job_settings.load_run_config, True),
+    "dapt": (dapt, "adapt", job_settings.load_dapt_config, False),
+    "baseline": (baseline, "train_and_score", job_settings.load_baseline_config, True),
 }
 
 
@@ -30,14 +31,14 @@ def printed_run_dir(capsys, *arguments: str) -> Path:
 
 def stand_in(calls: list):
     """A chapter's training that writes a scratch file and hands back a small record."""
-    def train(settings, run_dir: Path) -> lifecycle.Outcome:
+    def train(settings, run_dir: Path, *resolved) -> lifecycle.Outcome:
         calls.append(run_dir)
         (run_dir / "checkpoint.pt").write_text("scratch")
         return lifecycle.Outcome({"f1": 0.5}, [{"epoch": 1.0}], {"corpus": "sha256"}, scratch=("checkpoint.pt",))
     return train
 
 
-def never_trains(settings, run_dir):
+def never_trains(settings, run_dir, *resolved):
     raise AssertionError("a finished run was trained again")
 
 
@@ -60,9 +61,9 @@ def test_the_search_claims_the_directory_run_dir_names(synthetic_corpus, tmp_pat
     monkeypatch.chdir(tmp_path)
     printed = printed_run_dir(capsys, "hpo", "profile=smoke", f"dataset={synthetic_corpus}", "n_trials=3")
     monkeypatch.setattr(hpo, "open_study", lambda *args: (_ for _ in ()).throw(Claimed()))
-    run_config = config.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
+    run_config = job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
     with pytest.raises(Claimed):
-        hpo.work(run_config, config.load_search_config({"n_trials": 3}))
+        hpo.work(run_config, job_settings.load_search_config({"n_trials": 3}))
     assert json.loads((tmp_path / printed / runs.CONFIG).read_text()) == run_config.to_dict()
 
 
@@ -87,7 +88,7 @@ def test_default_run_directories_keep_the_names_users_have(arguments, expected, 
 
 @pytest.mark.parametrize("chapter", ["finetune", "dapt", "baseline", "hpo"])
 def test_run_dir_without_parameters_names_what_the_notebook_writes_by_default(chapter):
-    declared = papermill.inspect_notebook(str(config.PROJECT_ROOT / "notebooks" / f"{chapter}.ipynb"))
+    declared = papermill.inspect_notebook(str(paths.PROJECT_ROOT / "notebooks" / f"{chapter}.ipynb"))
     defaults = {key: ast.literal_eval(declared[key]["default"]) for key in cli.RUN_DIR_DEFAULTS if key in declared}
     assert defaults == {key: value for key, value in cli.RUN_DIR_DEFAULTS.items()
                         if key != "dataset" or chapter != "dapt"}
@@ -100,61 +101,61 @@ def test_run_dir_refuses_a_parameter_the_chapter_does_not_have(capsys):
 
 def test_a_configuration_names_no_directory_of_another_chapter():
     with pytest.raises(OpenMedError, match="chapter 'hpo' of a DaptConfig"):
-        runs.default_directory(config.load_dapt_config("smoke"), "hpo")
+        layout.default_directory(job_settings.load_dapt_config("smoke"), "hpo")
 
 
 def test_metrics_json_is_written_last_and_the_scratch_goes_once_the_run_is_complete(synthetic_corpus, tmp_path):
-    settings = config.load_baseline_config("smoke", {"dataset": str(synthetic_corpus)})
+    settings = job_settings.load_baseline_config("smoke", {"dataset": str(synthetic_corpus)})
 
     def interrupted(settings, run_dir):
         (run_dir / "checkpoint.pt").write_text("scratch")
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        lifecycle.run(settings, tmp_path / "run", lambda run_dir: interrupted(settings, run_dir))
+        lifecycle.run(settings, tmp_path / "run", lambda run_dir, _resolved: interrupted(settings, run_dir))
     assert not runs.is_complete(tmp_path / "run") and (tmp_path / "run" / "checkpoint.pt").is_file()
 
-    result = lifecycle.run(settings, tmp_path / "run", lambda run_dir: stand_in([])(settings, run_dir))
+    result = lifecycle.run(settings, tmp_path / "run", lambda run_dir, _resolved: stand_in([])(settings, run_dir))
     names = {p.name for p in result.run_dir.iterdir()}
     assert names == {runs.CONFIG, runs.LOG_HISTORY, runs.PROVENANCE, runs.METRICS}
-    provenance = runs.read_json(result.run_dir / runs.PROVENANCE)
+    provenance = atomic_files.read_json(result.run_dir / runs.PROVENANCE)
     assert provenance["config"] == settings.to_dict() and provenance["data"] == {"corpus": "sha256"}
     assert result == lifecycle.RunResult(tmp_path / "run", {"f1": 0.5}, [{"epoch": 1.0}], reused=False)
 
 
 def test_a_finished_run_is_read_back_not_retrained(synthetic_corpus, tmp_path):
-    settings = config.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
+    settings = job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
     calls = []
-    first = lifecycle.run(settings, tmp_path / "run", lambda run_dir: stand_in(calls)(settings, run_dir))
-    again = lifecycle.run(settings, tmp_path / "run", lambda run_dir: never_trains(settings, run_dir))
+    first = lifecycle.run(settings, tmp_path / "run", lambda run_dir, _resolved: stand_in(calls)(settings, run_dir))
+    again = lifecycle.run(settings, tmp_path / "run", lambda run_dir, _resolved: never_trains(settings, run_dir))
     assert len(calls) == 1 and again.reused
     assert (again.metrics, again.log_history) == (first.metrics, first.log_history)
 
 
 def test_a_directory_of_other_parameters_is_refused(synthetic_corpus, tmp_path):
-    settings = config.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
-    lifecycle.run(settings, tmp_path / "run", lambda run_dir: stand_in([])(settings, run_dir))
-    other = config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "seed": 1, "lora_r": 3})
+    settings = job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
+    lifecycle.run(settings, tmp_path / "run", lambda run_dir, _resolved: stand_in([])(settings, run_dir))
+    other = job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus), "seed": 1, "lora_r": 3})
     with pytest.raises(OpenMedError, match=r"holds a run with other parameters \(lora_r, seed\)"):
-        lifecycle.run(other, tmp_path / "run", lambda run_dir: never_trains(other, run_dir))
+        lifecycle.run(other, tmp_path / "run", lambda run_dir, _resolved: never_trains(other, run_dir))
 
 
 def test_a_run_missing_from_the_record_is_refused_never_trained_into_the_record(synthetic_corpus, tmp_path,
                                                                                   monkeypatch):
-    monkeypatch.setattr(runs, "RECORD", tmp_path / "results")
-    settings = config.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
+    monkeypatch.setattr(layout, "LAYOUT", dataclasses.replace(layout.LAYOUT, record=tmp_path / "results"))
+    settings = job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
     missing = tmp_path / "results" / "finetune" / "not-recorded"
     with pytest.raises(OpenMedError, match="not in the record.*openmed-repro record"):
-        lifecycle.run(settings, missing, lambda run_dir: never_trains(settings, run_dir))
+        lifecycle.run(settings, missing, lambda run_dir, _resolved: never_trains(settings, run_dir))
     assert not missing.exists()
 
 
 def test_a_recorded_run_is_read_from_the_record(synthetic_corpus, tmp_path, monkeypatch):
-    monkeypatch.setattr(runs, "RECORD", tmp_path / "results")
-    settings = config.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
-    lifecycle.run(settings, tmp_path / "runs" / "finetune" / "run", lambda run_dir: stand_in([])(settings, run_dir))
+    monkeypatch.setattr(layout, "LAYOUT", dataclasses.replace(layout.LAYOUT, record=tmp_path / "results"))
+    settings = job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
+    lifecycle.run(settings, tmp_path / "runs" / "finetune" / "run", lambda run_dir, _resolved: stand_in([])(settings, run_dir))
     recorded = record.record_one(tmp_path / "runs" / "finetune" / "run", tmp_path / "results").path
-    again = lifecycle.run(settings, recorded, lambda run_dir: never_trains(settings, run_dir))
+    again = lifecycle.run(settings, recorded, lambda run_dir, _resolved: never_trains(settings, run_dir))
     assert again.reused and again.metrics == {"f1": 0.5}
 
 
@@ -167,26 +168,26 @@ def test_the_provenance_records_the_cpus_units_and_the_precision_auto_trained_in
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(devices, "cpu_units", lambda: cpu_units.CpuUnits(frozenset(flags)))
-    settings = config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "precision": "auto"})
-    result = lifecycle.run(settings, tmp_path / "run", lambda run_dir: stand_in([])(settings, run_dir))
-    provenance = runs.read_json(result.run_dir / runs.PROVENANCE)
+    settings = job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus), "precision": "auto"})
+    result = lifecycle.run(settings, tmp_path / "run", lambda run_dir, _resolved: stand_in([])(settings, run_dir))
+    provenance = atomic_files.read_json(result.run_dir / runs.PROVENANCE)
     assert provenance["precision"] == trained_in and provenance["config"]["precision"] == "auto"
     assert {flag for flag in flags if provenance["machine"]["cpu_units"][flag]} == set(flags)
-    baseline_settings = config.load_baseline_config("smoke", {"dataset": str(synthetic_corpus)})
+    baseline_settings = job_settings.load_baseline_config("smoke", {"dataset": str(synthetic_corpus)})
     result = lifecycle.run(baseline_settings, tmp_path / "baseline",
                            lambda run_dir: stand_in([])(baseline_settings, run_dir))
-    assert runs.read_json(result.run_dir / runs.PROVENANCE)["precision"] == "fp32"
+    assert atomic_files.read_json(result.run_dir / runs.PROVENANCE)["precision"] == "fp32"
 
 
 def test_the_provenance_names_the_commit_the_training_started_from_not_one_made_while_it_ran(tmp_path, monkeypatch):
     states = iter([{"commit": "a" * 40, "dirty": False}, {"commit": "b" * 40, "dirty": True}])
-    monkeypatch.setattr(runs, "git_state", lambda: next(states))
-    monkeypatch.setattr(runs, "code_state", functools.lru_cache(maxsize=1)(lambda: runs.git_state()))
-    settings = config.load_run_config("smoke", {"dataset": "ncbi_disease"})
-    lifecycle.run(settings, tmp_path / "run", lambda run_dir: stand_in([])(settings, run_dir))
-    assert runs.read_json(tmp_path / "run" / "provenance.json")["git"] == {"commit": "a" * 40, "dirty": False}
-    lifecycle.run(settings, tmp_path / "second", lambda run_dir: stand_in([])(settings, run_dir))
-    assert runs.read_json(tmp_path / "second" / "provenance.json")["git"]["commit"] == "a" * 40, \
+    monkeypatch.setattr(run_provenance, "git_state", lambda: next(states))
+    monkeypatch.setattr(run_provenance, "code_state", functools.lru_cache(maxsize=1)(lambda: run_provenance.git_state()))
+    settings = job_settings.load_run_config("smoke", {"dataset": "ncbi_disease"})
+    lifecycle.run(settings, tmp_path / "run", lambda run_dir, _resolved: stand_in([])(settings, run_dir))
+    assert atomic_files.read_json(tmp_path / "run" / "provenance.json")["git"] == {"commit": "a" * 40, "dirty": False}
+    lifecycle.run(settings, tmp_path / "second", lambda run_dir, _resolved: stand_in([])(settings, run_dir))
+    assert atomic_files.read_json(tmp_path / "second" / "provenance.json")["git"]["commit"] == "a" * 40, \
         "a second run of the same process runs the same code"
 
 
@@ -205,7 +206,7 @@ def test_a_precision_this_machine_cannot_run_is_refused_before_anything_loads(as
     monkeypatch.setattr(devices.importlib.util, "find_spec",
                         lambda name, *rest: None if name == "onnxruntime" else real_find_spec(name, *rest))
     monkeypatch.setattr(finetune, "train_and_score", lambda *_: pytest.fail("the run started"))
-    settings = config.load_run_config("smoke", {"dataset": str(synthetic_corpus), **asked})
+    settings = job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus), **asked})
     with pytest.raises(OpenMedError, match=refusal):
         finetune.run(settings, tmp_path / "run")
     assert not (tmp_path / "run").exists(), "refused before the run directory was claimed"

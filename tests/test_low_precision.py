@@ -10,20 +10,21 @@ import torch
 from openmed_repro import cli
 from openmed_repro.annotation import annotate
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import config, cpu_units, devices, runs
+from openmed_repro.infra import atomic_files, cpu_units, devices, job_settings, runs
 from openmed_repro.models import backbones, low_precision
 from openmed_repro.training import finetune
+from openmed_repro.data import saved_predictions
 
 
 @pytest.fixture(scope="module")
 def run_dir(synthetic_corpus, tmp_path_factory):
     directory = tmp_path_factory.mktemp("low-precision") / "run"
-    finetune.run(config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "epochs": 4}), directory)
+    finetune.run(job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus), "epochs": 4}), directory)
     return directory
 
 
 def documents_of_test_split(run_dir) -> list[annotate.Document]:
-    tokens, _, _ = runs.read_predictions(run_dir / "predictions_test.tsv")
+    tokens, _, _ = saved_predictions.read_predictions(run_dir / "predictions_test.tsv")
     return [annotate.Document(str(i), " ".join(words), i) for i, words in enumerate(tokens)]
 
 
@@ -87,15 +88,15 @@ def test_annotation_is_fp32_unless_asked_and_auto_takes_the_cpus_bf16_units(run_
 
 def test_an_evaluation_asked_in_bf16_says_so_in_its_metrics_and_the_default_stays_fp32(synthetic_corpus, run_dir,
                                                                                      tmp_path):
-    assert "eval_precision" not in runs.read_json(run_dir / runs.METRICS)
-    assert runs.read_json(run_dir / runs.CONFIG)["eval_precision"] is None
-    asked = config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "epochs": 4, "eval_precision": "bf16"})
+    assert "eval_precision" not in atomic_files.read_json(run_dir / runs.METRICS)
+    assert atomic_files.read_json(run_dir / runs.CONFIG)["eval_precision"] is None
+    asked = job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus), "epochs": 4, "eval_precision": "bf16"})
     result = finetune.run(asked, tmp_path / "bf16")
     assert result.metrics["eval_precision"] == "bf16"
-    exact = runs.read_json(run_dir / runs.METRICS)["test"]["strict"]["f1"]
+    exact = atomic_files.read_json(run_dir / runs.METRICS)["test"]["strict"]["f1"]
     assert abs(result.metrics["test"]["strict"]["f1"] - exact) < 0.1
 
 
 def test_an_unknown_evaluation_precision_is_refused_naming_the_valid_ones(synthetic_corpus):
     with pytest.raises(OpenMedError, match="eval_precision='int4'; valid: auto, fp32, bf16, fp16, int8"):
-        config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "eval_precision": "int4"})
+        job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus), "eval_precision": "int4"})

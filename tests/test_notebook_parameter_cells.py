@@ -1,33 +1,18 @@
 """Papermill warns "Passed unknown parameter" for any `-p` name its `parameters` cell does not assign; a
 valid configuration field must not read as a typo, so every notebook's cell names every field it accepts."""
 
-import dataclasses
 import logging
 
 import papermill
 import pytest
 from papermill.inspection import inspect_notebook
 
-from openmed_repro.infra import config
+from openmed_repro.infra import job_settings, paths
 from openmed_repro.report import notebook_parameters
 
-NOTEBOOKS = config.PROJECT_ROOT / "notebooks"
-ACCEPTED = {
-    "finetune": ([config.RunConfig], notebook_parameters.FINETUNE_NOTEBOOK_KEYS),
-    "dapt": ([config.DaptConfig], notebook_parameters.DAPT_NOTEBOOK_KEYS),
-    "baseline": ([config.BaselineConfig], notebook_parameters.BASELINE_NOTEBOOK_KEYS),
-    "hpo": ([config.RunConfig, config.SearchConfig], notebook_parameters.NOTEBOOK_KEYS),
-    "evaluate": ([notebook_parameters.EvaluationSettings], set()),
-    "results": ([notebook_parameters.ResultsSettings], set()),
-    "footprint": ([notebook_parameters.FootprintSettings], set()),
-    "data": ([notebook_parameters.DataSettings], set()),
-    "released": ([config.ReleasedConfig, notebook_parameters.ReleasedChapterSettings], notebook_parameters.NOTEBOOK_KEYS),
-}
-
-
-def accepted(notebook: str) -> set[str]:
-    kinds, notebook_keys = ACCEPTED[notebook]
-    return {field.name for kind in kinds for field in dataclasses.fields(kind)} | notebook_keys
+NOTEBOOKS = paths.PROJECT_ROOT / "notebooks"
+ACCEPTED = notebook_parameters.CHAPTER_SETTINGS
+accepted = notebook_parameters.accepted
 
 
 def papermill_warnings(notebook: str, parameters: dict, tmp_path, caplog) -> list[str]:
@@ -43,6 +28,41 @@ def test_every_parameters_cell_assigns_exactly_the_names_its_notebook_accepts(no
     assigned = set(inspect_notebook(str(NOTEBOOKS / f"{notebook}.ipynb")))
     assert not accepted(notebook) - assigned, f"add to {notebook}.ipynb's parameters cell (`name = None`)"
     assert not assigned - accepted(notebook), f"{notebook}.ipynb's parameters cell assigns names nobody reads"
+
+
+def parameters_source(notebook: str) -> str:
+    return next(cell.source for cell in papermill.iorw.load_notebook_node(str(NOTEBOOKS / f"{notebook}.ipynb")).cells
+                if "parameters" in cell.metadata.get("tags", []))
+
+
+@pytest.mark.parametrize("notebook", notebook_parameters.GENERATED_CELLS)
+def test_the_written_part_of_each_long_parameters_cell_is_the_settings_as_they_are(notebook):
+    source = parameters_source(notebook)
+    assert notebook_parameters.parameters_cell(notebook, source) == source, \
+        f"{notebook}.ipynb: run `openmed-repro parameter-cells`"
+
+
+def test_a_field_missing_from_a_written_cell_is_written_back_and_a_stale_one_dropped():
+    source = parameters_source("finetune")
+    cut = source.replace("\nlora_alpha = None", "") + "\nretired_field = None"
+    rewritten = notebook_parameters.parameters_cell("finetune", cut)
+    assert "lora_alpha = None" in rewritten and "retired_field" not in rewritten
+    assert rewritten == source
+
+
+def test_parameter_cells_check_names_an_out_of_date_notebook(monkeypatch, tmp_path, capsys):
+    from openmed_repro import cli
+    from openmed_repro.report import book
+
+    for name in notebook_parameters.GENERATED_CELLS:
+        (tmp_path / f"{name}.ipynb").write_bytes((NOTEBOOKS / f"{name}.ipynb").read_bytes())
+    stale = tmp_path / "dapt.ipynb"
+    stale.write_text(stale.read_text(encoding="utf-8").replace('"lora_r = None\\n",', ""), encoding="utf-8")
+    monkeypatch.setattr(book, "NOTEBOOKS", tmp_path)
+    assert cli.main(["parameter-cells", "--check"]) == 1
+    assert f"{stale}: out of date" in capsys.readouterr().out
+    assert cli.main(["parameter-cells"]) == 0 and cli.main(["parameter-cells", "--check"]) == 0
+    assert (tmp_path / "dapt.ipynb").read_bytes() == (NOTEBOOKS / "dapt.ipynb").read_bytes()
 
 
 @pytest.mark.parametrize("notebook, parameters", [
@@ -61,7 +81,7 @@ def test_papermill_still_warns_about_a_misspelt_name(tmp_path, caplog):
 
 @pytest.mark.parametrize("notebook", ["finetune", "dapt", "baseline", "hpo"])
 def test_the_parameters_cell_as_written_gives_its_profile_unchanged(notebook, tmp_path, monkeypatch):
-    monkeypatch.setenv(config.DAPT_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(paths.DAPT_DIR_ENV, str(tmp_path))
     cell = next(cell for cell in papermill.iorw.load_notebook_node(str(NOTEBOOKS / f"{notebook}.ipynb")).cells
                 if "parameters" in cell.metadata.get("tags", []))
     namespace: dict = {}
@@ -69,11 +89,11 @@ def test_the_parameters_cell_as_written_gives_its_profile_unchanged(notebook, tm
     del namespace["__builtins__"]
     profile, dataset = namespace["profile"], {"dataset": namespace.get("dataset")}
     if notebook == "finetune":
-        assert notebook_parameters.run_config(namespace)[0] == config.load_run_config(profile, dataset)
+        assert notebook_parameters.run_config(namespace)[0] == job_settings.load_run_config(profile, dataset)
     elif notebook == "dapt":
-        assert notebook_parameters.dapt_config(namespace)[0] == config.load_dapt_config(profile)
+        assert notebook_parameters.dapt_config(namespace)[0] == job_settings.load_dapt_config(profile)
     elif notebook == "baseline":
-        assert notebook_parameters.baseline_config(namespace)[0] == config.load_baseline_config(profile, dataset)
+        assert notebook_parameters.baseline_config(namespace)[0] == job_settings.load_baseline_config(profile, dataset)
     else:
         run_config, search, _ = notebook_parameters.search_config(namespace)
-        assert (run_config, search) == (config.load_run_config(profile, dataset), config.SearchConfig())
+        assert (run_config, search) == (job_settings.load_run_config(profile, dataset), job_settings.SearchConfig())

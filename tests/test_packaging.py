@@ -10,9 +10,9 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from openmed_repro.infra import config, lifecycle, runs
+from openmed_repro.infra import atomic_files, job_settings, lifecycle, paths, runs
 
-ROOT = config.PROJECT_ROOT
+ROOT = paths.PROJECT_ROOT
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 # sha256 of https://www.apache.org/licenses/LICENSE-2.0.txt, the appendix's copyright line as published
 APACHE_2_SHA256 = "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30"
@@ -78,9 +78,9 @@ def test_make_venv_installs_with_the_constraints_and_reinstalls_when_they_change
 
 def provenance_of_a_run(run_dir: Path) -> dict:
     """The provenance.json of a run whose training is a stand-in that takes no time."""
-    settings = config.load_run_config("smoke", {"dataset": "ncbi_disease"})
-    lifecycle.run(settings, run_dir, lambda _: lifecycle.Outcome({"f1": 0.5}, [], {}))
-    return runs.read_json(run_dir / runs.PROVENANCE)
+    settings = job_settings.load_run_config("smoke", {"dataset": "ncbi_disease"})
+    lifecycle.run(settings, run_dir, lambda *_: lifecycle.Outcome({"f1": 0.5}, [], {}))
+    return atomic_files.read_json(run_dir / runs.PROVENANCE)
 
 
 def test_the_provenance_of_a_run_names_the_constraints_file_by_its_sha256(tmp_path):
@@ -89,7 +89,7 @@ def test_the_provenance_of_a_run_names_the_constraints_file_by_its_sha256(tmp_pa
 
 
 def test_without_a_constraints_file_the_provenance_records_no_digest(tmp_path, monkeypatch):
-    monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr(paths, "PROJECT_ROOT", tmp_path)
     assert provenance_of_a_run(tmp_path / "run")["constraints"] == {"file": "constraints.txt", "sha256": None}
 
 

@@ -9,9 +9,10 @@ import torch
 
 from openmed_repro.data import encoding
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import config, runs
+from openmed_repro.infra import atomic_files, job_settings, runs
 from openmed_repro.models import backbones, predictor, token_classifier
 from openmed_repro.training import dapt, finetune
+from openmed_repro.data import saved_predictions
 
 from conftest import write_dapt_text
 from paper_backbones import STAND_INS, deberta_v3
@@ -36,10 +37,10 @@ def stand_in(request, tmp_path_factory) -> SimpleNamespace:
     return SimpleNamespace(name=name, directory=directory, backbone=backbones.resolve(str(directory)))
 
 
-def paper_settings(stand_in, corpus, **overrides) -> config.RunConfig:
+def paper_settings(stand_in, corpus, **overrides) -> job_settings.RunConfig:
     """The paper profile (gradient checkpointing, label smoothing, windows 256/50, early stopping, LoRA on
     query and value) shrunk to a CPU's seconds: fp32, two epochs of 48 sentences, a high learning rate."""
-    return config.load_run_config("paper", {
+    return job_settings.load_run_config("paper", {
         "backbone": str(stand_in.directory), "dataset": str(corpus), "precision": "fp32", "epochs": 2,
         "learning_rate": 5e-2, "batch_size": 8, "eval_batch_size": 16, "max_train_sentences": 48,
         "max_eval_sentences": 24, "logging_steps": 2, "lora_target_modules": query_value_names(stand_in.name),
@@ -73,12 +74,12 @@ def test_each_stand_in_fine_tunes_with_the_paper_profile_and_reloads_to_identica
     settings, result = fine_tuned
     assert settings.profile == "paper" and settings.gradient_checkpointing and settings.label_smoothing == 0.1
     assert (settings.max_length, settings.overlap, settings.early_stopping_patience) == (256, 50, 3)
-    adapter = runs.read_json(result.run_dir / runs.MODEL_DIR / "adapter_config.json")
+    adapter = atomic_files.read_json(result.run_dir / runs.MODEL_DIR / "adapter_config.json")
     assert sorted(adapter["target_modules"]) == sorted(query_value_names(stand_in.name))
     assert result.metrics["trainable_parameters"] < result.metrics["total_parameters"]
     assert [e["epoch"] for e in result.log_history if "eval_strict_f1" in e] == [1.0, 2.0]
     model, tokenizer, labels = token_classifier.load(result.run_dir / runs.MODEL_DIR, settings)
-    tokens, gold, predicted = runs.read_predictions(result.run_dir / "predictions_test.tsv")
+    tokens, gold, predicted = saved_predictions.read_predictions(result.run_dir / "predictions_test.tsv")
     assert predictor.predict(model, tokenizer, tokens, labels, settings.max_length, settings.overlap) == predicted
     assert any(tag != "O" for sentence in predicted for tag in sentence)   # it learnt something to reproduce
 
@@ -114,7 +115,7 @@ def test_a_sentence_longer_than_a_window_merges_to_one_tag_per_word_with_each_to
 @pytest.fixture(scope="module")
 def adapted(stand_in, tmp_path_factory):
     text = write_dapt_text(tmp_path_factory.mktemp("dapt-text"))
-    settings = config.load_dapt_config("smoke", {"backbone": str(stand_in.directory), "dapt_dir": str(text),
+    settings = job_settings.load_dapt_config("smoke", {"backbone": str(stand_in.directory), "dapt_dir": str(text),
                                                  "passages": 32, "lora_target_modules": query_value_names(stand_in.name)})
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(dapt, "evaluation_sentences", lambda data_dir=None: [])
@@ -129,7 +130,7 @@ def test_dapt_runs_on_each_stand_in_calibrating_a_head_only_where_the_checkpoint
     else:   # DeBERTa-v3 and the ELECTRA discriminator ship no masked-LM head
         assert m["head"] == f"calibrated: {m['optimizer_steps']} optimizer steps, encoder frozen"
         assert (adapted.run_dir / dapt.CALIBRATED_HEAD).is_file()
-    adapter = runs.read_json(adapted.run_dir / dapt.ADAPTER_DIR / "adapter_config.json")
+    adapter = atomic_files.read_json(adapted.run_dir / dapt.ADAPTER_DIR / "adapter_config.json")
     assert sorted(adapter["target_modules"]) == sorted(query_value_names(stand_in.name))
 
 

@@ -11,7 +11,7 @@ import pytest
 from openmed_repro import cli
 from openmed_repro.data import saved_predictions
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import config, runs
+from openmed_repro.infra import atomic_files, job_settings, paths, run_provenance, runs
 from openmed_repro.report import record
 from openmed_repro.training import finetune
 
@@ -30,8 +30,8 @@ def run_dir(machine, synthetic_corpus) -> Path:
     """A finished smoke fine-tuning run in <machine>/runs/finetune/synthetic-smoke, started by COMMAND."""
     directory = machine / "runs" / RUN_NAME
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(runs.COMMAND_ENV, COMMAND)
-        finetune.run(config.load_run_config("smoke", {"dataset": str(synthetic_corpus)}), directory)
+        patch.setenv(run_provenance.COMMAND_ENV, COMMAND)
+        finetune.run(job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus)}), directory)
     return directory
 
 
@@ -58,11 +58,11 @@ def copy_run(run_dir: Path, machine_root: Path) -> Path:
 
 
 def test_a_new_run_names_its_corpus_by_key_and_checksum_and_its_machine_and_command(run_dir):
-    provenance = runs.read_json(run_dir / runs.PROVENANCE)
+    provenance = atomic_files.read_json(run_dir / runs.PROVENANCE)
     assert provenance["data"]["corpus"] == "synthetic" and "directory" not in provenance["data"]
     for split, entry in provenance["data"]["files"].items():
         assert entry["file"] == f"{split}.tsv" and len(entry["sha256"]) == 64 and "path" not in entry
-    assert provenance["machine"]["cpu"] == runs.cpu_model() and provenance["machine"]["threads"] >= 1
+    assert provenance["machine"]["cpu"] == run_provenance.cpu_model() and provenance["machine"]["threads"] >= 1
     assert provenance["command"] == COMMAND
 
 
@@ -72,7 +72,7 @@ def test_a_recorded_run_holds_its_small_files_and_no_weights(run_dir, results):
     assert {p.name for p in recorded.iterdir()} == {"config.json", "metrics.json", "provenance.json",
                                                    "log_history.json", "footprint.json", "predictions.json.gz"}
     assert (run_dir / "model").is_dir() and not list(recorded.rglob("model"))
-    assert json.loads((recorded / "metrics.json").read_text())["test"] == runs.read_json(run_dir / "metrics.json")["test"]
+    assert json.loads((recorded / "metrics.json").read_text())["test"] == atomic_files.read_json(run_dir / "metrics.json")["test"]
 
 
 def test_the_record_holds_no_absolute_path_of_the_machine_that_made_it(run_dir, machine, synthetic_corpus, results):
@@ -88,7 +88,7 @@ def test_reading_recorded_predictions_back_gives_exactly_the_runs_predictions_fi
     record.record([run_dir], results)
     for split in ("devel", "test"):
         assert (saved_predictions.read(results / RUN_NAME, split, dataset=synthetic_corpus)
-                == runs.read_predictions(run_dir / f"predictions_{split}.tsv"))
+                == saved_predictions.read_predictions(run_dir / f"predictions_{split}.tsv"))
 
 
 def test_a_corpus_whose_file_changed_is_refused_on_read_back_naming_the_record_and_the_file(
@@ -125,23 +125,23 @@ def test_a_changed_run_is_refused_over_its_record_without_replace_and_replaces_i
                                                                                        capsys):
     record.record([run_dir], results)
     changed = copy_run(run_dir, tmp_path / "rerun")
-    metrics = runs.read_json(changed / runs.METRICS)
-    runs.write_json(changed / runs.METRICS, {**metrics, "train_seconds": metrics["train_seconds"] + 1})
+    metrics = atomic_files.read_json(changed / runs.METRICS)
+    atomic_files.write_json(changed / runs.METRICS, {**metrics, "train_seconds": metrics["train_seconds"] + 1})
     assert record_cli(changed, "--results", results) == 2
     error = capsys.readouterr().err
     assert "a different record" in error and "metrics.json" in error and "--replace" in error
-    assert runs.read_json(results / RUN_NAME / runs.METRICS)["train_seconds"] == metrics["train_seconds"]
+    assert atomic_files.read_json(results / RUN_NAME / runs.METRICS)["train_seconds"] == metrics["train_seconds"]
     assert record_cli(changed, "--results", results, "--replace") == 0
-    assert runs.read_json(results / RUN_NAME / runs.METRICS)["train_seconds"] == metrics["train_seconds"] + 1
+    assert atomic_files.read_json(results / RUN_NAME / runs.METRICS)["train_seconds"] == metrics["train_seconds"] + 1
     assert [p.name for p in (results / "finetune").iterdir()] == ["synthetic-smoke"]   # nothing left beside it
 
 
 def test_the_index_lists_the_record_with_its_command_commit_and_machine(run_dir, results):
     record.record([run_dir], results)
-    provenance = runs.read_json(run_dir / runs.PROVENANCE)
+    provenance = atomic_files.read_json(run_dir / runs.PROVENANCE)
     [row] = [line for line in (results / "README.md").read_text().splitlines() if RUN_NAME in line]
-    test_f1 = 100 * runs.read_json(run_dir / runs.METRICS)["test"]["strict"]["f1"]
-    for expected in (f"`{COMMAND}`", runs.cpu_model(), f"{provenance['machine']['threads']} threads",
+    test_f1 = 100 * atomic_files.read_json(run_dir / runs.METRICS)["test"]["strict"]["f1"]
+    for expected in (f"`{COMMAND}`", run_provenance.cpu_model(), f"{provenance['machine']['threads']} threads",
                      f"test strict F1 {test_f1:.2f}", "synthetic", "smoke", "lora", provenance["created"][:10]):
         assert expected in row
     if provenance["git"]["commit"]:
@@ -153,16 +153,16 @@ def test_the_index_lists_the_record_with_its_command_commit_and_machine(run_dir,
 def test_a_run_recorded_before_provenance_was_portable_loses_its_paths_and_gains_a_machine(run_dir, results,
                                                                                           tmp_path):
     old = copy_run(run_dir, tmp_path / "before")
-    provenance = runs.read_json(old / runs.PROVENANCE)
+    provenance = atomic_files.read_json(old / runs.PROVENANCE)
     provenance["data"]["directory"] = "/work/wt/shared/data/synthetic"
     for split, entry in provenance["data"]["files"].items():
         entry["path"] = f"/work/wt/shared/data/synthetic/{entry.pop('file')}"
     for key in ("machine", "command", "run_dir"):
         del provenance[key]
     provenance["device"] = "cpu (3 threads)"
-    runs.write_json(old / runs.PROVENANCE, provenance)
+    atomic_files.write_json(old / runs.PROVENANCE, provenance)
     assert record_cli(old, "--results", results, "--command", "make reproduce") == 0
-    recorded = runs.read_json(results / RUN_NAME / runs.PROVENANCE)
+    recorded = atomic_files.read_json(results / RUN_NAME / runs.PROVENANCE)
     assert "/work" not in record_text(results / RUN_NAME)
     assert recorded["data"]["files"]["test"]["file"] == "test.tsv" and "directory" not in recorded["data"]
     assert recorded["machine"]["threads"] == 3 and recorded["machine"]["cpu"]   # the footprint's CPU model
@@ -224,15 +224,15 @@ def test_a_search_and_a_benchmark_are_recorded_as_their_own_files_and_found_with
     (["/x/lib/python3.11/site-packages/pytest/__main__.py", "-q"], "python -m pytest -q"),
 ])
 def test_the_command_of_a_run_names_no_absolute_path(argv, expected, monkeypatch):
-    monkeypatch.delenv(runs.COMMAND_ENV, raising=False)
-    monkeypatch.setattr(config, "PROJECT_ROOT", Path("/home/me/repo"))
-    assert runs.command(argv) == expected
+    monkeypatch.delenv(run_provenance.COMMAND_ENV, raising=False)
+    monkeypatch.setattr(paths, "PROJECT_ROOT", Path("/home/me/repo"))
+    assert run_provenance.command(argv) == expected
 
 
 def test_a_dapt_run_is_recorded_without_its_adapter_weights(tmp_path, results):
     dapt_run = tmp_path / "runs" / "dapt" / "minilm-l6-cpu-seed42"
     (dapt_run / "adapter").mkdir(parents=True)
-    runs.write_json(dapt_run / "metrics.json", {"perplexity_before": 8.0, "perplexity_after": 7.0})
+    atomic_files.write_json(dapt_run / "metrics.json", {"perplexity_before": 8.0, "perplexity_after": 7.0})
     (dapt_run / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
     recorded = record.record_one(dapt_run, results)
     assert [p.name for p in recorded.path.rglob("*")] == ["metrics.json"]
@@ -249,15 +249,15 @@ def test_a_record_replaced_by_a_run_of_another_recipe_moves_untouched_to_the_sup
                                                                                                 tmp_path):
     record.record([run_dir], results)
     before = record_text(results / RUN_NAME)
-    commit = runs.read_json(results / RUN_NAME / runs.PROVENANCE)["git"]["commit"]
+    commit = atomic_files.read_json(results / RUN_NAME / runs.PROVENANCE)["git"]["commit"]
     changed = copy_run(run_dir, tmp_path / "rerun")
-    settings = runs.read_json(changed / runs.CONFIG)
-    runs.write_json(changed / runs.CONFIG, {**settings, "learning_rate": settings["learning_rate"] / 3})
+    settings = atomic_files.read_json(changed / runs.CONFIG)
+    atomic_files.write_json(changed / runs.CONFIG, {**settings, "learning_rate": settings["learning_rate"] / 3})
     [outcome] = record.record([changed], results, replace=True).recorded
     kept = results / "superseded" / f"{RUN_NAME}@{str(commit)[:7]}"
     assert outcome.outcome == f"replaced (the older recipe's record kept as {kept.relative_to(results)})"
     assert record_text(kept) == before
-    assert runs.read_json(results / RUN_NAME / runs.CONFIG)["learning_rate"] == settings["learning_rate"] / 3
+    assert atomic_files.read_json(results / RUN_NAME / runs.CONFIG)["learning_rate"] == settings["learning_rate"] / 3
 
 
 def test_a_refused_record_leaves_the_index_and_the_manifest_as_they_were(run_dir, results, tmp_path):
@@ -278,15 +278,15 @@ def test_a_refused_record_leaves_the_index_and_the_manifest_as_they_were(run_dir
 def test_a_run_of_uncommitted_code_or_other_packages_is_refused_unless_allowed_and_then_marked(
         run_dir, results, tmp_path, provenance, refused, allowed_by):
     copy = copy_run(run_dir, tmp_path / "elsewhere")
-    runs.write_json(copy / runs.PROVENANCE, {**runs.read_json(copy / runs.PROVENANCE), **provenance})
+    atomic_files.write_json(copy / runs.PROVENANCE, {**atomic_files.read_json(copy / runs.PROVENANCE), **provenance})
     outcome = record.record([copy], results)
     assert outcome.refused == [f"{copy}: {refused}: rerun it from a clean checkout with `make venv`'s packages, or "
                                "record it marked with --allow-dirty / --allow-env"]
     assert not (results / RUN_NAME).exists()
     assert record.record([copy], results, **{allowed_by: True}).recorded
     assert refused in (results / "README.md").read_text()
-    assert runs.read_json(results / RUN_NAME / runs.PROVENANCE)["marks"] == [refused]
+    assert atomic_files.read_json(results / RUN_NAME / runs.PROVENANCE)["marks"] == [refused]
 
 
 def test_the_packages_of_a_run_made_by_make_are_the_pinned_ones(run_dir):
-    assert record.marks(runs.read_json(run_dir / runs.PROVENANCE)) == []
+    assert record.marks(atomic_files.read_json(run_dir / runs.PROVENANCE)) == []

@@ -15,10 +15,11 @@ from openmed_repro import cli
 from openmed_repro.data import corpora
 from openmed_repro.errors import OpenMedError
 from openmed_repro.evaluation import comparison
-from openmed_repro.infra import config, runs
+from openmed_repro.infra import atomic_files, layout, paths
 from openmed_repro.models import backbones
 from openmed_repro.released import checkpoints, labels, scoring
 from openmed_repro.report import notebook_parameters, record, released_scores, results
+from openmed_repro.data import saved_predictions
 
 from conftest import write_split
 
@@ -97,18 +98,18 @@ def test_a_released_style_checkpoint_in_a_directory_is_scored_on_the_test_split_
     assert (metrics["labels"]["removed_entities"], metrics["labels"]["removed_words"]) == (1, 1)   # aspirin
     assert metrics["labels"]["removed_by_type"] == {"CHEM": 1}
     assert metrics["max_length"] == POSITIONS and metrics["sentences"] == {"test": 3}
-    tokens, gold, predicted = runs.read_predictions(result.run_dir / "predictions_test.tsv")
+    tokens, gold, predicted = saved_predictions.read_predictions(result.run_dir / "predictions_test.tsv")
     assert predicted == [["B-Disease", "I-Disease", "O"], ["O", "O", "B-Disease", "I-Disease", "O"],
                          ["O", "O", "I-Disease"]]
-    assert runs.read_json(result.run_dir / "config.json")["labels"] == DISEASE_MAP
-    assert runs.read_json(result.run_dir / "provenance.json")["data"]["files"]["test"]["sentences"] == 3
+    assert atomic_files.read_json(result.run_dir / "config.json")["labels"] == DISEASE_MAP
+    assert atomic_files.read_json(result.run_dir / "provenance.json")["data"]["files"]["test"]["sentences"] == 3
     assert comparison.load([result.run_dir, result.run_dir])[0].score.strict.f1 == pytest.approx(0.8)
 
 
 def test_bare_type_labels_become_iob2_entities_and_a_run_of_one_type_one_entity(corpus, tmp_path):
     checkpoint = released_stand_in(tmp_path / "bare", BARE, BARE_OUTPUTS)
     result = scoring.run(settings(corpus, checkpoint), tmp_path / "runs" / "released" / "bare")
-    _, _, predicted = runs.read_predictions(result.run_dir / "predictions_test.tsv")
+    _, _, predicted = saved_predictions.read_predictions(result.run_dir / "predictions_test.tsv")
     assert predicted[0] == ["B-Disease", "I-Disease", "O"] and predicted[2] == ["O", "O", "B-Disease"]
     assert result.metrics["test"]["strict"]["f1"] == pytest.approx(1.0)
 
@@ -181,7 +182,7 @@ def test_the_corpus_s_checkpoint_and_its_map_come_from_released_yaml_also_for_a_
         checkpoints.configure({"dataset": "ncbi_disease"})
     with pytest.raises(OpenMedError, match=r"elsewhere/model is not paired with s800 .* give labels"):
         checkpoints.configure({"dataset": "s800", "model": "elsewhere/model"})
-    assert runs.run_directory("released", {"dataset": "bc5cdr_disease", "model": default.model}) == \
+    assert layout.run_directory("released", {"dataset": "bc5cdr_disease", "model": default.model}) == \
         Path("runs/released/bc5cdr_disease-OpenMed-NER-DiseaseDetect-SuperClinical-434M")
 
 
@@ -228,7 +229,7 @@ def config_of(model_type: str, positions: int):
 
 
 def test_the_cpu_estimate_scales_the_measured_speed_by_the_parameter_count():
-    measured = config.read_parameters("released.yaml")["cpu_estimate"]
+    measured = paths.read_parameters("released.yaml")["cpu_estimate"]
     words = measured["measured_words_per_second"] * 60
     assert checkpoints.estimated_seconds(measured["measured_parameters"], words) == pytest.approx(60)
     assert checkpoints.estimated_seconds(10 * measured["measured_parameters"], words) == pytest.approx(600)
@@ -252,9 +253,9 @@ def test_the_released_run_is_recorded_and_tested_against_our_best_run_on_the_cor
     released = scoring.run(settings(corpus, checkpoint), root / "released" / "scored")
     ours = root / "finetune" / "ours"
     ours.mkdir(parents=True)
-    runs.write_predictions(ours / "predictions_test.tsv", corpora.load(corpus, splits=("test",)).test,
+    saved_predictions.write_predictions(ours / "predictions_test.tsv", corpora.load(corpus, splits=("test",)).test,
                            [[tag for _, tag in sentence] for sentence in TEST])
-    runs.write_json(ours / "metrics.json", {"dataset": str(corpus), "backbone": "minilm-l6", "method": "lora",
+    atomic_files.write_json(ours / "metrics.json", {"dataset": str(corpus), "backbone": "minilm-l6", "method": "lora",
                                             "profile": "cpu", "seed": 42, "sentences": {"train": 1},
                                             "devel": {"strict": {"f1": 0.9}}, "test": {"strict": {"f1": 1.0}}})
     tested = released_scores.against_ours(scoring.Attempt(released), root, trials=500)
@@ -269,7 +270,7 @@ def test_the_released_run_is_recorded_and_tested_against_our_best_run_on_the_cor
     assert not written.refused and (tmp_path / "results" / "released" / "scored" / "predictions.json.gz").is_file()
 
 
-NOTEBOOK = config.PROJECT_ROOT / "notebooks" / "released.ipynb"
+NOTEBOOK = paths.PROJECT_ROOT / "notebooks" / "released.ipynb"
 
 
 def execute(tmp_path, **parameters):

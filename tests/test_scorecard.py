@@ -2,7 +2,7 @@
 
 import json
 
-from openmed_repro.infra import config
+from openmed_repro.infra import job_settings
 from openmed_repro.report import scorecard
 
 
@@ -51,7 +51,7 @@ def test_a_tuned_run_is_not_counted_as_one_more_seed_of_its_profile(tmp_path):
     tuned = tmp_path / "finetune" / "ncbi_disease-lora-cpu-seed1-tuned"
     recorded(tmp_path, "finetune", tuned.name, dataset="ncbi_disease", method="lora", seed=1, test={"strict": {"f1": 0.99}},
              device="cpu (1 threads)", profile="cpu", train_seconds=1500.0)
-    settings = config.load_run_config("cpu", {"dataset": "ncbi_disease", "seed": 1, "learning_rate": 1.8e-3})
+    settings = job_settings.load_run_config("cpu", {"dataset": "ncbi_disease", "seed": 1, "learning_rate": 1.8e-3})
     (tuned / "config.json").write_text(json.dumps(settings.to_dict()))
     assert "LoRA 80.0 ± 1.0 (3 seeds)" in verdict(tmp_path, "evaluate")[1]
 

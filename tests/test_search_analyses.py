@@ -11,7 +11,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 import benchmark_scripts
-from openmed_repro.infra import config
+from openmed_repro.infra import job_settings
 from openmed_repro.search import hpo
 from openmed_repro.errors import OpenMedError
 
@@ -39,7 +39,7 @@ def search_directory(path, curves, pruner="median", startup_trials=1, prune_on="
             user_attrs={"epochs_run": len(curve), **({"dev_strict_f1_by_epoch": [0.0] * len(curve)} if keep_dev_f1 else {})},
             intermediate_values=dict(enumerate(curve, start=1))))
         clock += datetime.timedelta(seconds=seconds)
-    hpo.write_results(study, path, config.load_search_config({"pruner": pruner, "pruner_startup_trials": startup_trials,
+    hpo.write_results(study, path, job_settings.load_search_config({"pruner": pruner, "pruner_startup_trials": startup_trials,
                                                              "prune_on": prune_on}))
     return path
 
@@ -170,10 +170,10 @@ def test_a_replay_never_prunes_a_trial_after_its_last_epoch():
 
 def test_a_trial_retrained_with_its_own_seed_scores_what_the_study_recorded(synthetic_corpus, tmp_path):
     search = tmp_path / "search"
-    base = config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "epochs": 2})
+    base = job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus), "epochs": 2})
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump({"space": {"learning_rate": {"low": 1.0e-3, "high": 1.0e-1, "log": True}}}))
-    hpo.work(base, config.load_search_config({"space": str(space), "n_trials": 1, "heartbeat_interval": 1, "grace_period": 3}), search)
+    hpo.work(base, job_settings.load_search_config({"space": str(space), "n_trials": 1, "heartbeat_interval": 1, "grace_period": 3}), search)
     record = search_analyses.retrain(search, 0, [base.seed, 7])
     assert record["study_seed"] == base.seed
     assert record["best_dev_strict_f1_by_seed"][base.seed] == record["study_best_dev_strict_f1"]

@@ -10,7 +10,7 @@ import pytest
 
 from openmed_repro import cli
 from openmed_repro.annotation import annotate
-from openmed_repro.infra import config
+from openmed_repro.infra import job_settings
 from openmed_repro.training import finetune
 
 ABSTRACT = ("Many patients with lung cancer were treated in the study. Asthma and diabetes, e.g. in "
@@ -42,7 +42,7 @@ def cluster():
 @pytest.fixture(scope="module")
 def run_dir(synthetic_corpus, tmp_path_factory):
     directory = tmp_path_factory.mktemp("cluster") / "run"
-    finetune.run(config.load_run_config("smoke", {"dataset": str(synthetic_corpus), "epochs": 4}), directory)
+    finetune.run(job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus), "epochs": 4}), directory)
     return directory
 
 

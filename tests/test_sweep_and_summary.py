@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from openmed_repro.infra import config
+from openmed_repro.infra import paths
 from openmed_repro.data import corpora
 from openmed_repro.report import run_summary
 from openmed_repro import cli
@@ -49,7 +49,7 @@ def test_a_rerun_of_the_sweep_reads_finished_runs_back(synthetic_corpus, tmp_pat
 
 
 def test_only_corpora_present_locally_are_swept(tmp_path, monkeypatch):
-    monkeypatch.setattr(config, "SHARED_DATA_DIR", tmp_path / "nothing")
+    monkeypatch.setattr(paths, "SHARED_DATA_DIR", tmp_path / "nothing")
     monkeypatch.delenv("OPENMED_DATA_DIR", raising=False)
     assert corpora.available(str(tmp_path)) == []
 

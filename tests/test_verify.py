@@ -12,7 +12,7 @@ import pytest
 from openmed_repro import cli
 from openmed_repro.data import saved_predictions
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import config, runs
+from openmed_repro.infra import atomic_files, job_settings, run_provenance, runs
 from openmed_repro.report import record, verify
 from openmed_repro.training import baseline, finetune
 
@@ -29,7 +29,7 @@ def machine(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def results(machine, synthetic_corpus) -> Path:
     """The record of one finished smoke fine-tuning run."""
-    finetune.run(config.load_run_config("smoke", {"dataset": str(synthetic_corpus)}), machine / "runs" / RUN_NAME)
+    finetune.run(job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus)}), machine / "runs" / RUN_NAME)
     outcome = record.record([machine / "runs" / RUN_NAME], machine / "results")
     assert not outcome.refused
     return machine / "results"
@@ -42,7 +42,7 @@ def verified(machine, results, synthetic_corpus):
     with contextlib.redirect_stdout(printed):
         code = cli.main(["verify", "finetune", "--all", "--results", str(results), "--runs", str(machine / "runs"),
                          "--trials", "200", "--samples", "200", "--set", f"dataset={synthetic_corpus}"])
-    return code, printed.getvalue(), runs.read_json(machine / "runs" / "verify" / "finetune" / "verdict.json")
+    return code, printed.getvalue(), atomic_files.read_json(machine / "runs" / "verify" / "finetune" / "verdict.json")
 
 
 def tampered(results: Path, tmp_path: Path) -> Path:
@@ -69,15 +69,15 @@ def test_a_rerun_on_the_same_machine_and_threads_is_identical_in_every_figure(ve
     figures = {figure["name"]: figure for figure in run["figures"]}
     assert figures["test strict F1"]["verdict"] == "identical"
     assert figures["test strict F1"]["rerun"] == figures["test strict F1"]["recorded"]
-    recorded_f1 = runs.read_json(machine / "results" / RUN_NAME / runs.METRICS)["test"]["strict"]["f1"]
+    recorded_f1 = atomic_files.read_json(machine / "results" / RUN_NAME / runs.METRICS)["test"]["strict"]["f1"]
     assert figures["test strict F1"]["recorded"] == pytest.approx(recorded_f1)
-    assert run["threads"] == runs.read_json(machine / "runs" / RUN_NAME / runs.PROVENANCE)["machine"]["threads"]
+    assert run["threads"] == atomic_files.read_json(machine / "runs" / RUN_NAME / runs.PROVENANCE)["machine"]["threads"]
 
 
 def test_the_verdict_json_holds_every_figure_with_tolerance_p_value_interval_and_both_machines(verified):
     _, _, verdict = verified
     [run] = verdict["runs"]
-    assert run["machines"]["recorded"]["cpu"] == run["machines"]["rerun"]["cpu"] == runs.cpu_model()
+    assert run["machines"]["recorded"]["cpu"] == run["machines"]["rerun"]["cpu"] == run_provenance.cpu_model()
     f1 = next(figure for figure in run["figures"] if figure["name"] == "test strict F1")
     assert {"recorded", "rerun", "tolerance", "verdict", "p_value", "interval"} <= f1.keys()
     assert f1["p_value"] == 1.0 and f1["interval"][0] <= f1["recorded"] <= f1["interval"][1]
@@ -90,8 +90,8 @@ def test_the_rerun_is_trained_from_the_recorded_configuration_in_its_own_directo
     rerun_dir = machine / "runs" / "verify" / RUN_NAME
     recorded_run = machine / "runs" / RUN_NAME
     assert (rerun_dir / runs.METRICS).is_file() and (rerun_dir / "model").is_dir()
-    assert runs.read_json(rerun_dir / runs.PROVENANCE)["created"] >= runs.read_json(recorded_run / runs.PROVENANCE)["created"]
-    assert runs.read_json(rerun_dir / runs.CONFIG)["seed"] == runs.read_json(recorded_run / runs.CONFIG)["seed"]
+    assert atomic_files.read_json(rerun_dir / runs.PROVENANCE)["created"] >= atomic_files.read_json(recorded_run / runs.PROVENANCE)["created"]
+    assert atomic_files.read_json(rerun_dir / runs.CONFIG)["seed"] == atomic_files.read_json(recorded_run / runs.CONFIG)["seed"]
 
 
 def test_the_printed_table_names_figure_recorded_rerun_tolerance_and_verdict(verified):
@@ -116,11 +116,11 @@ def test_a_finished_rerun_is_read_back_and_fresh_trains_it_again(verified, machi
     monkeypatch.setitem(verify.CHAPTERS, "finetune", verify.Chapter(
         original.settings, lambda settings, run_dir: trained.append(run_dir) or original.run(settings, run_dir),
         original.compare))
-    created = runs.read_json(machine / "runs" / "verify" / RUN_NAME / runs.PROVENANCE)["created"]
+    created = atomic_files.read_json(machine / "runs" / "verify" / RUN_NAME / runs.PROVENANCE)["created"]
     [again] = verify.verify("finetune", results, machine / "runs", every=True,
                             overrides={"dataset": str(synthetic_corpus)}, say=lambda line: None, **FEW)
     assert again.verdict == "reproduced"
-    assert runs.read_json(machine / "runs" / "verify" / RUN_NAME / runs.PROVENANCE)["created"] == created
+    assert atomic_files.read_json(machine / "runs" / "verify" / RUN_NAME / runs.PROVENANCE)["created"] == created
     verify.verify("finetune", results, machine / "runs", every=True, fresh=True,
                   overrides={"dataset": str(synthetic_corpus)}, say=lambda line: None, **FEW)
     assert (machine / "runs" / "verify" / RUN_NAME / "model").is_dir() and len(trained) == 2
@@ -136,8 +136,8 @@ def test_a_record_that_fails_its_audit_is_not_used_to_judge_a_rerun(results, syn
     import shutil
     shutil.copytree(results, copy)
     tampered_metrics = copy / RUN_NAME / runs.METRICS
-    stated = runs.read_json(tampered_metrics)
-    runs.write_json(tampered_metrics, {**stated, "test": {**stated["test"], "strict": {**stated["test"]["strict"],
+    stated = atomic_files.read_json(tampered_metrics)
+    atomic_files.write_json(tampered_metrics, {**stated, "test": {**stated["test"], "strict": {**stated["test"]["strict"],
                                                                                       "f1": 0.99}}})
     with pytest.raises(OpenMedError, match="the record fails its audit, so no rerun is judged against it: .*metrics.json"):
         verify.verify("finetune", copy, tmp_path / "runs", every=True, overrides={"dataset": str(synthetic_corpus)},
@@ -186,7 +186,7 @@ def test_a_named_run_that_is_not_recorded_is_refused_naming_the_recorded_ones(re
 
 def test_a_baseline_record_is_rerun_with_the_threads_asked_for_and_judged_by_its_test_f1(synthetic_corpus, tmp_path):
     run_dir = tmp_path / "runs" / "baseline" / "synthetic-smoke"
-    baseline.run(config.load_baseline_config("smoke", {"dataset": str(synthetic_corpus)}), run_dir)
+    baseline.run(job_settings.load_baseline_config("smoke", {"dataset": str(synthetic_corpus)}), run_dir)
     record.record([run_dir], tmp_path / "results")
     [judged] = verify.verify("baseline", tmp_path / "results", tmp_path / "runs", threads=1, every=True,
                              overrides={"dataset": str(synthetic_corpus)}, **FEW)
@@ -197,9 +197,9 @@ def test_a_baseline_record_is_rerun_with_the_threads_asked_for_and_judged_by_its
 
 def write_metrics(directory: Path, reduction: float, machine: dict, kwh: float) -> Path:
     directory.mkdir(parents=True)
-    runs.write_json(directory / runs.METRICS, {"perplexity_reduction_percent": reduction})
-    runs.write_json(directory / runs.PROVENANCE, {"machine": machine})
-    runs.write_json(directory / "footprint.json", {"records": [{"energy_kwh": kwh}]})
+    atomic_files.write_json(directory / runs.METRICS, {"perplexity_reduction_percent": reduction})
+    atomic_files.write_json(directory / runs.PROVENANCE, {"machine": machine})
+    atomic_files.write_json(directory / "footprint.json", {"records": [{"energy_kwh": kwh}]})
     return directory
 
 

@@ -25,11 +25,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from openmed_repro.infra import config
+from openmed_repro.infra import atomic_files, validation
 from openmed_repro.data import iob, sentences
 from openmed_repro.models import saved_model
 from openmed_repro.infra import runs
-from openmed_repro.infra.config import RunConfig
+from openmed_repro.infra.job_settings import RunConfig
 from openmed_repro.errors import OpenMedError
 
 INPUT_FORMATS = ("auto", "text", "jsonl", "parquet")
@@ -201,7 +201,7 @@ def run_config_of(run_dir: Path) -> RunConfig:
                            "(give a run directory written by notebooks/finetune.ipynb)")
     if not runs.is_complete(run_dir):
         raise OpenMedError(f"parameter run: {run_dir} is an unfinished run (no metrics.json); finish it first")
-    run_config = config.validated(RunConfig, runs.read_json(run_dir / runs.CONFIG), str(run_dir / runs.CONFIG))
+    run_config = validation.validated(RunConfig, atomic_files.read_json(run_dir / runs.CONFIG), str(run_dir / runs.CONFIG))
     saved_model.check(run_dir / runs.MODEL_DIR)
     return run_config
 
@@ -282,8 +282,8 @@ def annotate_file(run_dir: str | Path, input_path: str | Path, output_path: str 
     annotator = Annotator(run_dir, batch_size, max_batch_tokens, precision)
     loaded = time.perf_counter()
     count = annotated = 0
-    runs.remove_stale_temporaries(Path(output_path).parent, Path(output_path).name)   # a killed run's partial output
-    with runs.atomic_path(output_path) as temporary, temporary.open("w", encoding="utf-8") as out, \
+    atomic_files.remove_stale_temporaries(Path(output_path).parent, Path(output_path).name)   # a killed run's partial output
+    with atomic_files.atomic_path(output_path) as temporary, temporary.open("w", encoding="utf-8") as out, \
             tqdm(total=len(documents), desc="annotating", unit="doc", disable=not progress) as bar:
         for chunk in chunks(documents, chunk_documents):
             for result in annotator.annotate_each(chunk):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from openmed_repro.infra import config
+from openmed_repro.infra import paths
 from openmed_repro.data import downloads
 from openmed_repro.errors import OpenMedError
 from openmed_repro.data.iob import OUTSIDE, Sentence, entity_type, read_iob
@@ -103,7 +103,7 @@ class Corpus:
 @cache
 def registry() -> dict[str, CorpusSpec]:
     """The corpora of parameters/corpora.yaml, by key."""
-    entries = config.read_parameters("corpora.yaml").get("corpora") or {}
+    entries = paths.read_parameters("corpora.yaml").get("corpora") or {}
     specs = {}
     for key, entry in entries.items():
         try:
@@ -114,7 +114,7 @@ def registry() -> dict[str, CorpusSpec]:
                 note=entry.get("note", ""), splits=splits,
             )
         except (KeyError, TypeError) as error:
-            raise OpenMedError(f"{config.PARAMETERS_DIR / 'corpora.yaml'}: corpus {key!r} is malformed ({error})") from error
+            raise OpenMedError(f"{paths.PARAMETERS_DIR / 'corpora.yaml'}: corpus {key!r} is malformed ({error})") from error
     return specs
 
 
@@ -129,21 +129,21 @@ def locate(key: str, data_dir: str | Path | None = None, download: bool = True) 
     """The directory holding `key`'s three splits: `data_dir`, else $OPENMED_DATA_DIR, else
     ../shared/data when it exists, else a verified download into the cache (unless `download=False`)."""
     corpus = spec(key)
-    chosen = data_dir if data_dir is not None else os.environ.get(config.DATA_DIR_ENV)
+    chosen = data_dir if data_dir is not None else os.environ.get(paths.DATA_DIR_ENV)
     if chosen:
         directory = _corpus_directory(Path(chosen), corpus)
         missing = _missing(directory, corpus)
         if missing:
-            origin = "data_dir" if data_dir is not None else f"${config.DATA_DIR_ENV}"
+            origin = "data_dir" if data_dir is not None else f"${paths.DATA_DIR_ENV}"
             raise OpenMedError(
                 f"corpus {key} ({corpus.name}): missing {', '.join(missing)} in {directory} (from {origin}). "
                 f"{corpus.note}".strip()
             )
         return directory
-    shared = config.SHARED_DATA_DIR / key
+    shared = paths.SHARED_DATA_DIR / key
     if not _missing(shared, corpus):
         return shared
-    looked = [f"data_dir and ${config.DATA_DIR_ENV}: neither is set", f"{shared} (the shared copy): not there"]
+    looked = [f"data_dir and ${paths.DATA_DIR_ENV}: neither is set", f"{shared} (the shared copy): not there"]
     if not corpus.downloadable:
         raise OpenMedError(_not_available(corpus, looked, "It has no public download."))
     if not download:
@@ -164,7 +164,7 @@ def _not_available(corpus: CorpusSpec, looked: list[str], outcome: str, alternat
         f"corpus {corpus.key} ({corpus.name}) is not available: no {'/'.join(files)} found. Looked in:",
         *(f"  - {place}" for place in looked),
         *filter(None, [corpus.note, outcome]),
-        f"Supply it: `-p data_dir <dir>` (notebook), data_dir=<dir> (Python) or {config.DATA_DIR_ENV}=<dir>, where "
+        f"Supply it: `-p data_dir <dir>` (notebook), data_dir=<dir> (Python) or {paths.DATA_DIR_ENV}=<dir>, where "
         f"<dir>/{corpus.key}/ holds {', '.join(files[:-1])} and {files[-1]}{'; ' + alternative if alternative else ''}.",
     ])
 
@@ -244,7 +244,7 @@ def _missing(directory: Path, corpus: CorpusSpec) -> list[str]:
 
 
 def _cache_directory(key: str) -> Path:
-    return config.cache_dir() / "corpora" / key
+    return paths.cache_dir() / "corpora" / key
 
 
 def _download(corpus: CorpusSpec) -> Path:
@@ -273,7 +273,7 @@ def statistics(corpus: Corpus) -> pd.DataFrame:
 
 def statistics_table(corpora: list[Corpus]) -> pd.DataFrame:
     """One row per corpus: what the loaded files contain beside the paper's printed split sizes."""
-    paper = config.read_parameters("paper.yaml")["table4"]
+    paper = paths.read_parameters("paper.yaml")["table4"]
 
     def triple(values) -> str:
         return " / ".join(f"{v:,}" for v in values)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from openmed_repro.data import sentences
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import config
+from openmed_repro.infra import paths
 
 _SPACE = re.compile(r"\s+")
 
@@ -53,7 +53,7 @@ class DaptCorpus:
 def configured_sources(directory: Path) -> list[Source]:
     """The named sources of parameters/dapt.yaml, their files looked up in `directory` (the DAPT text directory):
     the text DAPT adapts on and the baseline's word2vec vectors are trained on."""
-    spec = config.read_parameters("dapt.yaml")
+    spec = paths.read_parameters("dapt.yaml")
     return [Source(name, tuple(directory / f for f in files or ())) for name, files in spec["sources"].items()]
 
 

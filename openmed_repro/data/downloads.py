@@ -14,7 +14,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import runs
+from openmed_repro.infra import atomic_files
 
 _CHUNK = 1 << 16
 
@@ -43,7 +43,7 @@ def fetch_verified(url: str, destination: Path, git_blob: str, timeout: float = 
     (no partial file, and no directory that this call created)."""
     created = _missing_directories(destination.parent)
     try:
-        with runs.atomic_path(destination) as partial:
+        with atomic_files.atomic_path(destination) as partial:
             _stream(url, partial, timeout)
             received = git_blob_id(partial)
             if received != git_blob:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pandas as pd
 
-from openmed_repro.infra import config
+from openmed_repro.infra import paths
 
 
 def table4() -> dict:
-    return config.read_parameters("paper.yaml")["table4"]
+    return paths.read_parameters("paper.yaml")["table4"]
 
 
 def search_finding(dataset: str) -> str:
     """What the paper's search found for this corpus's kind of entities (batch size), in words."""
-    preferred = config.read_parameters("paper.yaml")["hpo"]["preferred_batch_size"].get(dataset)
+    preferred = paths.read_parameters("paper.yaml")["hpo"]["preferred_batch_size"].get(dataset)
     if preferred is None:
         return f"The paper reports no batch-size finding for {dataset}."
     kind = "gene/protein" if preferred == 16 else "chemical and disease"

@@ -1,7 +1,7 @@
 """A run's predicted tags as saved on disk, read back alike from either of the two places they are kept:
 
   a run directory (runs/<chapter>/<name>/): predictions_devel.tsv and predictions_test.tsv, token, gold and
-      predicted tag per line (infra.runs.write_predictions), written by the training run itself;
+      predicted tag per line (write_predictions), written by the training run itself;
   a record directory (results/<chapter>/<name>/): predictions.json.gz, the predicted tags alone, tied to the
       corpus split files by sha256, so that the record stays small and the tokens and gold tags come from the
       corpus.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from openmed_repro.data import corpora
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import runs
+from openmed_repro.infra import atomic_files, runs
 
 RECORD_FILE = "predictions.json.gz"
 FORMAT = 1
@@ -51,7 +51,7 @@ def read(directory: str | Path, split: str, dataset: str | Path | None = None,
     directory); its split file must have the recorded sha256."""
     directory = Path(directory)
     if run_file(directory, split).is_file():
-        return runs.read_predictions(run_file(directory, split))
+        return read_predictions(run_file(directory, split))
     if (directory / RECORD_FILE).is_file():
         return _read_record(directory, split, dataset, data_dir)
     raise OpenMedError(f"{directory}: no saved {split} predictions: neither {run_file(directory, split).name} (a run "
@@ -72,7 +72,7 @@ def compact(run_dir: Path, provenance: dict | None) -> bytes:
         if split not in files or not files[split].get("sha256"):
             raise OpenMedError(f"{run_dir}: {path.name} cannot be tied to its corpus: {runs.PROVENANCE} names no "
                                f"sha256 of the {split} split file")
-        _, _, predicted = runs.read_predictions(path)
+        _, _, predicted = read_predictions(path)
         splits[split] = {"file": files[split]["file"], "sha256": files[split]["sha256"], "sentences": len(predicted),
                          "tags": predicted}
     config = (provenance or {}).get("config") or {}
@@ -121,3 +121,25 @@ def _corpus(record_dir: Path, key: str, dataset: str | Path | None, data_dir: st
         return Path(data_dir) / key
     raise OpenMedError(f"{record_dir}: its predictions were made on corpus {key!r}, which the registry does not know; "
                        f"give its directory (dataset=<dir>) or the directory holding {key}/ (data_dir=<dir>)")
+
+
+def write_predictions(path: Path, sentences: list, predicted: list[list[str]]) -> None:
+    """token, gold, predicted per line; a blank line between sentences (what later chapters read)."""
+    blocks = ["\n".join(f"{t}\t{g}\t{p}" for t, g, p in zip(s.tokens, s.tags, tags))
+              for s, tags in zip(sentences, predicted)]
+    atomic_files.write_text(path, "\n\n".join(blocks) + "\n")
+
+
+def read_predictions(path: Path) -> tuple[list[list[str]], list[list[str]], list[list[str]]]:
+    """The tokens, gold tags and predicted tags of a predictions file, sentence by sentence."""
+    tokens, gold, predicted = [], [], []
+    for number, block in enumerate(path.read_text(encoding="utf-8").split("\n\n"), start=1):
+        rows = [line.split("\t") for line in block.splitlines() if line]
+        if not rows:
+            continue
+        if any(len(row) != 3 for row in rows):
+            raise OpenMedError(f"{path}: sentence {number} has a line without token, gold and predicted tag")
+        tokens.append([r[0] for r in rows])
+        gold.append([r[1] for r in rows])
+        predicted.append([r[2] for r in rows])
+    return tokens, gold, predicted

@@ -15,7 +15,7 @@ import pandas as pd
 
 from openmed_repro.data import saved_predictions
 from openmed_repro.evaluation import metrics
-from openmed_repro.infra import runs
+from openmed_repro.infra import atomic_files, runs
 from openmed_repro.evaluation import significance
 from openmed_repro.errors import OpenMedError
 
@@ -73,7 +73,7 @@ def load(run_dirs: list[str | Path], split: str = "test", names: list[str] | Non
 def _name(run_dir: Path) -> str:
     recorded = run_dir / runs.METRICS
     if recorded.is_file():
-        m = runs.read_json(recorded)
+        m = atomic_files.read_json(recorded)
         if {"backbone", "method", "profile"} <= set(m):
             return f"{run_dir.name} ({m['backbone']}, {m['method']}, {m['profile']})"
     return run_dir.name
@@ -169,7 +169,7 @@ def paired_by_seed(root: str | Path, first: tuple = ("cpu", "lora"), second: tup
     first, second = system(first), system(second)
     found: dict[tuple[str, str, int, tuple], Path] = {}
     for path in sorted(Path(root).rglob(runs.METRICS)):
-        m = runs.read_json(path)
+        m = atomic_files.read_json(path)
         if "test" not in m or m.get("method") is None:
             continue
         kind = (m.get("profile"), m.get("method"), runs.started_from_dapt(path.parent))

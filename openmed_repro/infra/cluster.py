@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import runs
+from openmed_repro.infra import run_provenance
 
 LOCAL = "local"          # --ray without an address: a Ray instance on this machine, for this command alone
 RETRIES = 3              # a task whose worker dies runs again, on another worker, up to this many times
@@ -101,12 +101,12 @@ def worker_environment(threads: int) -> dict[str, str]:
     """The variables a worker runs a job with: its thread count, and the command and commit the driver runs (a
     worker's own argv is Ray's, and a node may hold a copy of the tree without git)."""
     environment = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    command = runs.command()
+    command = run_provenance.command()
     if command:
-        environment[runs.COMMAND_ENV] = command
-    commit = os.environ.get(runs.COMMIT_ENV) or runs.code_state().get("commit")
+        environment[run_provenance.COMMAND_ENV] = command
+    commit = os.environ.get(run_provenance.COMMIT_ENV) or run_provenance.code_state().get("commit")
     if commit:
-        environment[runs.COMMIT_ENV] = commit
+        environment[run_provenance.COMMIT_ENV] = commit
     return environment
 
 

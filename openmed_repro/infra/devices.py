@@ -12,7 +12,7 @@ import torch
 from openmed_repro.errors import OpenMedError
 from openmed_repro.infra import cpu_units as cpu_units_module
 from openmed_repro.infra.cpu_units import CpuUnits
-from openmed_repro.infra.runs import cpu_model
+from openmed_repro.infra.run_provenance import cpu_model
 
 INFERENCE_PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 

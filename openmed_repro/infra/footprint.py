@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from openmed_repro.infra import config
-from openmed_repro.infra import runs
+from openmed_repro.infra import atomic_files, layout, paths
 
 RECORD = "footprint.json"
 DEFAULT_COUNTRY = "DEU"   # only names the place; the intensity below is forced to the paper's EU average
@@ -24,7 +23,7 @@ DEFAULT_COUNTRY = "DEU"   # only names the place; the intensity below is forced 
 
 def paper_constants() -> dict:
     """The paper's formula: GPU TDP (W) and grid intensity (kg CO2e/kWh)."""
-    return config.read_parameters("paper.yaml")["footprint"]
+    return paths.read_parameters("paper.yaml")["footprint"]
 
 
 def paper_formula(seconds: float) -> dict:
@@ -56,7 +55,7 @@ class Attempt:
                          self.intensity)
         records = read(self.path.parent)
         records[self.index:self.index + 1] = [record]
-        runs.write_json(self.path, {"records": records})
+        atomic_files.write_json(self.path, {"records": records})
 
 
 def _measured_so_far(tracker):
@@ -121,10 +120,10 @@ def _record(data, chapter: str, subject: str, started: datetime, seconds: float,
 def read(directory: str | Path) -> list[dict]:
     """The records of one directory (empty when it holds none)."""
     path = Path(directory) / RECORD
-    return runs.read_json(path)["records"] if path.is_file() else []
+    return atomic_files.read_json(path)["records"] if path.is_file() else []
 
 
-def gather(root: str | Path = "runs") -> pd.DataFrame:
+def gather(root: str | Path = layout.LAYOUT.runs) -> pd.DataFrame:
     """Every record under `root`, one row each, with the directory it came from."""
     rows = []
     for path in sorted(Path(root).rglob(RECORD)):
@@ -156,7 +155,7 @@ def totals(records: pd.DataFrame, by: str) -> pd.DataFrame:
 def paper_claims() -> pd.DataFrame:
     """The paper's own footprint figures through its formula: DAPT, one 12-hour DAPT + fine-tuning run,
     fine-tuning one corpus, the full search sweep."""
-    reported = config.read_parameters("paper.yaml")
+    reported = paths.read_parameters("paper.yaml")
     minutes = reported["fine_tuning"]["minutes_per_corpus_a100"]
     rows = {"DAPT (paper: ~4 A100-hours)": reported["dapt"]["hours_a100"],
             "DAPT + fine-tuning, one 12-hour run": 12.0,

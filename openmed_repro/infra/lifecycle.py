@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import config, runs
+from openmed_repro.infra import atomic_files, job_settings, layout, run_provenance, runs
 from openmed_repro.infra.devices import device_name, machine, resolve_inference_precision, resolve_precision
 
-Settings = config.RunConfig | config.DaptConfig | config.BaselineConfig | config.ReleasedConfig
+Settings = job_settings.RunConfig | job_settings.DaptConfig | job_settings.BaselineConfig | job_settings.ReleasedConfig
 
 
 @dataclass(frozen=True)
@@ -39,46 +39,47 @@ class Outcome:
     scratch: tuple[str, ...] = ()
 
 
-def training_precision(settings: Settings) -> str:
-    """The precision the run trains in: its `precision` resolved on this machine (a run without one, the BiLSTM
-    baseline or a released checkpoint scored here: fp32)."""
+@dataclass(frozen=True)
+class Resolved:
+    """What a run's settings become on this machine, resolved once before its directory is claimed and handed
+    down to its training and into its provenance: fp16 without a GPU, or int8 prediction without ONNX Runtime,
+    is refused in one line before any work, not after a whole training."""
+
+    precision: str          # training: `auto` resolved (fp32 for a run without one: the BiLSTM, a released checkpoint)
+    eval_precision: str     # the final dev and test predictions: fp32 unless the run's eval_precision asks otherwise
+
+
+def resolve(settings: Settings) -> Resolved:
     precision = getattr(settings, "precision", None)
-    return "fp32" if precision is None else resolve_precision(precision)
-
-
-def refuse_what_this_machine_cannot_run(settings: Settings) -> None:
-    """The precisions a run asks for, resolved on this machine now: fp16 without a GPU, or int8 prediction without
-    ONNX Runtime, is refused in one line before any work, not after a whole training."""
-    training_precision(settings)
     eval_precision = getattr(settings, "eval_precision", None)
-    if eval_precision:
-        resolve_inference_precision(eval_precision, "eval_precision")
+    return Resolved("fp32" if precision is None else resolve_precision(precision),
+                    resolve_inference_precision(eval_precision or "fp32", "eval_precision"))
 
 
-def run(settings: Settings, run_dir: str | Path | None, train: Callable[[Path], Outcome]) -> RunResult:
-    """`train(run_dir)` in `run_dir` (default: runs.default_directory), which trains (or resumes), writes the
-    model and predictions and returns the Outcome; a complete directory of the same settings is read back
-    instead, and one of other settings is refused before anything runs."""
-    run_dir = Path(run_dir) if run_dir else runs.default_directory(settings)
-    refuse_what_this_machine_cannot_run(settings)   # before the directory is claimed or anything loads
-    if runs.in_record(run_dir) and not runs.is_complete(run_dir):
+def run(settings: Settings, run_dir: str | Path | None, train: Callable[[Path, Resolved], Outcome]) -> RunResult:
+    """`train(run_dir, resolved)` in `run_dir` (default: layout.default_directory), which trains (or resumes) with
+    the settings resolved on this machine, writes the model and predictions and returns the Outcome; a complete
+    directory of the same settings is read back instead, and one of other settings is refused before anything runs."""
+    run_dir = Path(run_dir) if run_dir else layout.default_directory(settings)
+    resolved = resolve(settings)   # before the directory is claimed or anything loads
+    if layout.LAYOUT.in_record(run_dir) and not runs.is_complete(run_dir):
         raise OpenMedError(f"{run_dir}: not in the record, and a run is never trained into the record; train it "
-                           f"into runs/ (output_dir {runs.default_directory(settings)}) and copy it in with "
+                           f"into runs/ (output_dir {layout.default_directory(settings)}) and copy it in with "
                            "`openmed-repro record RUN_DIR`")
     runs.claim(run_dir, settings)
-    runs.remove_stale_temporaries(run_dir)   # what a killed write left
+    atomic_files.remove_stale_temporaries(run_dir)   # what a killed write left
     if runs.is_complete(run_dir):
         finished = runs.read_finished(run_dir)
-        return RunResult(run_dir, finished, runs.read_json(run_dir / runs.LOG_HISTORY), reused=True)
-    code = runs.code_state()   # the code that trains is the tree's as this process began, whatever is committed since
-    outcome = train(run_dir)
-    runs.follow_umask(run_dir)
-    runs.write_json(run_dir / runs.LOG_HISTORY, outcome.log_history)
-    runs.write_json(run_dir / runs.PROVENANCE, runs.provenance(settings, outcome.data, device_name(), machine(),
-                                                                   run_dir, training_precision(settings), code))
+        return RunResult(run_dir, finished, atomic_files.read_json(run_dir / runs.LOG_HISTORY), reused=True)
+    code = run_provenance.code_state()   # the code that trains is the tree's as this process began, whatever is committed since
+    outcome = train(run_dir, resolved)
+    atomic_files.follow_umask(run_dir)
+    atomic_files.write_json(run_dir / runs.LOG_HISTORY, outcome.log_history)
+    atomic_files.write_json(run_dir / runs.PROVENANCE, run_provenance.provenance(settings, outcome.data, device_name(), machine(),
+                                                                   run_dir, resolved.precision, code))
     saved = runs.weights_sha256(run_dir)
     metrics = {**outcome.metrics, **({runs.FILES_SHA256: saved} if saved else {})}
-    runs.write_json(run_dir / runs.METRICS, metrics)
+    atomic_files.write_json(run_dir / runs.METRICS, metrics)
     for name in outcome.scratch:
         scratch = run_dir / name
         if scratch.is_dir():

@@ -15,7 +15,7 @@ import torch
 from peft import LoraConfig, PeftModel, TaskType
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForTokenClassification, AutoTokenizer
 
-from openmed_repro.infra import config
+from openmed_repro.infra import paths
 from openmed_repro.errors import OpenMedError
 
 _RANDOM_INIT_SEED = 0
@@ -34,7 +34,7 @@ class Backbone:
 
 
 def registry() -> dict[str, dict]:
-    return config.read_parameters("backbones.yaml").get("backbones") or {}
+    return paths.read_parameters("backbones.yaml").get("backbones") or {}
 
 
 def resolve(name: str) -> Backbone:
@@ -51,7 +51,7 @@ def resolve(name: str) -> Backbone:
         if "random_config" in entry:
             tokenizer = resolve(entry["tokenizer_from"]).tokenizer_source
             return Backbone(name, "random", "random", tokenizer, targets, False, dict(entry["random_config"]))
-        raise OpenMedError(f"{config.PARAMETERS_DIR / 'backbones.yaml'}: backbone {name!r} has no hub_id, package or random_config")
+        raise OpenMedError(f"{paths.PARAMETERS_DIR / 'backbones.yaml'}: backbone {name!r} has no hub_id, package or random_config")
     if Path(name).is_dir():
         if not (Path(name) / "config.json").is_file():
             raise OpenMedError(f"backbone {name!r}: directory has no config.json (not a transformers model)")

@@ -11,7 +11,7 @@ from pathlib import Path
 from safetensors import SafetensorError, safe_open
 
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import runs
+from openmed_repro.infra import atomic_files
 
 LABELS_FILE = "labels.json"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -24,12 +24,12 @@ _HEAD = re.compile(r"(^|\.)(classifier|score)\.weight$")
 def check(directory: Path) -> list[str]:
     """The labels of a saved model directory, once every file loading needs is there and whole."""
     directory = Path(directory)
-    labels = runs.read_json(directory / LABELS_FILE)
+    labels = atomic_files.read_json(directory / LABELS_FILE)
     if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
         raise OpenMedError(f"{directory / LABELS_FILE}: not a list of labels; the file is damaged: restore it "
                            "or train again")
     for path in sorted(directory.glob("*.json")):
-        runs.read_json(path)
+        atomic_files.read_json(path)
     lora = (directory / ADAPTER_CONFIG).is_file()
     if not lora and not (directory / "config.json").is_file():
         raise OpenMedError(f"{directory}: holds neither {ADAPTER_CONFIG} (LoRA) nor config.json (a fully "

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from peft import PeftModel, get_peft_model
 
-from openmed_repro.infra import runs
-from openmed_repro.infra.config import RunConfig
+from openmed_repro.infra import atomic_files, runs
+from openmed_repro.infra.job_settings import RunConfig
 from openmed_repro.models import backbones, saved_model
 
 LABELS_FILE = saved_model.LABELS_FILE
@@ -38,7 +38,7 @@ def save(model, tokenizer, labels: list[str], directory: Path) -> float:
     the weights' size in MB."""
     backbones.save_adapter(model, directory)
     tokenizer.save_pretrained(directory)
-    runs.write_json(directory / LABELS_FILE, labels)
+    atomic_files.write_json(directory / LABELS_FILE, labels)
     weights = [p for p in directory.iterdir() if p.suffix in {".safetensors", ".bin"}]
     return sum(p.stat().st_size for p in weights) / 1e6
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import config
+from openmed_repro.infra import job_settings, paths
 
 FILE = "released.yaml"
 
@@ -28,7 +28,7 @@ class Released:
 
 def catalogue() -> list[Released]:
     """Every pairing of released.yaml, corpus by corpus in the file's order."""
-    entries = config.read_parameters(FILE).get("checkpoints") or {}
+    entries = paths.read_parameters(FILE).get("checkpoints") or {}
     found = []
     for corpus, checkpoints in entries.items():
         for number, entry in enumerate(checkpoints or [], start=1):
@@ -37,7 +37,7 @@ def catalogue() -> list[Released]:
                                       reported_f1=entry.get("reported_f1"), pairing=entry["pairing"],
                                       labels_seen=entry.get("labels_seen", ""), labels=dict(entry["labels"])))
             except (KeyError, TypeError, ValueError) as error:
-                raise OpenMedError(f"{config.PARAMETERS_DIR / FILE}: checkpoint {number} of {corpus} is malformed "
+                raise OpenMedError(f"{paths.PARAMETERS_DIR / FILE}: checkpoint {number} of {corpus} is malformed "
                                    f"({error!r}); it needs model, parameters, pairing and labels") from error
     return found
 
@@ -49,7 +49,7 @@ def for_corpus(corpus: str) -> list[Released]:
 
 def unpaired() -> list[str]:
     """Corpora of Table 4 that no released checkpoint is paired with."""
-    return list(config.read_parameters(FILE).get("unpaired") or [])
+    return list(paths.read_parameters(FILE).get("unpaired") or [])
 
 
 def find(dataset: str, model: str) -> Released | None:
@@ -61,7 +61,7 @@ def find(dataset: str, model: str) -> Released | None:
     return None
 
 
-def configure(values: dict, source: str = "released parameters") -> config.ReleasedConfig:
+def configure(values: dict, source: str = "released parameters") -> job_settings.ReleasedConfig:
     """The ReleasedConfig of these parameters: `model` None is the corpus's first released checkpoint, `labels`
     None that checkpoint's map in released.yaml (written into config.json, so a changed map is a changed run)."""
     values = {key: value for key, value in values.items() if value is not None}
@@ -70,20 +70,20 @@ def configure(values: dict, source: str = "released parameters") -> config.Relea
         paired = for_corpus(str(dataset))
         if not paired:
             raise OpenMedError(f"{source}: no released checkpoint is paired with {dataset} in "
-                               f"{config.PARAMETERS_DIR / FILE}; give model (a hub id or a local directory)")
+                               f"{paths.PARAMETERS_DIR / FILE}; give model (a hub id or a local directory)")
         values["model"] = paired[0].model
-    settings = config.load_released_config(values, source)
+    settings = job_settings.load_released_config(values, source)
     return resolved(settings, source)
 
 
-def resolved(settings: config.ReleasedConfig, source: str = "released parameters") -> config.ReleasedConfig:
+def resolved(settings: job_settings.ReleasedConfig, source: str = "released parameters") -> job_settings.ReleasedConfig:
     """`settings` with its label map: its own, else released.yaml's for this checkpoint and corpus."""
     if settings.labels is not None:
         return settings
     entry = find(settings.dataset, settings.model)
     if entry is None:
         raise OpenMedError(f"{source}: {settings.model} is not paired with {Path(settings.dataset).name} in "
-                           f"{config.PARAMETERS_DIR / FILE}, so its labels have no map; give labels "
+                           f"{paths.PARAMETERS_DIR / FILE}, so its labels have no map; give labels "
                            "{CHECKPOINT_TYPE: CORPUS_TYPE, ...}")
     return dataclasses.replace(settings, labels=dict(entry.labels))
 
@@ -91,6 +91,6 @@ def resolved(settings: config.ReleasedConfig, source: str = "released parameters
 def estimated_seconds(parameters: int, words: int) -> float:
     """CPU seconds to predict `words` words with a model of `parameters` parameters on one thread: the speed
     measured here with the offline model, scaled by the parameter count (released.yaml's cpu_estimate)."""
-    measured = config.read_parameters(FILE)["cpu_estimate"]
+    measured = paths.read_parameters(FILE)["cpu_estimate"]
     words_per_second = measured["measured_words_per_second"] * measured["measured_parameters"] / parameters
     return words / words_per_second

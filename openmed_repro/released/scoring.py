@@ -15,7 +15,7 @@ import torch
 from openmed_repro.data import corpora, saved_predictions
 from openmed_repro.errors import OpenMedError
 from openmed_repro.evaluation import metrics
-from openmed_repro.infra import config, lifecycle, runs
+from openmed_repro.infra import job_settings, layout, lifecycle, runs
 from openmed_repro.infra.devices import device_name
 from openmed_repro.models import backbones, predictor
 from openmed_repro.released import checkpoints, labels
@@ -32,17 +32,17 @@ class Attempt:
     not_run: str | None = None
 
 
-def run(settings: config.ReleasedConfig, run_dir: str | Path | None = None) -> lifecycle.RunResult:
+def run(settings: job_settings.ReleasedConfig, run_dir: str | Path | None = None) -> lifecycle.RunResult:
     """Score the checkpoint into `run_dir` (default runs/released/<corpus>-<checkpoint>); a finished run of the
     same settings is read back, needing neither the hub nor the corpus."""
     settings = checkpoints.resolved(settings)
-    return lifecycle.run(settings, run_dir, lambda directory: score(settings, directory))
+    return lifecycle.run(settings, run_dir, lambda directory, _resolved: score(settings, directory))
 
 
-def attempt(settings: config.ReleasedConfig, run_dir: str | Path | None = None) -> Attempt:
+def attempt(settings: job_settings.ReleasedConfig, run_dir: str | Path | None = None) -> Attempt:
     """`run`, unless the run is not finished and its checkpoint cannot be reached from here: then why, in one
     line, and nothing is written."""
-    run_dir = Path(run_dir) if run_dir else runs.default_directory(settings)
+    run_dir = Path(run_dir) if run_dir else layout.default_directory(settings)
     if not runs.is_complete(run_dir):
         reason = backbones.unreachable(settings.model)
         if reason:
@@ -52,7 +52,7 @@ def attempt(settings: config.ReleasedConfig, run_dir: str | Path | None = None) 
     return Attempt(run(settings, run_dir))
 
 
-def score(settings: config.ReleasedConfig, run_dir: Path) -> lifecycle.Outcome:
+def score(settings: job_settings.ReleasedConfig, run_dir: Path) -> lifecycle.Outcome:
     """The run's own work: load, check the label map, predict the test split, map, score, write predictions."""
     corpus = corpora.load(settings.dataset, settings.data_dir, repair=settings.repair, splits=(SPLIT,))
     checkpoint = backbones.checkpoint(settings.model)
@@ -67,7 +67,7 @@ def score(settings: config.ReleasedConfig, run_dir: Path) -> lifecycle.Outcome:
                                   settings.overlap, settings.batch_size)
     seconds = time.perf_counter() - started
     mapped = labels.apply(by_type, predicted)
-    runs.write_predictions(saved_predictions.run_file(run_dir, SPLIT), sentences, mapped.tags)
+    saved_predictions.write_predictions(saved_predictions.run_file(run_dir, SPLIT), sentences, mapped.tags)
     words = sum(len(s.tokens) for s in sentences)
     record = {
         "dataset": settings.dataset, "checkpoint": settings.model,
@@ -100,7 +100,7 @@ def score_all(pairs: Sequence[checkpoints.Released], say: Callable[[str], None],
     failed = 0
     for entry in pairs:
         settings = checkpoints.configure({"dataset": entry.corpus, "model": entry.model})
-        run_dir = runs.default_directory(settings)
+        run_dir = layout.default_directory(settings)
         name = f"{entry.corpus}: {entry.model}"
         try:
             held = recorded(run_dir) if recorded else None
@@ -123,7 +123,7 @@ def score_all(pairs: Sequence[checkpoints.Released], say: Callable[[str], None],
     return failed
 
 
-def estimate(entry: checkpoints.Released, settings: config.ReleasedConfig) -> str:
+def estimate(entry: checkpoints.Released, settings: job_settings.ReleasedConfig) -> str:
     """How long predicting the test split should take on one CPU thread (released.yaml's cpu_estimate)."""
     corpus = corpora.load(settings.dataset, settings.data_dir, repair=settings.repair, splits=(SPLIT,))
     words = sum(len(s.tokens) for s in corpus.test[: settings.max_eval_sentences])

@@ -22,11 +22,10 @@ from pathlib import Path
 from openmed_repro.data import saved_predictions
 from openmed_repro.errors import OpenMedError
 from openmed_repro.evaluation import metrics
-from openmed_repro.infra import runs
+from openmed_repro.infra import atomic_files, layout, runs
 
 MANIFEST = "SHA256SUMS"
 TOLERANCE = 1e-9   # the same predictions give the same counts: any difference is a changed file
-CONFIRMATION = "confirmation.json"
 AR_TRIALS = 10_000   # the confirmation's randomization trials (search/confirmation.py)
 
 
@@ -56,15 +55,15 @@ class Report:
         return f"failed: {len(self.problems)} problem(s), the first: {self.problems[0]}"
 
 
-def write_manifest(results: Path = runs.RECORD) -> Path:
+def write_manifest(results: Path = layout.LAYOUT.record) -> Path:
     """results/SHA256SUMS: the sha256 of every file of the record but itself, one `HASH  PATH` line each."""
     lines = [f"{_sha256(path)}  {path.relative_to(results).as_posix()}" for path in _files(results)]
     manifest = results / MANIFEST
-    runs.write_text(manifest, "\n".join(lines) + "\n")
+    atomic_files.write_text(manifest, "\n".join(lines) + "\n")
     return manifest
 
 
-def audit(results: Path = runs.RECORD, data_dir: str | Path | None = None,
+def audit(results: Path = layout.LAYOUT.record, data_dir: str | Path | None = None,
           record_dirs: list[Path] | None = None) -> Report:
     """The manifest, then the figures of every recorded run (or of `record_dirs` alone) against its predictions
     (see the module's docstring)."""
@@ -76,7 +75,7 @@ def audit(results: Path = runs.RECORD, data_dir: str | Path | None = None,
         if (Path(record_dir) / saved_predictions.RECORD_FILE).is_file():
             _check_run(Path(record_dir), results, data_dir, report)
     if record_dirs is None:
-        for path in sorted(results.glob(f"hpo/*/{CONFIRMATION}")):
+        for path in sorted(results.glob(f"hpo/*/{layout.LAYOUT.confirmation}")):
             _check_confirmation(path, results, data_dir, report)
     return report
 
@@ -119,7 +118,7 @@ def _check_run(record_dir: Path, results: Path, data_dir: str | Path | None, rep
     if not metrics_path.is_file():
         report.problems.append(f"{record_dir}: predictions without {runs.METRICS}")
         return
-    recorded = runs.read_json(metrics_path)
+    recorded = atomic_files.read_json(metrics_path)
     report.runs += 1
     for split in saved_predictions.SPLITS:
         if not saved_predictions.exists(record_dir, split) or split not in recorded:
@@ -161,7 +160,7 @@ def _check_confirmation(path: Path, results: Path, data_dir: str | Path | None, 
     from openmed_repro.evaluation import comparison, significance
 
     try:
-        rows = runs.read_json(path)["per_seed"]
+        rows = atomic_files.read_json(path)["per_seed"]
     except (OpenMedError, KeyError, TypeError) as error:
         report.problems.append(f"{path}: unreadable confirmation ({error})")
         return
@@ -175,7 +174,7 @@ def _check_confirmation(path: Path, results: Path, data_dir: str | Path | None, 
                                    f"{results}")
             continue
         for side, directory in dirs.items():
-            scored = runs.read_json(directory / runs.METRICS)
+            scored = atomic_files.read_json(directory / runs.METRICS)
             for split, label in (("devel", "dev"), ("test", "test")):
                 report.figures += 1
                 given = round(100 * scored[split]["strict"]["f1"], 2)

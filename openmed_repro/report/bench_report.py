@@ -7,14 +7,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from openmed_repro.infra import config
+from openmed_repro.infra import layout, paths
 from openmed_repro.errors import OpenMedError
+
+
+def measurement(name: str, path: str | Path | None = None) -> Path:
+    """A benchmark's JSON file: `path`, else runs/bench/<name>, where `make bench` writes it."""
+    return Path(path) if path else layout.LAYOUT.folder(layout.LAYOUT.bench) / name
 
 
 def load(path: str | Path) -> dict:
     """A benchmark record; a relative path is tried in the working directory, then in the project root."""
     path = Path(path)
-    for candidate in (path, config.PROJECT_ROOT / path):
+    for candidate in (path, paths.PROJECT_ROOT / path):
         if candidate.is_file():
             return json.loads(candidate.read_text(encoding="utf-8"))
     raise OpenMedError(f"{path}: no benchmark results here; run `make bench` first (it writes runs/bench/performance.json)")

@@ -17,11 +17,11 @@ import nbformat
 import papermill
 import yaml
 
-from openmed_repro.infra import config, runs
+from openmed_repro.infra import atomic_files, layout, paths, runs
 from openmed_repro.errors import OpenMedError
 
-BOOK_SOURCES = config.PROJECT_ROOT / "book"
-NOTEBOOKS = config.PROJECT_ROOT / "notebooks"
+BOOK_SOURCES = paths.PROJECT_ROOT / "book"
+NOTEBOOKS = paths.PROJECT_ROOT / "notebooks"
 KERNEL = "openmed-repro"
 NOT_RECORDED = "not-recorded.json"   # the chapters shown without results, and what they lack
 RERUN_BOX = re.compile(r"```\{admonition\} Rerun this chapter\n.*?```", re.DOTALL)
@@ -37,7 +37,7 @@ def plan(profile: str, out_dir: Path, overrides: dict | None = None
     `out_dir`, a `{chapter: ..., suffix: ...}` mapping for a default run directory (run_reference) and a
     `{record: ...}` or `{recorded: PATH}` mapping for a run or file of the record (a RecordPath); each override
     applies to every notebook that has a parameter of that name."""
-    book = config.read_parameters("book.yaml")
+    book = paths.read_parameters("book.yaml")
     if profile not in book["profiles"]:
         raise OpenMedError(f"parameter PROFILE: unknown book profile {profile!r}; known: {', '.join(book['profiles'])}")
     settings = book["profiles"][profile]
@@ -49,12 +49,14 @@ def plan(profile: str, out_dir: Path, overrides: dict | None = None
 
 
 def _placed(values, out_dir: Path):
+    if isinstance(values, dict) and "layout" in values:
+        return layout_reference(values)
     if isinstance(values, dict) and "chapter" in values:
         return run_reference(values)
     if isinstance(values, dict) and "record" in values:
         return RecordPath(record_reference(values))
     if isinstance(values, dict) and "recorded" in values:
-        return RecordPath(f"{runs.RECORD.name}/{values['recorded']}")
+        return RecordPath(f"{layout.LAYOUT.record.name}/{values['recorded']}")
     if isinstance(values, dict):
         return {key: _placed(value, out_dir) for key, value in values.items()}
     if isinstance(values, list):
@@ -63,11 +65,21 @@ def _placed(values, out_dir: Path):
 
 
 def run_reference(reference: dict) -> str:
-    """`{chapter: CHAPTER, suffix: SUFFIX, KEY: VALUE, ...}`: the default run directory of the chapter's
-    parameters (what `openmed-repro run-dir CHAPTER KEY=VALUE ...` prints) with the suffix appended."""
+    """`{chapter: CHAPTER, tuned: true, KEY: VALUE, ...}`: the default run directory of the chapter's
+    parameters (what `openmed-repro run-dir CHAPTER KEY=VALUE ...` prints), or its tuned twin."""
     parameters = dict(reference)
-    chapter, suffix = parameters.pop("chapter"), parameters.pop("suffix", "")
-    return f"{runs.run_directory(chapter, parameters)}{suffix}"
+    chapter, tuned = parameters.pop("chapter"), parameters.pop("tuned", False)
+    directory = layout.run_directory(chapter, parameters)
+    return str(layout.LAYOUT.tuned(directory) if tuned else directory)
+
+
+def layout_reference(reference: dict) -> str:
+    """`{layout: runs}` or `{layout: record}` (with `file: PATH` inside it): a root of the layout, as the
+    repository names it (runs, results)."""
+    roots = {"runs": layout.LAYOUT.runs.as_posix(), "record": layout.LAYOUT.record.name}
+    if reference["layout"] not in roots:
+        raise OpenMedError(f"parameters/book.yaml: layout {reference['layout']!r}; valid: {', '.join(roots)}")
+    return f"{roots[reference['layout']]}/{reference['file']}" if reference.get("file") else roots[reference["layout"]]
 
 
 def record_reference(reference: dict) -> str:
@@ -75,7 +87,7 @@ def record_reference(reference: dict) -> str:
     (results/<chapter>/<name>, the name of its default run directory)."""
     parameters = dict(reference)
     chapter = parameters.pop("record")
-    return f"{runs.RECORD.name}/{runs.run_directory(chapter, parameters).relative_to('runs')}"
+    return f"{layout.LAYOUT.record.name}/{layout.run_directory(chapter, parameters).relative_to(layout.LAYOUT.runs)}"
 
 
 def not_recorded(parameters: dict) -> tuple[dict, list[str]]:
@@ -85,8 +97,8 @@ def not_recorded(parameters: dict) -> tuple[dict, list[str]]:
     missing = []
 
     def present(value) -> bool:
-        path = config.PROJECT_ROOT / value
-        return path.is_file() or (path / runs.METRICS).is_file() or (path / "summary.json").is_file()
+        path = paths.PROJECT_ROOT / value
+        return path.is_file() or (path / runs.METRICS).is_file() or (path / layout.LAYOUT.search_summary).is_file()
 
     def plain(value):
         if isinstance(value, RecordPath):
@@ -111,9 +123,9 @@ def _overridden(notebook: str, values: dict, overrides: dict) -> dict:
 def rerun_command(notebook: str, parameters: dict) -> str:
     """The papermill command a reader pastes to rerun this chapter with these parameters; a run read from the
     record is rerun into its default directory under runs/ (never into the record)."""
-    words = ["papermill", f"notebooks/{notebook}.ipynb", f"runs/{notebook}.ipynb", "-k", KERNEL]
+    words = ["papermill", f"notebooks/{notebook}.ipynb", (layout.LAYOUT.runs / f"{notebook}.ipynb").as_posix(), "-k", KERNEL]
     for key, value in parameters.items():
-        if key == "output_dir" and runs.in_record(config.PROJECT_ROOT / str(value)):
+        if key == "output_dir" and layout.LAYOUT.in_record(paths.PROJECT_ROOT / str(value)):
             continue
         if isinstance(value, (list, dict)):
             words += ["-y", f"{key}: {yaml.safe_dump(value, default_flow_style=True, width=float('inf')).strip()}"]
@@ -132,14 +144,14 @@ def execute(profile: str, out_dir: Path, overrides: dict | None = None) -> list[
         target = out_dir / "chapters" / f"{name}.ipynb"
         parameters, missing = not_recorded(parameters)
         if missing:
-            produced_by = config.read_parameters("book.yaml")["profiles"][profile].get("not_recorded", {})
+            produced_by = paths.read_parameters("book.yaml")["profiles"][profile].get("not_recorded", {})
             _write_not_recorded_page(name, missing, produced_by.get(name), target)
             stubs[name] = missing
         else:
             _run(name, parameters, target)
         _write_rerun_box(target, rerun_command(name, parameters))
         executed.append(target)
-    runs.write_json(out_dir / "chapters" / NOT_RECORDED, stubs)
+    atomic_files.write_json(out_dir / "chapters" / NOT_RECORDED, stubs)
     return executed
 
 
@@ -158,7 +170,7 @@ def _write_not_recorded_page(name: str, missing: list[str], command: str | None,
 
 def _run(name: str, parameters: dict, target: Path) -> None:
     print(f"executing {name}: {rerun_command(name, parameters)}", flush=True)
-    execute_chapter(NOTEBOOKS / f"{name}.ipynb", target, parameters, cwd=config.PROJECT_ROOT)
+    execute_chapter(NOTEBOOKS / f"{name}.ipynb", target, parameters, cwd=paths.PROJECT_ROOT)
 
 
 def execute_chapter(notebook: Path, target: Path, parameters: dict, kernel: str = KERNEL, cwd: Path | None = None,
@@ -185,7 +197,7 @@ def _write_rerun_box(path: Path, command: str) -> None:
     nbformat.write(notebook, path)
 
 
-def build(profile: str, out_dir: Path, verify_dir: Path = Path("runs") / "verify") -> Path:
+def build(profile: str, out_dir: Path, verify_dir: Path = layout.LAYOUT.folder(layout.LAYOUT.verify)) -> Path:
     """HTML from the executed chapters (book/ sources copied beside them), shown as a report (as_report), with
     a "Your rerun" section in each chapter that `openmed-repro verify` judged (its verdict.json under
     `verify_dir`) and the scorecard on the first page; returns the index page."""
@@ -216,10 +228,10 @@ def build(profile: str, out_dir: Path, verify_dir: Path = Path("runs") / "verify
     return out_dir / "_build" / "html" / "index.html"
 
 
-def recorded_corpora(results: Path = runs.RECORD) -> list[str]:
+def recorded_corpora(results: Path = layout.LAYOUT.record) -> list[str]:
     """Every corpus with a recorded fine-tuning run of its profile's current recipe (what Table 4 shows; a record
     of a recipe since changed waits for its rerun): the results page must show each one measured."""
-    return sorted({Path(runs.read_json(path)["dataset"]).name for path in (results / "finetune").glob(f"*/{runs.METRICS}")
+    return sorted({Path(atomic_files.read_json(path)["dataset"]).name for path in (results / "finetune").glob(f"*/{runs.METRICS}")
                    if runs.follows_its_profile(path.parent)})
 
 
@@ -252,7 +264,7 @@ def your_rerun(verdict_path: Path) -> list[nbformat.NotebookNode]:
     """The "Your rerun" section: `openmed-repro verify`'s verdict on this chapter's recorded runs."""
     from openmed_repro.report import verify
 
-    payload = runs.read_json(verdict_path)
+    payload = atomic_files.read_json(verdict_path)
     machines = sorted({(run.get("machines") or {}).get("rerun", {}).get("cpu") or "?" for run in payload["runs"]})
     text = (f"## Your rerun\n\n`openmed-repro verify` reran {len(payload['runs'])} recorded run(s) of this chapter "
             f"from scratch on {', '.join(machines)} and judged each headline figure against the record "
@@ -266,10 +278,10 @@ def scorecard_of(profile: str) -> str | None:
         return None
     from openmed_repro.report import audit, scorecard
 
-    checked = audit.audit(runs.RECORD)
+    checked = audit.audit(layout.LAYOUT.record)
     verdict = (f"**The record's audit** (`make audit`): {checked.verdict()}."
                + ("" if checked.passed else " The figures below come from a record that fails it."))
-    return verdict + "\n\n" + scorecard.markdown(runs.RECORD)
+    return verdict + "\n\n" + scorecard.markdown(layout.LAYOUT.record)
 
 
 def with_scorecard(intro: str, card: str | None) -> str:
@@ -281,7 +293,7 @@ def with_scorecard(intro: str, card: str | None) -> str:
 
 
 def reads_record(profile: str) -> bool:
-    return bool(config.read_parameters("book.yaml")["profiles"][profile].get("reads_record"))
+    return bool(paths.read_parameters("book.yaml")["profiles"][profile].get("reads_record"))
 
 
 def check_in_browser(html_dir: Path, screenshots: Path, chromium: str | None = None,
@@ -309,7 +321,7 @@ def check_in_browser(html_dir: Path, screenshots: Path, chromium: str | None = N
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     pages = ["intro", *[path.stem for path in sorted(html_dir.glob("*.html"))
-                        if path.stem in config.read_parameters("book.yaml")["chapters"]]]
+                        if path.stem in paths.read_parameters("book.yaml")["chapters"]]]
     seen, failures = {}, []
     screenshots.mkdir(parents=True, exist_ok=True)
     try:
@@ -339,7 +351,7 @@ def check_in_browser(html_dir: Path, screenshots: Path, chromium: str | None = N
             browser.close()
     finally:
         server.shutdown()
-    book = config.read_parameters("book.yaml")
+    book = paths.read_parameters("book.yaml")
     for name in set(book["chapters"]) - set(book.get("without_figures", [])) - set(without_results):
         if name in seen and not seen[name]["images"]:
             failures.append(f"{name}: no figure on the page")

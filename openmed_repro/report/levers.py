@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from openmed_repro.evaluation import comparison
-from openmed_repro.infra import runs
+from openmed_repro.infra import atomic_files, runs
 from openmed_repro.report import ablation, results
 
 PAPER_LORA = "cpu"
@@ -80,7 +80,7 @@ def _name(profile: str) -> str:
 def _parameter_shares(runs_found: pd.DataFrame) -> dict[str, float]:
     shares = {}
     for row in runs_found.drop_duplicates("profile").itertuples():
-        metrics = runs.read_json(Path(row.run_dir) / runs.METRICS)
+        metrics = atomic_files.read_json(Path(row.run_dir) / runs.METRICS)
         if metrics.get("trainable_parameters") and metrics.get("total_parameters"):
             shares[row.profile] = round(100 * metrics["trainable_parameters"] / metrics["total_parameters"], 2)
     return shares

@@ -13,7 +13,7 @@ results/<chapter>/<name>/ is named like runs/<chapter>/<name>/ and holds, by kin
 predictions.json.gz holds the predicted tags alone, tied to the corpus split files by sha256; its format,
 writer and reader are data/saved_predictions.py's.
 
-Every absolute path of the machine that made a run is made portable on the way in (runs.portable): relative to
+Every absolute path of the machine that made a run is made portable on the way in (run_provenance.portable): relative to
 the directory holding runs/ or to the repository, else the last component alone."""
 
 from __future__ import annotations
@@ -31,16 +31,15 @@ import pandas as pd
 
 from openmed_repro.data import saved_predictions
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import footprint, runs
+from openmed_repro.infra import atomic_files, footprint, layout, paths, run_provenance, runs
 from openmed_repro.report import audit
 
-RESULTS = Path("results")
 INDEX = "README.md"
 FILE_LIMIT = 5 * 2**20      # a record file over this is refused: something heavy came in
 TOTAL_LIMIT = 25 * 2**20    # the whole record over this is reported: the repository would grow too fast
 RUN_FILES = (runs.CONFIG, runs.METRICS, runs.PROVENANCE, runs.LOG_HISTORY, footprint.RECORD)
-SEARCH_SUMMARY = "summary.json"
-SEARCH_FILES = (runs.CONFIG, SEARCH_SUMMARY, "trials.csv", "best.yaml", runs.PROVENANCE, "confirmation.json")
+SEARCH_FILES = (runs.CONFIG, layout.LAYOUT.search_summary, layout.LAYOUT.search_trials, layout.LAYOUT.best_parameters,
+                runs.PROVENANCE, layout.LAYOUT.confirmation)
 FINISHED_ROOTS = ("finetune", "dapt", "baseline", "hpo", "bench", "released")
 
 
@@ -63,7 +62,7 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
 
 
-def record(sources: list[Path], results: Path = RESULTS, replace: bool = False,
+def record(sources: list[Path], results: Path = layout.LAYOUT.record, replace: bool = False,
            command: str | None = None, allow_dirty: bool = False, allow_env: bool = False) -> Outcome:
     """Copy each finished run into `results` (a different record of the same name only with `replace`; an
     identical one is left as it is), then rewrite the index. A refused run does not stop the others.
@@ -84,7 +83,7 @@ def record(sources: list[Path], results: Path = RESULTS, replace: bool = False,
     return outcome
 
 
-def record_one(source: Path, results: Path = RESULTS, replace: bool = False, command: str | None = None,
+def record_one(source: Path, results: Path = layout.LAYOUT.record, replace: bool = False, command: str | None = None,
                allow_dirty: bool = False, allow_env: bool = False) -> Recorded:
     """One run into the record (see the module's docstring for what it holds). A run whose provenance says its
     code had uncommitted changes, or its packages other versions than constraints.txt's, is refused unless
@@ -92,7 +91,7 @@ def record_one(source: Path, results: Path = RESULTS, replace: bool = False, com
     name = record_name(source)
     provenance_path = source / runs.PROVENANCE if source.is_dir() else None
     if provenance_path is not None and provenance_path.is_file():
-        against = marks(runs.read_json(provenance_path))
+        against = marks(atomic_files.read_json(provenance_path))
         refused = [m for m in against if (m == "dirty" and not allow_dirty)
                    or (m.startswith("off-constraints") and not allow_env)]
         if refused:
@@ -122,7 +121,7 @@ def record_one(source: Path, results: Path = RESULTS, replace: bool = False, com
 SUPERSEDED = "superseded"
 
 
-def supersede(target: Path, files: dict[str, bytes], results: Path = RESULTS) -> Path | None:
+def supersede(target: Path, files: dict[str, bytes], results: Path = layout.LAYOUT.record) -> Path | None:
     """Before a record is replaced by a run of another configuration (a profile whose recipe changed), the old
     record moves, untouched, to results/superseded/<name>@<its commit>: the evidence a change was made on stays
     in the record (tables of the current recipes leave it out: it follows no profile any more). A record replaced
@@ -130,9 +129,9 @@ def supersede(target: Path, files: dict[str, bytes], results: Path = RESULTS) ->
     old_config, new_config = target / runs.CONFIG, files.get(runs.CONFIG)
     if not old_config.is_file() or new_config is None:
         return None
-    if not runs.changed_settings(runs.read_json(old_config), json.loads(new_config)):
+    if not runs.changed_settings(atomic_files.read_json(old_config), json.loads(new_config)):
         return None
-    provenance = runs.read_json(target / runs.PROVENANCE) if (target / runs.PROVENANCE).is_file() else {}
+    provenance = atomic_files.read_json(target / runs.PROVENANCE) if (target / runs.PROVENANCE).is_file() else {}
     commit = str((provenance.get("git") or {}).get("commit") or "unknown")[:7]
     kept = results / SUPERSEDED / f"{target.relative_to(results).as_posix()}@{commit}"
     if kept.exists():
@@ -144,15 +143,10 @@ def supersede(target: Path, files: dict[str, bytes], results: Path = RESULTS) ->
 
 def record_name(source: Path) -> str:
     """The record's name: the run's path after its last runs/ component (runs/finetune/x -> finetune/x)."""
-    parts = source.resolve().parts
-    if "runs" not in parts or parts[-1] == "runs":
-        raise OpenMedError(f"{source}: not inside a runs/ directory; a record is named like its run directory "
-                           "relative to runs/ (runs/<chapter>/<name>)")
-    at = len(parts) - 1 - parts[::-1].index("runs")
-    return "/".join(parts[at + 1:])
+    return layout.LAYOUT.record_name(source)
 
 
-def finished(runs_root: Path = Path("runs")) -> list[Path]:
+def finished(runs_root: Path = layout.LAYOUT.runs) -> list[Path]:
     """Every finished run under runs/finetune, dapt, baseline, released (metrics.json), hpo (summary.json) and every
     benchmark JSON of runs/bench (not the .partial.json of a sitting cut short). A hidden folder (a run set
     aside, a tool's scratch) is never searched."""
@@ -164,7 +158,7 @@ def finished(runs_root: Path = Path("runs")) -> list[Path]:
         if chapter == "bench":
             found += [p for p in sorted(root.glob("*.json")) if not p.name.endswith(".partial.json")]
         elif chapter == "hpo":
-            found += [p.parent for p in _visible(root, SEARCH_SUMMARY)]
+            found += [p.parent for p in _visible(root, layout.LAYOUT.search_summary)]
         else:
             found += [p.parent for p in _visible(root, runs.METRICS) if not _smoke(p.parent)]
     return found
@@ -178,7 +172,7 @@ def _smoke(run_dir: Path) -> bool:
     """A run of the smoke profile (tiny random models, the tests' runs): its numbers mean nothing, so --all
     leaves it out of the record (naming it explicitly still records it)."""
     settings = run_dir / runs.CONFIG
-    return settings.is_file() and runs.read_json(settings).get("profile") == "smoke"
+    return settings.is_file() and atomic_files.read_json(settings).get("profile") == "smoke"
 
 
 def contents(source: Path, name: str, command: str | None = None) -> dict[str, bytes]:
@@ -187,44 +181,42 @@ def contents(source: Path, name: str, command: str | None = None) -> dict[str, b
     if source.is_file():
         if source.suffix != ".json":
             raise OpenMedError(f"{source}: a benchmark is recorded as its JSON file; this is not one")
-        return {source.name: _json(runs.portable(runs.read_json(source), roots))}
+        return {source.name: _json(run_provenance.portable(atomic_files.read_json(source), roots))}
     if not source.is_dir():
         raise OpenMedError(f"{source}: no such run directory")
     if (source / runs.METRICS).is_file():
-        files = {file_name: _json(runs.portable(runs.read_json(source / file_name), roots))
+        files = {file_name: _json(run_provenance.portable(atomic_files.read_json(source / file_name), roots))
                  for file_name in RUN_FILES if (source / file_name).is_file() and file_name != runs.PROVENANCE}
-        provenance = runs.read_json(source / runs.PROVENANCE) if (source / runs.PROVENANCE).is_file() else None
+        provenance = atomic_files.read_json(source / runs.PROVENANCE) if (source / runs.PROVENANCE).is_file() else None
         if provenance is not None:
             provenance = portable_provenance(provenance, name, footprint.read(source), command)
-            files[runs.PROVENANCE] = _json(runs.portable(provenance, roots))
+            files[runs.PROVENANCE] = _json(run_provenance.portable(provenance, roots))
         if any(saved_predictions.run_file(source, split).is_file() for split in saved_predictions.SPLITS):
             files[saved_predictions.RECORD_FILE] = saved_predictions.compact(source, provenance)
         return files
-    if (source / SEARCH_SUMMARY).is_file() and (source / "trials.csv").is_file():
+    if (source / layout.LAYOUT.search_summary).is_file() and (source / layout.LAYOUT.search_trials).is_file():
         files = {}
         for file_name in SEARCH_FILES:
             path = source / file_name
             if path.suffix == ".json" and path.is_file():
-                value = runs.read_json(path)
+                value = atomic_files.read_json(path)
                 if file_name == runs.PROVENANCE:
                     value = portable_provenance(value, name, _search_footprint(source), command)
-                files[file_name] = _json(runs.portable(value, roots))
+                files[file_name] = _json(run_provenance.portable(value, roots))
             elif path.is_file():
-                files[file_name] = runs.portable_text(path.read_text(encoding="utf-8"), roots).encode("utf-8")
+                files[file_name] = run_provenance.portable_text(path.read_text(encoding="utf-8"), roots).encode("utf-8")
         trials = _search_footprint(source)
         if trials:
-            files[footprint.RECORD] = _json(runs.portable({"records": trials}, roots))
+            files[footprint.RECORD] = _json(run_provenance.portable({"records": trials}, roots))
         return files
-    raise OpenMedError(f"{source}: not a finished run (no {runs.METRICS}, nor a search's {SEARCH_SUMMARY} and "
+    raise OpenMedError(f"{source}: not a finished run (no {runs.METRICS}, nor a search's {layout.LAYOUT.search_summary} and "
                        "trials.csv); rerun its command to finish it, then record it")
 
 
 def _roots(source: Path) -> tuple[Path, ...]:
     """The directory holding the run's runs/, so that its paths read runs/<chapter>/<name>."""
-    parts = source.resolve().parts
-    if "runs" not in parts:
-        return ()
-    return (Path(*parts[: len(parts) - 1 - parts[::-1].index("runs")]),)
+    root = layout.LAYOUT.runs_root_of(source)
+    return (root,) if root is not None else ()
 
 
 def _search_footprint(source: Path) -> list[dict]:
@@ -245,7 +237,7 @@ def portable_provenance(provenance: dict, name: str, energy_records: list[dict],
                                  for key, value in entry.items()}
                          for split, entry in data["files"].items()}
     provenance["data"] = data
-    provenance["run_dir"] = f"runs/{name}"
+    provenance["run_dir"] = (layout.LAYOUT.runs / name).as_posix()
     if not provenance.get("machine"):
         provenance["machine"] = _inferred_machine(provenance.get("device") or "", energy_records)
     if not provenance.get("command"):
@@ -266,7 +258,7 @@ def _inferred_machine(device: str, energy_records: list[dict]) -> dict:
             "inferred_from": "footprint.json and the device name (the run predates recorded machines)"}
 
 
-def listing(results: Path = RESULTS) -> pd.DataFrame:
+def listing(results: Path = layout.LAYOUT.record) -> pd.DataFrame:
     """Every record under `results`: its name, chapter, kind (run, search, benchmark), path, what it ran
     (corpus, backbone, profile, method, seed), its headline figure, and the command, commit, machine and date."""
     rows = []
@@ -274,7 +266,7 @@ def listing(results: Path = RESULTS) -> pd.DataFrame:
         relative = path.relative_to(results)
         if path.name == runs.METRICS:
             kind, directory = "run", path.parent
-        elif path.name == SEARCH_SUMMARY and (path.parent / "trials.csv").is_file():
+        elif path.name == layout.LAYOUT.search_summary and (path.parent / layout.LAYOUT.search_trials).is_file():
             kind, directory = "search", path.parent
         elif relative.parts[0] == "bench" and len(relative.parts) == 2:
             kind, directory = "benchmark", path
@@ -289,14 +281,14 @@ def listing(results: Path = RESULTS) -> pd.DataFrame:
 def _row(results: Path, kind: str, path: Path) -> dict:
     name = path.relative_to(results).as_posix()
     if kind == "benchmark":
-        value = runs.read_json(path)
+        value = atomic_files.read_json(path)
         provenance = value.get("provenance") or {}
         settings, headline = value, ""
         command = value.get("command") or provenance.get("command")
     else:
         provenance = _optional_json(path / runs.PROVENANCE)
         settings = _optional_json(path / runs.CONFIG)
-        headline = _headline(kind, runs.read_json(path / (runs.METRICS if kind == "run" else SEARCH_SUMMARY)))
+        headline = _headline(kind, atomic_files.read_json(path / (runs.METRICS if kind == "run" else layout.LAYOUT.search_summary)))
         command = provenance.get("command")
     git = provenance.get("git") or {}
     commit = (git.get("commit") or "")[:10]
@@ -329,7 +321,7 @@ def marks(provenance: dict, constraints: dict[str, str] | None = None) -> list[s
 
 def pinned_versions() -> dict[str, str]:
     """Package versions constraints.txt pins (name -> version, local labels dropped)."""
-    return dict(_pins(runs.config.PROJECT_ROOT / "constraints.txt"))
+    return dict(_pins(paths.PROJECT_ROOT / "constraints.txt"))
 
 
 @functools.lru_cache(maxsize=4)
@@ -343,7 +335,7 @@ def _pins(path: Path) -> tuple[tuple[str, str], ...]:
 
 
 def _optional_json(path: Path) -> dict:
-    return runs.read_json(path) if path.is_file() else {}
+    return atomic_files.read_json(path) if path.is_file() else {}
 
 
 def _headline(kind: str, values: dict) -> str:
@@ -363,7 +355,7 @@ def _machine_name(machine: dict) -> str | None:
     return text + (f", {machine['gpu']}" if machine.get("gpu") else "")
 
 
-def write_index(results: Path = RESULTS) -> Path:
+def write_index(results: Path = layout.LAYOUT.record) -> Path:
     """results/README.md: a table of every record, written from the record alone (so it is always current)."""
     table = listing(results)
     lines = ["# The record", "",
@@ -383,7 +375,7 @@ def write_index(results: Path = RESULTS) -> Path:
     if table.empty:
         lines.append("| (no record yet) |  |  |  |  |  |  |  |  |  |  |  |  |")
     path = results / INDEX
-    runs.write_text(path, "\n".join(lines) + "\n")
+    atomic_files.write_text(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -410,7 +402,7 @@ def _write(target: Path, files: dict[str, bytes], single: bool) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if single:
         [data] = files.values()
-        with runs.atomic_path(target) as temporary:
+        with atomic_files.atomic_path(target) as temporary:
             temporary.write_bytes(data)
         return
     staging = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")

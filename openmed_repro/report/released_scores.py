@@ -11,6 +11,7 @@ from IPython.display import Markdown
 
 from openmed_repro.data import paper, saved_predictions
 from openmed_repro.evaluation import comparison, metrics, significance
+from openmed_repro.infra import layout
 from openmed_repro.released import checkpoints
 from openmed_repro.released.scoring import SPLIT, Attempt
 from openmed_repro.report import results
@@ -74,7 +75,7 @@ def per_type(attempt: Attempt) -> pd.DataFrame | None:
     return None if attempt.result is None else paper.per_type_table(attempt.result.metrics, SPLIT)
 
 
-def against_ours(attempt: Attempt, root: str | Path = "results", profiles: list[str] | None = None,
+def against_ours(attempt: Attempt, root: str | Path = layout.LAYOUT.record, profiles: list[str] | None = None,
                  trials: int = 10_000, seed: int = 0, data_dir: str | Path | None = None
                  ) -> pd.DataFrame | Markdown | None:
     """The approximate randomization test of the F1 difference between the checkpoint and our best run on the

@@ -11,12 +11,11 @@ from pathlib import Path
 import pandas as pd
 
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import config
+from openmed_repro.infra import atomic_files, job_settings, layout, paths, runs
 
 from openmed_repro.data import corpora, saved_predictions
 from openmed_repro.evaluation import comparison, metrics
 from openmed_repro.data import paper
-from openmed_repro.infra import runs
 from openmed_repro.evaluation import significance
 from openmed_repro.released import checkpoints
 
@@ -24,14 +23,14 @@ TRANSFORMER_METHODS = ("lora", "full")
 RELEASED = "released checkpoint, scored here"
 
 
-def finished_runs(root: str | Path = "runs", profiles: list[str] | None = None) -> pd.DataFrame:
+def finished_runs(root: str | Path = layout.LAYOUT.runs, profiles: list[str] | None = None) -> pd.DataFrame:
     """One row per finished fine-tuning run (a metrics.json with test scores) under `root`, runs/ or the record
     (results/); with `profiles`, only runs of those profiles (so that the tiny-model runs of a smoke book stay
     out of a cpu book). A run given other hyper-parameters than its profile's (the search's tuned runs) is not
     one of the profile's runs, and its chapter shows it."""
     rows = []
     for path in sorted(Path(root).rglob(runs.METRICS)):
-        record = runs.read_json(path)
+        record = atomic_files.read_json(path)
         if record.get("method") not in TRANSFORMER_METHODS or "test" not in record:
             continue
         if profiles is not None and record.get("profile") not in profiles:
@@ -40,7 +39,7 @@ def finished_runs(root: str | Path = "runs", profiles: list[str] | None = None) 
             continue
         dapt = runs.started_from_dapt(path.parent)
         provenance_path = path.parent / runs.PROVENANCE
-        device = (runs.read_json(provenance_path).get("device") if provenance_path.is_file() else None) or "unknown"
+        device = (atomic_files.read_json(provenance_path).get("device") if provenance_path.is_file() else None) or "unknown"
         rows.append({"device": device.split(" (")[0],"corpus": Path(record["dataset"]).name, "run_dir": str(path.parent),
                      "backbone": record["backbone"], "method": record["method"], "profile": record["profile"],
                      "dapt": dapt, "recipe": recipe(record["profile"], dapt),
@@ -80,29 +79,29 @@ def selection(candidates: pd.DataFrame, profile: str = "cpu", method: str = "lor
                                        "test F1"])
 
 
-def baseline_runs(root: str | Path = "runs", profiles: list[str] | None = None) -> pd.DataFrame:
+def baseline_runs(root: str | Path = layout.LAYOUT.runs, profiles: list[str] | None = None) -> pd.DataFrame:
     """One row per finished BiLSTM-CNN-Char run under `root` (corpus, profile, seed, test F1) that starts from
     its profile's word vectors: the other starts of the choice among them are not the profile's runs (nor its
     seeds)."""
     rows = []
     for path in sorted(Path(root).rglob(runs.METRICS)):
-        record = runs.read_json(path)
+        record = atomic_files.read_json(path)
         if record.get("method") in TRANSFORMER_METHODS or "majority_test_strict_f1" not in record:
             continue
         if profiles is not None and record.get("profile") not in profiles:
             continue
-        if not runs.follows_its_profile(path.parent, config.load_baseline_config):
+        if not runs.follows_its_profile(path.parent, job_settings.load_baseline_config):
             continue
         rows.append({"corpus": Path(record["dataset"]).name, "profile": record["profile"], "seed": record["seed"],
                      "test F1": 100 * record["test"]["strict"]["f1"]})
     return pd.DataFrame(rows, columns=["corpus", "profile", "seed", "test F1"])
 
 
-def released_runs(root: str | Path = "runs") -> pd.DataFrame:
+def released_runs(root: str | Path = layout.LAYOUT.runs) -> pd.DataFrame:
     """One row per finished run of a released checkpoint under `root` (corpus, checkpoint, test F1)."""
     rows = []
     for path in sorted(Path(root).rglob(runs.METRICS)):
-        record = runs.read_json(path)
+        record = atomic_files.read_json(path)
         if "checkpoint" in record and "test" in record:
             rows.append({"corpus": Path(record["dataset"]).name, "checkpoint": record["checkpoint"],
                          "test F1": 100 * record["test"]["strict"]["f1"]})
@@ -134,7 +133,7 @@ def seed_spread(values: pd.Series) -> str:
     return f"{values.mean():.2f} ± {values.std(ddof=1):.2f} ({len(values)})"
 
 
-def against_baseline(root: str | Path = "runs", profile: str = "cpu", method: str = "lora", trials: int = 10_000,
+def against_baseline(root: str | Path = layout.LAYOUT.runs, profile: str = "cpu", method: str = "lora", trials: int = 10_000,
                      seed: int = 0, data_dir: str | Path | None = None, baseline_profile: str = "cpu") -> pd.DataFrame:
     """The headline comparison at laptop scale: per corpus, the selected start of the paper's recipe (with or
     without DAPT, chosen on dev; `selection`) against the BiLSTM-CNN-Char baseline trained on the same splits,
@@ -144,9 +143,9 @@ def against_baseline(root: str | Path = "runs", profile: str = "cpu", method: st
     chosen = selection(candidates, profile, method).set_index("corpus")
     baselines = {}
     for path in sorted(Path(root).rglob(runs.METRICS)):
-        record = runs.read_json(path)
+        record = atomic_files.read_json(path)
         if ("majority_test_strict_f1" in record and record.get("profile") == baseline_profile
-                and record.get("seed") == 42 and runs.follows_its_profile(path.parent, config.load_baseline_config)):
+                and record.get("seed") == 42 and runs.follows_its_profile(path.parent, job_settings.load_baseline_config)):
             baselines.setdefault(Path(record["dataset"]).name, path.parent)
     rows = []
     for corpus in chosen.index:
@@ -179,7 +178,7 @@ def mixed_devices(group: pd.DataFrame) -> str:
     return f" (mixed: {', '.join(devices)})" if len(devices) > 1 else ""
 
 
-def table(root: str | Path = "runs", samples: int = 10_000, seed: int = 0,
+def table(root: str | Path = layout.LAYOUT.runs, samples: int = 10_000, seed: int = 0,
           profiles: list[str] | None = None, data_dir: str | Path | None = None,
           baseline_profiles: list[str] | None = None) -> pd.DataFrame:
     """Table 4: corpus, paper F1, the released checkpoint's F1 scored here, best prior system, the Spark NLP
@@ -191,7 +190,7 @@ def table(root: str | Path = "runs", samples: int = 10_000, seed: int = 0,
     baselines = baseline_runs(root, baseline_profiles or profiles)
     released = released_runs(root)
     reported = paper.table4()
-    spark = config.read_parameters("paper.yaml")["spark_nlp_bilstm_cnn_char_f1"]
+    spark = paths.read_parameters("paper.yaml")["spark_nlp_bilstm_cnn_char_f1"]
     columns = [(profile, method, dapt) for profile, method, dapt in
                candidates[["profile", "method", "dapt"]].drop_duplicates().itertuples(index=False)]
     columns.sort(key=lambda system: ((profiles or []).index(system[0]) if system[0] in (profiles or [])
@@ -243,17 +242,17 @@ def _interval(run_dir: Path, samples: int, seed: int, data_dir: str | Path | Non
     return significance.bootstrap_interval(metrics.sentence_counts(gold, predicted), samples, seed=seed)
 
 
-def cost(root: str | Path = "runs") -> pd.DataFrame:
+def cost(root: str | Path = layout.LAYOUT.runs) -> pd.DataFrame:
     """What the runs under `root` cost, per chapter, profile and machine: runs and hours of training (the runs'
     own train_seconds, so the load of a shared machine is in them). A run that trained on a GPU is counted
     apart from the CPU runs of its profile: an hour of one is not an hour of the other."""
     rows = []
     for path in sorted(Path(root).rglob(runs.METRICS)):
-        metrics = runs.read_json(path)
+        metrics = atomic_files.read_json(path)
         if "train_seconds" not in metrics:
             continue
         provenance = path.parent / runs.PROVENANCE
-        recorded = runs.read_json(provenance) if provenance.is_file() else {}
+        recorded = atomic_files.read_json(provenance) if provenance.is_file() else {}
         rows.append({"chapter": path.relative_to(root).parts[0], "profile": metrics.get("profile"),
                      "machine": machine_name(recorded), "hours": metrics["train_seconds"] / 3600})
     if not rows:
@@ -274,7 +273,7 @@ def machine_name(provenance: dict) -> str:
 NEGLIGIBLE_SD = 0.5   # points of test F1: a seed spread below this is "negligible", as the paper calls its own
 
 
-def seed_variance(root: str | Path = "runs", profiles: list[str] | None = None) -> str:
+def seed_variance(root: str | Path = layout.LAYOUT.runs, profiles: list[str] | None = None) -> str:
     """In words, whether the paper's claim that its variance across seeds is negligible holds for the runs
     here, profile by profile (LoRA and full fine-tuning need not agree): each corpus with two or more seeds,
     its standard deviation and range of test F1."""
@@ -297,7 +296,7 @@ def seed_variance(root: str | Path = "runs", profiles: list[str] | None = None) 
             f"strict F1): " + "; ".join(verdicts) + ".")
 
 
-def widest_seed_spread(root: str | Path = "runs", profiles: list[str] | None = None) -> tuple[str, str] | None:
+def widest_seed_spread(root: str | Path = layout.LAYOUT.runs, profiles: list[str] | None = None) -> tuple[str, str] | None:
     """The (corpus, profile) whose seeds disagree most on test F1 (range), or None without two seeds anywhere."""
     candidates = finished_runs(root, profiles)
     candidates = candidates[candidates["dapt"] == False]  # noqa: E712 (a column of booleans)
@@ -306,7 +305,7 @@ def widest_seed_spread(root: str | Path = "runs", profiles: list[str] | None = N
     return max(spreads, key=spreads.get) if spreads else None
 
 
-def precision_twins(root: str | Path = "runs", samples: int = 10_000, trials: int = 10_000, seed: int = 0,
+def precision_twins(root: str | Path = layout.LAYOUT.runs, samples: int = 10_000, trials: int = 10_000, seed: int = 0,
                     data_dir: str | Path | None = None) -> pd.DataFrame:
     """Runs that differ from a run of their profile only in the precision they trained in (a `-p precision fp32`
     twin of a profile run that trained in bf16): both test strict F1s, whether the profile run's F1 lies inside the
@@ -315,14 +314,14 @@ def precision_twins(root: str | Path = "runs", samples: int = 10_000, trials: in
     by_identity, twins = {}, []
     for path in sorted(Path(root).rglob(runs.METRICS)):
         settings_path = path.parent / runs.CONFIG
-        if not settings_path.is_file() or "test" not in (record := runs.read_json(path)):
+        if not settings_path.is_file() or "test" not in (record := atomic_files.read_json(path)):
             continue
-        settings = runs.read_json(settings_path)
+        settings = atomic_files.read_json(settings_path)
         identity = (Path(str(settings.get("dataset"))).name, settings.get("profile"), settings.get("seed"),
                     settings.get("method"), bool(settings.get("dapt_adapter")))
         if runs.follows_its_profile(path.parent):
             by_identity.setdefault(identity, (path.parent, record))
-        elif config.follows_its_profile({**settings, "precision": _profile_precision(settings)}):
+        elif runs.settings_follow_profile({**settings, "precision": _profile_precision(settings)}):
             twins.append((identity, path.parent, record))
     rows = []
     for identity, twin_dir, twin in twins:
@@ -344,14 +343,14 @@ def precision_twins(root: str | Path = "runs", samples: int = 10_000, trials: in
 
 def _profile_precision(settings: dict):
     try:
-        return config.load_run_config(settings.get("profile"), {"dataset": "any"}).precision
+        return job_settings.load_run_config(settings.get("profile"), {"dataset": "any"}).precision
     except OpenMedError:   # a profile since removed: no twin of it
         return None
 
 
 def _trained_in(run_dir: Path) -> str | None:
     provenance = run_dir / runs.PROVENANCE
-    return runs.read_json(provenance).get("precision") if provenance.is_file() else None
+    return atomic_files.read_json(provenance).get("precision") if provenance.is_file() else None
 
 
 def dev_f1_by_rate(root: str | Path, corpus: str, profile: str = "cpu", method: str = "lora") -> pd.DataFrame:
@@ -361,24 +360,24 @@ def dev_f1_by_rate(root: str | Path, corpus: str, profile: str = "cpu", method: 
     profile's rate did to that corpus."""
     columns = {}
     for path in sorted(Path(root).rglob(runs.METRICS)):
-        record = runs.read_json(path)
+        record = atomic_files.read_json(path)
         settings = path.parent / runs.CONFIG
         if (Path(str(record.get("dataset"))).name != corpus or record.get("profile") != profile
                 or record.get("method") != method or not settings.is_file() or runs.started_from_dapt(path.parent)):
             continue
-        recorded = runs.read_json(settings)
+        recorded = atomic_files.read_json(settings)
         rate = recorded.get("learning_rate")
         history = path.parent / runs.LOG_HISTORY
-        now = config.load_run_config(profile, {"dataset": "any"})
+        now = job_settings.load_run_config(profile, {"dataset": "any"})
         # a run of the profile, or of one of its earlier recipes (another rate, its precision then), not a tuned run
-        if rate is None or not history.is_file() or not config.follows_its_profile(
+        if rate is None or not history.is_file() or not runs.settings_follow_profile(
                 {**recorded, "learning_rate": now.learning_rate, "precision": now.precision}):
             continue
         key = (rate, record["seed"])
         if key in columns and not runs.follows_its_profile(path.parent):
             continue   # the profile's own run of this rate and seed, not its precision twin
         columns[key] = pd.Series({entry["epoch"]: 100 * entry["eval_strict_f1"]
-                                  for entry in runs.read_json(history) if "eval_strict_f1" in entry})
+                                  for entry in atomic_files.read_json(history) if "eval_strict_f1" in entry})
     ordered = sorted(columns, key=lambda key: (-key[0], key[1]))
     return pd.DataFrame({f"lr {rate:.0e}, seed {seed}": columns[(rate, seed)] for rate, seed in ordered}
                         ).rename_axis("epoch").round(2)
@@ -394,5 +393,5 @@ def dev_f1_by_epoch(root: str | Path, corpus: str, profile: str, dapt: bool = Fa
         history = Path(row.run_dir) / runs.LOG_HISTORY
         if history.is_file():
             columns[f"seed {row.seed}"] = pd.Series({entry["epoch"]: 100 * entry["eval_strict_f1"]
-                                                     for entry in runs.read_json(history) if "eval_strict_f1" in entry})
+                                                     for entry in atomic_files.read_json(history) if "eval_strict_f1" in entry})
     return pd.DataFrame(columns).rename_axis("epoch").round(2)

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from openmed_repro.data import paper
-from openmed_repro.infra import runs
+from openmed_repro.infra import atomic_files, runs
 from openmed_repro.errors import OpenMedError
 
 
 def summary(run_dir: Path, notebook: Path | None = None) -> str:
     if not runs.is_complete(run_dir):
         raise OpenMedError(f"{run_dir}: no {runs.METRICS}; the run did not finish (rerun the same command to resume)")
-    m = runs.read_json(run_dir / runs.METRICS)
+    m = atomic_files.read_json(run_dir / runs.METRICS)
     test = m["test"]
     reported = paper.table4().get(m["dataset"], {}).get("f1")
     lines = [

@@ -21,7 +21,7 @@ import pandas as pd
 from openmed_repro.data import paper
 from openmed_repro.errors import OpenMedError
 from openmed_repro.evaluation import comparison
-from openmed_repro.infra import config, footprint, runs
+from openmed_repro.infra import atomic_files, footprint, job_settings, layout, paths, runs
 from openmed_repro.report import ablation, levers
 from openmed_repro.report import results as results_table
 
@@ -38,18 +38,18 @@ def recorded_metrics(results: Path, chapter: str, profile_loader=None) -> list[d
     found = []
     for path in sorted((Path(results) / chapter).glob(f"*/{runs.METRICS}")):
         if profile_loader is None or runs.follows_its_profile(path.parent, profile_loader):
-            found.append({**runs.read_json(path), "run_dir": str(path.parent),
+            found.append({**atomic_files.read_json(path), "run_dir": str(path.parent),
                           "from_dapt": runs.started_from_dapt(path.parent)})
     return found
 
 
-def claims(results: Path = runs.RECORD, trials: int = 10_000) -> pd.DataFrame:
+def claims(results: Path = layout.LAYOUT.record, trials: int = 10_000) -> pd.DataFrame:
     """One row per claim: the claim, its verdict at the paper's scale, the laptop-scale analogue, what the record
     measured, the laptop-scale verdict and the chapter that shows it."""
-    finetuned = [m for m in recorded_metrics(results, "finetune", config.load_run_config) if "test" in m]
+    finetuned = [m for m in recorded_metrics(results, "finetune", job_settings.load_run_config) if "test" in m]
     # each method's own recipe: no DAPT start, no lever of LoRA (those are their claims' and chapter's)
     plain = [m for m in finetuned if not m["from_dapt"] and m.get("profile") not in levers.LEVERS]
-    reported = config.read_parameters("paper.yaml")
+    reported = paths.read_parameters("paper.yaml")
     rows = [_dapt_perplexity(recorded_metrics(results, "dapt"), reported),
             _dapt_ner(results, trials),
             _lora_versus_full(plain),
@@ -60,7 +60,7 @@ def claims(results: Path = runs.RECORD, trials: int = 10_000) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def markdown(results: Path = runs.RECORD) -> str:
+def markdown(results: Path = layout.LAYOUT.record) -> str:
     """The scorecard as the first page shows it: a short lead and the table, chapters linked."""
     table = claims(results)
     table["chapter"] = [f"[{name}]({name}.ipynb)" for name in table["chapter"]]

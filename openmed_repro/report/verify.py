@@ -24,8 +24,7 @@ import pandas as pd
 from openmed_repro.data import saved_predictions
 from openmed_repro.errors import OpenMedError
 from openmed_repro.evaluation import metrics, significance
-from openmed_repro.infra import cluster, config, footprint, runs
-from openmed_repro.report import record
+from openmed_repro.infra import atomic_files, cluster, footprint, job_settings, layout, paths, runs, validation
 
 ALPHA = 0.05                 # the randomization test's level: p below it says the two systems differ
 CONFIDENCE = 0.95            # the recorded run's bootstrap interval
@@ -34,7 +33,6 @@ PERPLEXITY_POINTS = 2.0      # DAPT: the perplexity reduction (a percentage) wit
 # (and GPU) model a rerun's measured energy varies with background load and clock boost, up to about twice; across
 # machines the power models and the hardware's efficiency differ too, so only a factor of 5 says anything.
 ENERGY_FACTORS = {"same hardware": 2.0, "other hardware": 5.0}
-VERIFY_DIR = "verify"
 VERDICT = "verdict.json"
 
 
@@ -119,8 +117,8 @@ def strict_f1_figure(record_dir: Path, rerun_dir: Path, dataset: str | Path | No
 def perplexity_reduction(record_dir: Path, rerun_dir: Path) -> Figure:
     """DAPT's perplexity reduction (percent) of the rerun against the record, within PERPLEXITY_POINTS."""
     key = "perplexity_reduction_percent"
-    recorded = runs.read_json(record_dir / runs.METRICS)[key]
-    rerun = runs.read_json(rerun_dir / runs.METRICS)[key]
+    recorded = atomic_files.read_json(record_dir / runs.METRICS)[key]
+    rerun = atomic_files.read_json(rerun_dir / runs.METRICS)[key]
     verdict = ("identical" if rerun == recorded else "reproduced" if abs(rerun - recorded) <= PERPLEXITY_POINTS
                else "differs")
     return Figure("perplexity reduction %", recorded, rerun, f"within {PERPLEXITY_POINTS:g} points absolute",
@@ -154,9 +152,9 @@ def _dapt_figures(record_dir: Path, rerun_dir: Path, dataset, trials: int, sampl
 
 
 CHAPTERS = {
-    "finetune": Chapter(config.RunConfig, _finetune_run, _tagger_figures),
-    "baseline": Chapter(config.BaselineConfig, _baseline_run, _tagger_figures),
-    "dapt": Chapter(config.DaptConfig, _dapt_run, _dapt_figures),
+    "finetune": Chapter(job_settings.RunConfig, _finetune_run, _tagger_figures),
+    "baseline": Chapter(job_settings.BaselineConfig, _baseline_run, _tagger_figures),
+    "dapt": Chapter(job_settings.DaptConfig, _dapt_run, _dapt_figures),
 }
 
 
@@ -166,7 +164,7 @@ def chapter_of(name: str) -> Chapter:
     return CHAPTERS[name]
 
 
-def recorded_runs(chapter: str, results: Path = record.RESULTS, names: Sequence[str] = (),
+def recorded_runs(chapter: str, results: Path = layout.LAYOUT.record, names: Sequence[str] = (),
                   every: bool = False) -> list[Path]:
     """The record directories to rerun: the ones `names` names (by name under the chapter or as <chapter>/<name>),
     every run of the chapter with `every`, else the run the chapter's page in the book shows."""
@@ -189,11 +187,11 @@ def recorded_runs(chapter: str, results: Path = record.RESULTS, names: Sequence[
 
 def page_run(chapter: str) -> str:
     """The name of the run the chapter's page shows in the recorded book (parameters/book.yaml, profile cpu)."""
-    output_dir = (config.read_parameters("book.yaml")["profiles"]["cpu"].get(chapter) or {}).get("output_dir")
+    output_dir = (paths.read_parameters("book.yaml")["profiles"]["cpu"].get(chapter) or {}).get("output_dir")
     if not isinstance(output_dir, dict) or "record" not in output_dir:
         raise OpenMedError(f"chapter {chapter!r}: its page names no recorded run; give --run NAME or --all")
     parameters = {key: value for key, value in output_dir.items() if key != "record"}
-    return runs.run_directory(output_dir["record"], parameters).name
+    return layout.run_directory(output_dir["record"], parameters).name
 
 
 def plan(chapter: str, record_dirs: list[Path]) -> str:
@@ -206,7 +204,7 @@ def plan(chapter: str, record_dirs: list[Path]) -> str:
              f"({here.get('threads')} thread(s){', GPU ' + str(here.get('gpu')) if here.get('gpu') else ''}):"]
     total = 0.0
     for record_dir in record_dirs:
-        recorded = runs.read_json(record_dir / runs.METRICS)
+        recorded = atomic_files.read_json(record_dir / runs.METRICS)
         seconds = float(recorded.get("train_seconds") or recorded.get("calibration_seconds") or 0.0)
         total += seconds
         there = _provenance(record_dir).get("machine") or {}
@@ -233,14 +231,14 @@ def audited(results: Path, record_dirs: list[Path], data_dir=None) -> None:
 def recorded_settings(chapter: str, record_dir: Path, overrides: dict | None = None):
     """The recorded configuration (config.json) as the chapter's config dataclass, `overrides` on top (a corpus
     directory for a run whose corpus was a directory, not a registry key)."""
-    values = {**runs.read_json(record_dir / runs.CONFIG), **(overrides or {})}
-    return config.validated(chapter_of(chapter).settings, values, str(record_dir / runs.CONFIG))
+    values = {**atomic_files.read_json(record_dir / runs.CONFIG), **(overrides or {})}
+    return validation.validated(chapter_of(chapter).settings, values, str(record_dir / runs.CONFIG))
 
 
 def recorded_threads(record_dir: Path) -> int | None:
     """The thread count the recorded run trained with (its provenance's machine), None when not recorded."""
     path = record_dir / runs.PROVENANCE
-    provenance = runs.read_json(path) if path.is_file() else {}
+    provenance = atomic_files.read_json(path) if path.is_file() else {}
     return (provenance.get("machine") or {}).get("threads")
 
 
@@ -278,7 +276,7 @@ def _check_same_data(record_dir: Path, rerun_dir: Path) -> None:
 
 def _provenance(directory: Path) -> dict:
     path = directory / runs.PROVENANCE
-    return runs.read_json(path) if path.is_file() else {}
+    return atomic_files.read_json(path) if path.is_file() else {}
 
 
 def compare(chapter: str, record_dir: Path, rerun_dir: Path, name: str, threads: int, dataset=None,
@@ -290,7 +288,7 @@ def compare(chapter: str, record_dir: Path, rerun_dir: Path, name: str, threads:
     return RunVerdict(name, str(record_dir), str(rerun_dir), threads, figures + ([spent] if spent else []), machines)
 
 
-def verify(chapter: str, results: Path = record.RESULTS, runs_root: Path = Path("runs"), names: Sequence[str] = (),
+def verify(chapter: str, results: Path = layout.LAYOUT.record, runs_root: Path = layout.LAYOUT.runs, names: Sequence[str] = (),
            threads: int | None = None, overrides: dict | None = None, trials: int = 10_000,
            samples: int = 10_000, every: bool = False, fresh: bool = False,
            say: Callable[[str], None] = print, placement: cluster.Placement = cluster.SERIAL) -> list[RunVerdict]:
@@ -304,7 +302,7 @@ def verify(chapter: str, results: Path = record.RESULTS, runs_root: Path = Path(
     audited(Path(results), chosen, given.get("data_dir") or (Path(given["dataset"]).parent if given.get("dataset") else None))
     say(plan(chapter, chosen))
     record_names = [record_dir.relative_to(root).as_posix() for record_dir in chosen]
-    rerun_dirs = [Path(runs_root) / VERIFY_DIR / chapter / name for name in record_names]
+    rerun_dirs = [Path(runs_root) / layout.LAYOUT.verify / chapter / name for name in record_names]
     reruns = [cluster.Job(f"{chapter}/{name}", rerun,
                           (chapter, record_dir.resolve(), rerun_dir.resolve(), overrides, threads, fresh))
               for name, record_dir, rerun_dir in zip(record_names, chosen, rerun_dirs)]
@@ -312,7 +310,7 @@ def verify(chapter: str, results: Path = record.RESULTS, runs_root: Path = Path(
     verdicts = [compare(chapter, record_dir, rerun_dir, f"{chapter}/{name}", threads_used, given.get("dataset"),
                         trials, samples)
                 for name, record_dir, rerun_dir, threads_used in zip(record_names, chosen, rerun_dirs, used)]
-    write_verdict(verdicts, Path(runs_root) / VERIFY_DIR / chapter / VERDICT)
+    write_verdict(verdicts, Path(runs_root) / layout.LAYOUT.verify / chapter / VERDICT)
     return verdicts
 
 
@@ -320,7 +318,7 @@ def write_verdict(verdicts: list[RunVerdict], path: Path) -> Path:
     """The verdict as JSON: per run its verdict, threads and the machines of both sides, per figure its recorded
     and rerun values, tolerance, verdict, p-value and interval."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    runs.write_json(path, _payload(verdicts))
+    atomic_files.write_json(path, _payload(verdicts))
     return path
 
 

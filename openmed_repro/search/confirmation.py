@@ -19,12 +19,10 @@ import pandas as pd
 import yaml
 
 from openmed_repro.evaluation import comparison, significance
-from openmed_repro.infra import config, runs
-from openmed_repro.infra.config import RunConfig
+from openmed_repro.infra import atomic_files, job_settings, layout, runs
+from openmed_repro.infra.job_settings import RunConfig
 from openmed_repro.training import finetune
 
-CONFIRMATION = "confirmation.json"
-TUNED_SUFFIX = "-tuned"
 BUDGET_CAPS = ("max_train_sentences", "epochs")   # a search may cap these; the confirmation runs never do
 
 
@@ -39,19 +37,18 @@ def full_run(search_config: RunConfig, seed: int, parameters: dict | None = None
     """The run a configuration is used for: the search's base without its budget caps (the profile's epochs,
     the whole training split), this seed, and the tuned `parameters` on top."""
     base = {key: value for key, value in search_config.to_dict().items() if key not in (*BUDGET_CAPS, "profile")}
-    return config.load_run_config(search_config.profile, {**base, **(parameters or {}), "seed": seed})
+    return job_settings.load_run_config(search_config.profile, {**base, **(parameters or {}), "seed": seed})
 
 
 def default_directory(settings: RunConfig) -> Path:
     """The default run's directory: its record when the record holds it, else its place under runs/."""
-    directory = runs.default_directory(settings)
-    recorded = runs.RECORD / directory.relative_to("runs")
+    directory = layout.default_directory(settings)
+    recorded = layout.LAYOUT.recorded(directory)
     return recorded if runs.is_complete(recorded) else directory
 
 
 def tuned_directory(settings: RunConfig) -> Path:
-    directory = runs.default_directory(settings)
-    return directory.with_name(directory.name + TUNED_SUFFIX)
+    return layout.LAYOUT.tuned(layout.default_directory(settings))
 
 
 def record_name(run_dir: Path) -> str:
@@ -86,8 +83,8 @@ def confirm(search_config: RunConfig, best_parameters: dict, search_dir: Path, s
     kept, reason = decide(per_seed)
     defaults = {key: getattr(search_config, key) for key in tuned_parameters}
     chosen = tuned_parameters if kept == "tuned" else {**defaults, "kept_default": reason}
-    runs.write_text(search_dir / "best.yaml", yaml.safe_dump(chosen, sort_keys=True))
-    runs.write_json(search_dir / CONFIRMATION, {"kept": kept, "reason": reason, "tuned_parameters": tuned_parameters,
+    atomic_files.write_text(search_dir / layout.LAYOUT.best_parameters, yaml.safe_dump(chosen, sort_keys=True))
+    atomic_files.write_json(search_dir / layout.LAYOUT.confirmation, {"kept": kept, "reason": reason, "tuned_parameters": tuned_parameters,
                                                 "default_parameters": defaults, "seeds": list(seeds),
                                                 "per_seed": per_seed.to_dict(orient="records")})
     return Confirmation(per_seed, kept, reason)
@@ -111,8 +108,8 @@ def decide(per_seed: pd.DataFrame) -> tuple[str, str]:
 
 def read(search_dir: Path) -> Confirmation | None:
     """A confirmation written earlier (or recorded), None if the search was never confirmed."""
-    path = Path(search_dir) / CONFIRMATION
+    path = Path(search_dir) / layout.LAYOUT.confirmation
     if not path.is_file():
         return None
-    written = runs.read_json(path)
+    written = atomic_files.read_json(path)
     return Confirmation(pd.DataFrame(written["per_seed"]), written["kept"], written["reason"])

@@ -32,18 +32,15 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_s
 from optuna.trial import FrozenTrial, TrialState
 from transformers import TrainerCallback
 
-from openmed_repro.infra import config
+from openmed_repro.infra import atomic_files, job_settings, layout, paths, run_provenance
 from openmed_repro.data import corpora
 from openmed_repro.training import finetune
-from openmed_repro.infra import devices, runs
-from openmed_repro.infra.config import RunConfig, SearchConfig
+from openmed_repro.infra import devices, lifecycle, runs
+from openmed_repro.infra.job_settings import RunConfig, SearchConfig
 from openmed_repro.errors import OpenMedError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 SEARCH_SPLITS = ("train", "devel")
-BEST_PARAMETERS = "best.yaml"
-TRIALS = "trials.csv"
-SUMMARY = "summary.json"
 DEFAULT_TRIAL = "default configuration"
 
 
@@ -63,7 +60,7 @@ class SurplusTrial(Exception):
 def search_space(file: str | None = None) -> dict[str, dict]:
     """`space` of a YAML file (default parameters/search.yaml): RunConfig fields, each with a range
     (`low`, `high`, optional `log`) or a list of `choices`."""
-    source = Path(file) if file else config.PARAMETERS_DIR / "search.yaml"
+    source = Path(file) if file else paths.PARAMETERS_DIR / "search.yaml"
     if not source.is_file():
         raise OpenMedError(f"parameter space: {source} not found")
     space = (yaml.safe_load(source.read_text(encoding="utf-8")) or {}).get("space") or {}
@@ -105,7 +102,7 @@ def pruner(name: str, epochs: float, startup_trials: int = SearchConfig.pruner_s
 def storage(search: SearchConfig, run_dir: Path, attempts: int = 5) -> RDBStorage:
     """The study's storage with heartbeats, so that a dead worker's trial is failed and retried. Workers
     started together race to create the schema; the losers try again."""
-    url = search.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    url = search.storage or f"sqlite:///{(run_dir / layout.LAYOUT.study_storage).resolve()}"
     for attempt in range(attempts):
         try:
             with warnings.catch_warnings():  # heartbeats and retries are "experimental" since Optuna 2.8
@@ -159,7 +156,7 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
 
 def open_study(run_config: RunConfig, search: SearchConfig, space: dict[str, dict], run_dir: Path) -> optuna.Study:
     """Create or join the study; its first trial is the profile's own configuration (default vs tuned)."""
-    name = search.study_name or f"{Path(run_config.dataset).name}-{Path(run_config.backbone).name}-{run_config.profile}"
+    name = search.study_name or layout.study_name(run_config.dataset, run_config.backbone, run_config.profile)
     study = optuna.create_study(
         study_name=name, storage=storage(search, run_dir), direction="maximize", load_if_exists=True,
         sampler=TrialSeededSampler(run_config.seed), pruner=pruner(search.pruner, run_config.epochs, search.pruner_startup_trials))
@@ -210,14 +207,21 @@ class ReportToPruner(TrainerCallback):
 
 
 def objective(run_config: RunConfig, corpus: corpora.Corpus, search: SearchConfig, space: dict[str, dict],
-              run_dir: Path):
+              run_dir: Path, resolved: lifecycle.Resolved | None = None):
+    """The study's objective: one trial's configuration trained and its best dev strict F1; `resolved`: the base
+    configuration resolved on this machine once, before the search began (a space that varies the precision is
+    resolved per trial)."""
+    resolved = resolved or lifecycle.resolve(run_config)
+
     def evaluate(trial: optuna.Trial) -> float:
         _refuse_surplus(trial, search.n_trials)
         trial.set_user_attr("worker", worker_name())
-        trial_config = config.load_run_config(run_config.profile, {**run_config.to_dict(), **suggest(trial, space)})
+        trial_config = job_settings.load_run_config(run_config.profile, {**run_config.to_dict(), **suggest(trial, space)})
         trial_dir = run_dir / "trials" / f"trial-{trial.number:04d}"
         try:
+            trial_resolved = resolved if trial_config.precision == run_config.precision else lifecycle.resolve(trial_config)
             trained = finetune.train(trial_config, corpus, trial_dir, callbacks=[ReportToPruner(trial, search.prune_on)],
+                                     resolved=trial_resolved,
                                      footprint_dir=run_dir / "footprint" / trial_dir.name, chapter="search trial")
         finally:
             shutil.rmtree(trial_dir, ignore_errors=True)   # checkpoints of a finished trial are not needed
@@ -253,18 +257,19 @@ def counts(study: optuna.Study) -> dict[str, int]:
 def work(run_config: RunConfig, search: SearchConfig, run_dir: str | Path | None = None) -> SearchResult:
     """One worker: run trials until the study has `n_trials` finished ones (waiting while the last ones
     run elsewhere, so a trial whose worker dies is still retried), then write the results in `run_dir`
-    (default: runs.default_directory(run_config, "hpo"))."""
-    run_dir = Path(run_dir) if run_dir else runs.default_directory(run_config, "hpo")
-    if runs.in_record(run_dir):
+    (default: layout.default_directory(run_config, "hpo"))."""
+    run_dir = Path(run_dir) if run_dir else layout.default_directory(run_config, "hpo")
+    if layout.LAYOUT.in_record(run_dir):
         raise OpenMedError(f"{run_dir}: a search never runs in the record (results/); run it into runs/ "
-                           f"(output_dir {runs.default_directory(run_config, 'hpo')}) and copy it in with "
+                           f"(output_dir {layout.default_directory(run_config, 'hpo')}) and copy it in with "
                            "`openmed-repro record RUN_DIR`")
+    resolved = lifecycle.resolve(run_config)   # before the directory is claimed or anything loads
     runs.claim(run_dir, run_config)   # one directory per base configuration; n_trials may grow between reruns
-    runs.remove_stale_temporaries(run_dir)   # what a killed write left
+    atomic_files.remove_stale_temporaries(run_dir)   # what a killed write left
     corpus = corpora.load(run_config.dataset, run_config.data_dir, repair=run_config.repair, splits=SEARCH_SPLITS)
     space = search_space(search.space)
     study = open_study(run_config, search, space, run_dir)
-    evaluate = objective(run_config, corpus, search, space, run_dir)
+    evaluate = objective(run_config, corpus, search, space, run_dir, resolved)
     trained = False
     while True:
         with warnings.catch_warnings():
@@ -280,9 +285,9 @@ def work(run_config: RunConfig, search: SearchConfig, run_dir: str | Path | None
         trained = True
     # The provenance says where trials trained: a worker that only read a finished study back leaves it be.
     if trained or not (run_dir / runs.PROVENANCE).is_file():
-        runs.write_json(run_dir / runs.PROVENANCE, runs.provenance(
+        atomic_files.write_json(run_dir / runs.PROVENANCE, run_provenance.provenance(
             run_config, corpus.provenance(), devices.device_name(), devices.machine(), run_dir,
-            devices.resolve_precision(run_config.precision)))
+            resolved.precision))
     return write_results(study, run_dir, search, run_config)
 
 
@@ -295,9 +300,9 @@ def write_results(study: optuna.Study, run_dir: Path, search: SearchConfig | Non
     default_f1 = default[0].value if default and default[0].state == TrialState.COMPLETE else None
     trials = study.trials_dataframe(attrs=("number", "state", "value", "duration", "params", "user_attrs"))
     budget = tuned_on(run_config) if run_config else None
-    runs.write_text(run_dir / BEST_PARAMETERS,
+    atomic_files.write_text(run_dir / layout.LAYOUT.best_parameters,
                     yaml.safe_dump({**best.params, **({"tuned_on": budget} if budget else {})}, sort_keys=True))
-    runs.write_text(run_dir / TRIALS, trials.to_csv(index=False))
+    atomic_files.write_text(run_dir / layout.LAYOUT.search_trials, trials.to_csv(index=False))
     summary = {"study": study.study_name, "best_trial": best.number, "best_dev_strict_f1": best.value,
                "default_dev_strict_f1": default_f1, "best_parameters": best.params, **counts(study),
                "trial_seconds": sum((t.duration.total_seconds() for t in study.trials if t.duration), 0.0)}
@@ -305,7 +310,7 @@ def write_results(study: optuna.Study, run_dir: Path, search: SearchConfig | Non
         summary.update(pruner=search.pruner, prune_on=search.prune_on, pruner_startup_trials=search.pruner_startup_trials)
     if run_config:
         summary.update(tuned_on=budget, pruning=pruning_cost(trials, run_config.epochs))
-    runs.write_json(run_dir / SUMMARY, summary)
+    atomic_files.write_json(run_dir / layout.LAYOUT.search_summary, summary)
     return SearchResult(study, best.params, best.value, default_f1, trials)
 
 
@@ -358,11 +363,11 @@ def read_recorded(run_dir: str | Path, search: SearchConfig | None = None) -> Se
     study is rebuilt in memory from trials.csv over the search space, so the chapter's tables and plots show
     the record without its SQLite study."""
     run_dir = Path(run_dir)
-    for name in (TRIALS, SUMMARY, BEST_PARAMETERS):
+    for name in (layout.LAYOUT.search_trials, layout.LAYOUT.search_summary, layout.LAYOUT.best_parameters):
         if not (run_dir / name).is_file():
-            raise OpenMedError(f"{run_dir}: no {name}; a recorded search holds {TRIALS}, {SUMMARY} and {BEST_PARAMETERS}")
-    trials = pd.read_csv(run_dir / TRIALS)
-    summary = runs.read_json(run_dir / SUMMARY)
+            raise OpenMedError(f"{run_dir}: no {name}; a recorded search holds {layout.LAYOUT.search_trials}, {layout.LAYOUT.search_summary} and {layout.LAYOUT.best_parameters}")
+    trials = pd.read_csv(run_dir / layout.LAYOUT.search_trials)
+    summary = atomic_files.read_json(run_dir / layout.LAYOUT.search_summary)
     space = search_space(search.space if search else None)
     distributions = {name: optuna.distributions.CategoricalDistribution(spec["choices"]) if "choices" in spec
                      else optuna.distributions.FloatDistribution(float(spec["low"]), float(spec["high"]),
@@ -384,7 +389,7 @@ def read_recorded(run_dir: str | Path, search: SearchConfig | None = None) -> Se
             state=state, value=value if state == TrialState.COMPLETE else None, params=params,
             distributions={name: distributions[name] for name in params}, user_attrs=attrs,
             intermediate_values=intermediate))
-    best = yaml.safe_load((run_dir / BEST_PARAMETERS).read_text(encoding="utf-8"))
+    best = yaml.safe_load((run_dir / layout.LAYOUT.best_parameters).read_text(encoding="utf-8"))
     return SearchResult(study, best, summary["best_dev_strict_f1"], summary.get("default_dev_strict_f1"), trials)
 
 
@@ -411,7 +416,7 @@ def _native(value, distribution):
 
 def study_result(run_config: RunConfig, search: SearchConfig, run_dir: str | Path | None = None) -> SearchResult:
     """The search chapter's result: a recorded search read back, else this worker's share of the study."""
-    if run_dir and runs.in_record(run_dir):
+    if run_dir and layout.LAYOUT.in_record(run_dir):
         return read_recorded(run_dir, search)
     return work(run_config, search, run_dir)
 

@@ -30,20 +30,21 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from openmed_repro.models import backbones
-from openmed_repro.infra import config
+from openmed_repro.infra import atomic_files, job_settings, layout, paths, validation
 from openmed_repro.data import corpora
 from openmed_repro.infra import footprint
 from openmed_repro.infra import lifecycle
 from openmed_repro.evaluation import metrics
 from openmed_repro.data import paper
 from openmed_repro.infra import runs
-from openmed_repro.infra.config import LEARNED, WORD2VEC_DAPT, BaselineConfig
+from openmed_repro.infra.job_settings import LEARNED, WORD2VEC_DAPT, BaselineConfig
 from openmed_repro.infra.devices import device_name
 from openmed_repro.errors import OpenMedError
 from openmed_repro.training import step_floor, word_vectors
 from openmed_repro.training.finetune import subset
 from openmed_repro.training.word_vectors import normalise
 from openmed_repro.data.iob import OUTSIDE, Sentence
+from openmed_repro.data import saved_predictions
 
 SYSTEM = "bilstm-cnn-char"
 CHECKPOINT = "checkpoint.pt"
@@ -319,7 +320,7 @@ def check_start(settings: BaselineConfig) -> None:
     """Stop before any training when the word-vector start cannot be had: word2vec-dapt without a DAPT text
     directory, or a name that is no backbone."""
     if settings.word_embeddings == WORD2VEC_DAPT:
-        config.existing_dapt_dir(settings.dapt_dir)
+        paths.existing_dapt_dir(settings.dapt_dir)
     elif settings.word_embeddings != LEARNED:
         try:
             backbones.resolve(settings.word_embeddings)
@@ -410,7 +411,7 @@ def train(settings: BaselineConfig, corpus: corpora.Corpus, run_dir: Path,
 
 
 def _save_checkpoint(path: Path, content: dict) -> None:
-    with runs.atomic_path(path) as temporary:
+    with atomic_files.atomic_path(path) as temporary:
         torch.save(content, temporary)
 
 
@@ -418,8 +419,8 @@ def save_model(trained: TrainedBaseline, settings: BaselineConfig, directory: Pa
     """Weights, vocabulary and settings: everything load_model needs. Returns MB."""
     directory.mkdir(parents=True, exist_ok=True)
     torch.save(trained.model.state_dict(), directory / "tagger.pt")
-    runs.write_json(directory / "vocabulary.json", trained.vocabulary.to_dict())
-    runs.write_json(directory / "settings.json", settings.to_dict())
+    atomic_files.write_json(directory / "vocabulary.json", trained.vocabulary.to_dict())
+    atomic_files.write_json(directory / "settings.json", settings.to_dict())
     return (directory / "tagger.pt").stat().st_size / 1e6
 
 
@@ -427,8 +428,8 @@ def load_model(directory: Path) -> tuple[Tagger, Vocabulary, BaselineConfig]:
     """The trained tagger of a run's model/ directory, ready to predict."""
     if not (directory / "tagger.pt").is_file():
         raise OpenMedError(f"{directory}: no tagger.pt (give the model/ directory of a finished baseline run)")
-    settings = config.validated(BaselineConfig, runs.read_json(directory / "settings.json"), str(directory))
-    vocabulary = Vocabulary(**runs.read_json(directory / "vocabulary.json"))
+    settings = validation.validated(BaselineConfig, atomic_files.read_json(directory / "settings.json"), str(directory))
+    vocabulary = Vocabulary(**atomic_files.read_json(directory / "vocabulary.json"))
     weights = _weights(directory / "tagger.pt")
     model = Tagger(settings, vocabulary, torch.zeros(len(vocabulary.words), weights["words.weight"].size(1)))
     try:
@@ -456,7 +457,7 @@ def _weights(path: Path) -> dict:
 def run(settings: BaselineConfig, run_dir: str | Path | None = None) -> lifecycle.RunResult:
     """The whole chapter for one corpus: train (or resume), predict dev and test, write the run directory
     (metrics.json last). A complete directory of the same settings is read back, not retrained."""
-    return lifecycle.run(settings, run_dir, lambda directory: train_and_score(settings, directory))
+    return lifecycle.run(settings, run_dir, lambda directory, _resolved: train_and_score(settings, directory))
 
 
 def train_and_score(settings: BaselineConfig, run_dir: Path) -> lifecycle.Outcome:
@@ -472,7 +473,7 @@ def train_and_score(settings: BaselineConfig, run_dir: Path) -> lifecycle.Outcom
     for split, sentences in splits.items():
         predicted = predict(trained.model, trained.vocabulary, [s.tokens for s in sentences],
                             settings.max_word_chars, settings.eval_batch_size)
-        runs.write_predictions(run_dir / f"predictions_{split}.tsv", sentences, predicted)
+        saved_predictions.write_predictions(run_dir / f"predictions_{split}.tsv", sentences, predicted)
         scores[split] = metrics.score([s.tags for s in sentences], predicted).to_dict()
     train_sentences = subset(corpus.train, settings.max_train_sentences)
     majority = majority_tags([s.tokens for s in splits["test"]], train_sentences)
@@ -497,7 +498,7 @@ def train_and_score(settings: BaselineConfig, run_dir: Path) -> lifecycle.Outcom
 
 def comparison(results: Sequence[dict]) -> pd.DataFrame:
     """Test strict F1 of each baseline run beside the Spark NLP paper's BiLSTM-CNN-Char and OpenMed NER."""
-    spark = config.read_parameters("paper.yaml")["spark_nlp_bilstm_cnn_char_f1"]
+    spark = paths.read_parameters("paper.yaml")["spark_nlp_bilstm_cnn_char_f1"]
     rows = []
     for m in results:
         key = Path(m["dataset"]).name
@@ -519,7 +520,7 @@ def run_in(out: Path, settings: BaselineConfig, after_each: Callable[[Path], Non
     """One run in `out`/<its default directory's name> (a finished one read back); its metrics. `after_each`
     sees the finished run's directory; a run for which `recorded` returns metrics (the record holds it) is not
     trained again."""
-    run_dir = out / runs.default_directory(settings).name
+    run_dir = out / layout.default_directory(settings).name
     kept = recorded(run_dir) if recorded else None
     if kept is not None:
         return kept
@@ -537,11 +538,11 @@ def run_all(profile: str, overrides: dict, keys: Sequence[str], out: Path,
     each finished run's directory."""
     results = []
     for key in keys:
-        settings = config.load_baseline_config(profile, {**overrides, "dataset": key})
+        settings = job_settings.load_baseline_config(profile, {**overrides, "dataset": key})
         results.append(run_in(out, settings, after_each, recorded))
         table = comparison(results)
         print(table.to_string(), flush=True)
-    runs.write_json(out / f"results-{profile}.json", results)
+    atomic_files.write_json(out / f"results-{profile}.json", results)
     return results
 
 
@@ -560,7 +561,7 @@ def choose_word_embeddings(profile: str, overrides: dict, keys: Sequence[str], s
     """One run per corpus and word-vector start under `out` (each start its own run directory; finished ones
     read back), the start table printed after each run, and the table with the chosen start of each corpus in
     word-embeddings-<profile>.json. Every start is checked before anything trains."""
-    plans = [config.load_baseline_config(profile, {**overrides, "dataset": key, "word_embeddings": start})
+    plans = [job_settings.load_baseline_config(profile, {**overrides, "dataset": key, "word_embeddings": start})
              for key in keys for start in dict.fromkeys(starts)]
     for settings in plans:
         check_start(settings)
@@ -570,7 +571,7 @@ def choose_word_embeddings(profile: str, overrides: dict, keys: Sequence[str], s
         print(start_choice(results).to_string(), flush=True)
     table = start_choice(results)
     chosen = {corpus: start for corpus, start in table.index[table["chosen"]]}
-    runs.write_json(out / f"word-embeddings-{profile}.json",
+    atomic_files.write_json(out / f"word-embeddings-{profile}.json",
                     {"rule": "per corpus, the start with the best dev strict F1", "chosen": chosen,
                      "runs": table.reset_index().to_dict(orient="records")})
     for corpus, start in chosen.items():

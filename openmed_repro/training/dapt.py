@@ -21,7 +21,7 @@ from transformers import (DataCollatorForLanguageModeling, DataCollatorForTokenC
                           TrainingArguments, set_seed)
 
 from openmed_repro.models import backbones
-from openmed_repro.infra import config
+from openmed_repro.infra import paths
 from openmed_repro.data import corpora
 from openmed_repro.data import dapt_corpus
 from openmed_repro.infra import checkpoints as checkpoints_of_run
@@ -29,7 +29,7 @@ from openmed_repro.infra import footprint
 from openmed_repro.infra import lifecycle
 from openmed_repro.infra import runs
 from openmed_repro.models import masked_lm
-from openmed_repro.infra.config import DaptConfig
+from openmed_repro.infra.job_settings import DaptConfig
 from openmed_repro.errors import OpenMedError
 from openmed_repro.evaluation import significance
 from openmed_repro.infra.devices import device_name
@@ -42,8 +42,8 @@ CALIBRATED_HEAD = runs.CALIBRATED_HEAD
 
 def sources(dapt_config: DaptConfig) -> tuple[list[dapt_corpus.Source], dict[str, float], list[str]]:
     """The named sources of parameters/dapt.yaml in the DAPT text directory, the mix and held-out sources."""
-    spec = config.read_parameters("dapt.yaml")
-    named = dapt_corpus.configured_sources(config.dapt_dir(dapt_config.dapt_dir))
+    spec = paths.read_parameters("dapt.yaml")
+    named = dapt_corpus.configured_sources(paths.dapt_dir(dapt_config.dapt_dir))
     mix = dapt_config.mix if dapt_config.mix is not None else {k: float(v) for k, v in spec["mix"].items()}
     return named, mix, list(spec.get("held_out_sources") or [])
 
@@ -136,7 +136,8 @@ def optimizer_steps(dapt_config: DaptConfig, passages: int) -> int:
     return max(1, math.ceil(per_epoch * dapt_config.epochs))
 
 
-def calibrate_head(model, dapt_config: DaptConfig, features: list[dict], tokenizer, run_dir: Path, steps: int) -> None:
+def calibrate_head(model, dapt_config: DaptConfig, features: list[dict], tokenizer, run_dir: Path, steps: int,
+                   precision: str) -> None:
     """Train the MLM head alone (encoder frozen) for `steps` optimizer steps; saved so a rerun reuses it."""
     saved = run_dir / CALIBRATED_HEAD
     head = _head_parameters(model)
@@ -150,7 +151,7 @@ def calibrate_head(model, dapt_config: DaptConfig, features: list[dict], tokeniz
         parameter.requires_grad = False
     for parameter in head.values():
         parameter.requires_grad = True
-    arguments = _arguments(dapt_config, run_dir / "calibration", dapt_config.head_learning_rate, max_steps=steps)
+    arguments = _arguments(dapt_config, run_dir / "calibration", dapt_config.head_learning_rate, precision, max_steps=steps)
     masking = ContentSeededMasking(tokenizer, dapt_config)
     trainer = masked_lm.MaskedPositionsTrainer(model=model, args=arguments, train_dataset=features,
                                                data_collator=masking, callbacks=[masking])
@@ -208,11 +209,12 @@ class ContentSeededMasking(TrainerCallback):
             return self.masking(examples)
 
 
-def _arguments(dapt_config: DaptConfig, output_dir: Path, learning_rate: float, max_steps: int = -1) -> TrainingArguments:
+def _arguments(dapt_config: DaptConfig, output_dir: Path, learning_rate: float, precision: str,
+               max_steps: int = -1) -> TrainingArguments:
     """A checkpoint every `save_steps` optimizer steps; no Trainer evaluation (held-out perplexity is measured
     by HeldOutPerplexity, token-weighted on fixed masks)."""
     return training_arguments(
-        dapt_config, output_dir, max_steps=max_steps, learning_rate=learning_rate,
+        dapt_config, output_dir, precision, max_steps=max_steps, learning_rate=learning_rate,
         warmup_steps=dapt_config.warmup_steps, save_strategy="steps", save_steps=dapt_config.save_steps,
         train_sampling_strategy="group_by_length",
     )
@@ -221,10 +223,10 @@ def _arguments(dapt_config: DaptConfig, output_dir: Path, learning_rate: float, 
 def run(dapt_config: DaptConfig, run_dir: str | Path | None = None) -> lifecycle.RunResult:
     """Corpus, calibrated head, perplexity before, LoRA MLM training (resumable), perplexity after, adapter.
     A complete run directory of the same configuration is read back instead of retrained."""
-    return lifecycle.run(dapt_config, run_dir, lambda directory: adapt(dapt_config, directory))
+    return lifecycle.run(dapt_config, run_dir, lambda directory, resolved: adapt(dapt_config, directory, resolved))
 
 
-def adapt(dapt_config: DaptConfig, run_dir: Path) -> lifecycle.Outcome:
+def adapt(dapt_config: DaptConfig, run_dir: Path, resolved: lifecycle.Resolved) -> lifecycle.Outcome:
     """The chapter's own work inside the run lifecycle: everything up to the saved adapter and its record."""
     set_seed(dapt_config.seed)
     backbone = backbones.resolve(dapt_config.backbone)
@@ -240,7 +242,7 @@ def adapt(dapt_config: DaptConfig, run_dir: Path) -> lifecycle.Outcome:
     if not head_trained:
         with footprint.track(run_dir, "dapt head calibration", Path(dapt_config.backbone).name, dapt_config.country):
             started = time.perf_counter()
-            calibrate_head(model, dapt_config, training, tokenizer, run_dir, calibration_steps)
+            calibrate_head(model, dapt_config, training, tokenizer, run_dir, calibration_steps, resolved.precision)
             calibration_seconds = time.perf_counter() - started
     losses_before, masked_tokens = passage_losses(model, held_out, tokenizer, dapt_config.eval_batch_size)
     before = perplexity_of(losses_before, masked_tokens)
@@ -256,7 +258,7 @@ def adapt(dapt_config: DaptConfig, run_dir: Path) -> lifecycle.Outcome:
     curve = HeldOutPerplexity(lambda: perplexity(model, held_out, tokenizer, dapt_config.eval_batch_size),
                               dapt_config.perplexity_steps or dapt_config.save_steps)
     masking = ContentSeededMasking(tokenizer, dapt_config)
-    trainer = masked_lm.MaskedPositionsTrainer(model=model, args=_arguments(dapt_config, checkpoints, dapt_config.learning_rate),
+    trainer = masked_lm.MaskedPositionsTrainer(model=model, args=_arguments(dapt_config, checkpoints, dapt_config.learning_rate, resolved.precision),
                                                train_dataset=training, data_collator=masking,
                                                callbacks=[clock, curve, masking])
     with footprint.track(run_dir, "dapt", Path(dapt_config.backbone).name, dapt_config.country) as attempt:

@@ -22,12 +22,13 @@ from openmed_repro.infra.checkpoints import last_complete
 from openmed_repro.evaluation import metrics
 from openmed_repro.infra import lifecycle
 from openmed_repro.infra import runs
-from openmed_repro.infra.devices import device_name, resolve_inference_precision
-from openmed_repro.infra.config import RunConfig
+from openmed_repro.infra.devices import device_name
+from openmed_repro.infra.job_settings import RunConfig
 from openmed_repro.training import step_floor
 from openmed_repro.training.attempt_clock import AttemptClock
 from openmed_repro.training.trainer_arguments import training_arguments
 from openmed_repro.data.iob import Sentence
+from openmed_repro.data import saved_predictions
 
 CHECKPOINTS_DIR = "checkpoints"
 
@@ -64,10 +65,12 @@ def subset(sentences: list[Sentence], cap: int | None) -> list[Sentence]:
 
 def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
           callbacks: Sequence[TrainerCallback] = (), footprint_dir: Path | None = None,
-          chapter: str = "finetune") -> FineTuned:
+          chapter: str = "finetune", resolved: lifecycle.Resolved | None = None) -> FineTuned:
     """Train on the corpus's train split, select on dev strict F1; resumes from the last epoch checkpoint
     in `run_dir` if an earlier attempt was interrupted. The training's energy and emissions go to
-    `footprint_dir` (default `run_dir`); `callbacks` see every epoch's dev scores (the search's pruner)."""
+    `footprint_dir` (default `run_dir`); `callbacks` see every epoch's dev scores (the search's pruner).
+    `resolved`: the run's settings resolved on this machine (default: resolved here, lifecycle.resolve)."""
+    resolved = resolved or lifecycle.resolve(run_config)
     set_seed(run_config.seed)
     backbone = backbones.resolve(run_config.backbone)
     tokenizer = backbones.load_tokenizer(backbone)
@@ -84,7 +87,7 @@ def train(run_config: RunConfig, corpus: corpora.Corpus, run_dir: Path,
     clock = AttemptClock()
     trainer = InOrderEvaluationTrainer(
         model=model,
-        args=_training_arguments(run_config, checkpoints),
+        args=_training_arguments(run_config, checkpoints, resolved.precision),
         train_dataset=[w.features() for w in train_windows] * passes_per_epoch(len(train_windows), run_config),
         eval_dataset=[w.features() for w in dev_windows],
         data_collator=DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None),
@@ -138,10 +141,10 @@ def _dev_scorer(windows: list[encoding.Window], sentences: list[Sentence], label
     return compute
 
 
-def _training_arguments(run_config: RunConfig, output_dir: Path) -> TrainingArguments:
+def _training_arguments(run_config: RunConfig, output_dir: Path, precision: str) -> TrainingArguments:
     """Every epoch: dev evaluation and a checkpoint; the best epoch on dev strict F1 is kept."""
     return training_arguments(
-        run_config, output_dir,
+        run_config, output_dir, precision,
         learning_rate=run_config.learning_rate,
         per_device_eval_batch_size=run_config.eval_batch_size,
         warmup_steps=run_config.warmup_ratio,
@@ -159,17 +162,17 @@ def _training_arguments(run_config: RunConfig, output_dir: Path) -> TrainingArgu
 def run(run_config: RunConfig, run_dir: str | Path | None = None) -> lifecycle.RunResult:
     """The whole chapter: train (or resume), predict dev and test, write the run directory. A complete run
     directory of the same configuration is read back instead of retrained."""
-    return lifecycle.run(run_config, run_dir, lambda directory: train_and_score(run_config, directory))
+    return lifecycle.run(run_config, run_dir, lambda directory, resolved: train_and_score(run_config, directory, resolved))
 
 
-def train_and_score(run_config: RunConfig, run_dir: Path) -> lifecycle.Outcome:
+def train_and_score(run_config: RunConfig, run_dir: Path, resolved: lifecycle.Resolved) -> lifecycle.Outcome:
     """The chapter's own work inside the run lifecycle: train, save the model, predict and score dev and test."""
     corpus = corpora.load(run_config.dataset, run_config.data_dir, repair=run_config.repair)
-    trained = train(run_config, corpus, run_dir)
+    trained = train(run_config, corpus, run_dir, resolved=resolved)
     model_mb = token_classifier.save(trained.model, trained.tokenizer, trained.labels, run_dir / runs.MODEL_DIR)
     splits = {"devel": subset(corpus.devel, run_config.max_eval_sentences),
               "test": subset(corpus.test, run_config.max_eval_sentences)}
-    precision = resolve_inference_precision(run_config.eval_precision or "fp32", "eval_precision")
+    precision = resolved.eval_precision
     model = trained.model if precision == "fp32" else low_precision.prepare(
         predictor.inference_model(trained.model), precision, keep_original=False)
     scores = {}
@@ -177,7 +180,7 @@ def train_and_score(run_config: RunConfig, run_dir: Path) -> lifecycle.Outcome:
         predicted = predictor.predict(model, trained.tokenizer, [s.tokens for s in sentences],
                                       trained.labels, run_config.max_length, run_config.overlap,
                                       run_config.eval_batch_size)
-        runs.write_predictions(run_dir / f"predictions_{split}.tsv", sentences, predicted)
+        saved_predictions.write_predictions(run_dir / f"predictions_{split}.tsv", sentences, predicted)
         scores[split] = metrics.score([s.tags for s in sentences], predicted).to_dict()
     epochs = [entry for entry in trained.log_history if "eval_strict_f1" in entry]
     best = max(epochs, key=lambda entry: entry["eval_strict_f1"]) if epochs else {}

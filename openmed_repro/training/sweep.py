@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from openmed_repro.infra import config
+from openmed_repro.infra import atomic_files, job_settings, layout
 from openmed_repro.training import finetune
 from openmed_repro.data import paper
-from openmed_repro.infra import cluster, runs
+from openmed_repro.infra import cluster
 
 
 def run_all(profile: str, overrides: dict, out: Path, keys: list[str], seeds: Sequence[int | None] = (None,),
             runs_root: Path | None = None, after_each: Callable[[Path], None] | None = None,
-            recorded: Callable[[Path, config.RunConfig], dict | None] | None = None,
+            recorded: Callable[[Path, job_settings.RunConfig], dict | None] | None = None,
             placement: cluster.Placement = cluster.SERIAL) -> pd.DataFrame:
     """Every corpus of `keys` for every seed (None: the profile's), in this process one after another or spread
     over a Ray cluster (`placement`); the table so far is rewritten into `out` (results.md, results.json) after
@@ -33,9 +33,9 @@ def run_all(profile: str, overrides: dict, out: Path, keys: list[str], seeds: Se
     jobs, position_of = [], {}
     for position, (key, seed) in enumerate((key, seed) for key in keys for seed in seeds):
         seeded = {} if seed is None else {"seed": seed}
-        run_config = config.load_run_config(profile, {**overrides, **seeded, "dataset": key})
-        run_dir = (runs_root / runs.default_directory(run_config).name if runs_root
-                   else runs.default_directory(run_config))
+        run_config = job_settings.load_run_config(profile, {**overrides, **seeded, "dataset": key})
+        run_dir = (runs_root / layout.default_directory(run_config).name if runs_root
+                   else layout.default_directory(run_config))
         kept = recorded(run_dir, run_config) if recorded else None
         if kept is not None:
             rows[position] = table_row(kept, None)
@@ -55,7 +55,7 @@ def run_all(profile: str, overrides: dict, out: Path, keys: list[str], seeds: Se
     return pd.DataFrame([rows[i] for i in sorted(rows)])
 
 
-def timed_run(run_config: config.RunConfig, run_dir: Path):
+def timed_run(run_config: job_settings.RunConfig, run_dir: Path):
     """One fine-tuning run (wherever it executes) and the seconds it took there."""
     started = time.perf_counter()
     result = finetune.run(run_config, run_dir)
@@ -66,8 +66,8 @@ def write_table(rows: dict[int, dict], out: Path) -> None:
     if not rows:
         return
     table = pd.DataFrame([rows[i] for i in sorted(rows)])
-    runs.write_text(out / "results.md", markdown_table(table))
-    runs.write_json(out / "results.json", [rows[i] for i in sorted(rows)])
+    atomic_files.write_text(out / "results.md", markdown_table(table))
+    atomic_files.write_json(out / "results.json", [rows[i] for i in sorted(rows)])
     print(table.to_string(index=False), flush=True)
 
 

@@ -9,14 +9,13 @@ from pathlib import Path
 import torch
 from transformers import TrainingArguments
 
-from openmed_repro.infra.config import DaptConfig, RunConfig
-from openmed_repro.infra.devices import resolve_precision
+from openmed_repro.infra.job_settings import DaptConfig, RunConfig
 
 
-def training_arguments(settings: RunConfig | DaptConfig, output_dir: Path, **chapter) -> TrainingArguments:
-    """The shared settings from a run's configuration, with the chapter's own arguments (`chapter`: learning
-    rate, warm-up, evaluation and saving schedule, sampling) on top."""
-    precision = resolve_precision(settings.precision)
+def training_arguments(settings: RunConfig | DaptConfig, output_dir: Path, precision: str, **chapter) -> TrainingArguments:
+    """The shared settings from a run's configuration and the precision it resolved to on this machine
+    (lifecycle.resolve), with the chapter's own arguments (`chapter`: learning rate, warm-up, evaluation and
+    saving schedule, sampling) on top."""
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=settings.epochs,

@@ -20,9 +20,9 @@ from gensim.models import KeyedVectors, Word2Vec
 
 from openmed_repro.data import dapt_corpus, sentences
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import config, runs
+from openmed_repro.infra import atomic_files, job_settings, layout, paths
 
-CACHE_DIR = Path("runs") / "word_vectors"
+CACHE_DIR = layout.LAYOUT.folder(layout.LAYOUT.word_vectors)
 VECTORS = "vectors.bin"             # word2vec's own binary format: any word2vec tool reads it
 INFO = "word_vectors.json"          # written last: a cache directory is complete exactly when it has this file
 _DIGIT = re.compile(r"\d")
@@ -71,7 +71,7 @@ class WordVectors:
 def dapt_text(dapt_dir: str | None = None) -> DaptText:
     """The passages of parameters/dapt.yaml's source files in the DAPT text directory (dapt_dir, else
     $OPENMED_DAPT_DIR, else ../shared/data/dapt), in the order the file names them."""
-    directory = config.existing_dapt_dir(dapt_dir)
+    directory = paths.existing_dapt_dir(dapt_dir)
     files = [path for source in dapt_corpus.configured_sources(directory) for path in source.files]
     passages = [passage for path in files for passage in dapt_corpus.read_passages(path)]
     if not passages:
@@ -99,17 +99,17 @@ def word2vec(text: DaptText, settings: Word2VecSettings, cache_dir: Path = CACHE
     directory = Path(cache_dir) / cache_name(settings, text.sha256)
     if (directory / INFO).is_file():
         return WordVectors(KeyedVectors.load_word2vec_format(str(directory / VECTORS), binary=True),
-                           runs.read_json(directory / INFO), directory, reused=True)
+                           atomic_files.read_json(directory / INFO), directory, reused=True)
     started = time.perf_counter()
     model = Word2Vec(sentences=tokenised(text.passages), vector_size=settings.dimension, sg=1,
                      window=settings.window, negative=settings.negative, sample=settings.sample,
                      min_count=settings.min_count, epochs=settings.epochs, workers=1, seed=settings.seed)
     seconds = time.perf_counter() - started
-    with runs.atomic_path(directory / VECTORS) as temporary:
+    with atomic_files.atomic_path(directory / VECTORS) as temporary:
         model.wv.save_word2vec_format(str(temporary), binary=True)
-    info = {"start": config.WORD2VEC_DAPT, "text_sha256": text.sha256, "files": text.files,
+    info = {"start": job_settings.WORD2VEC_DAPT, "text_sha256": text.sha256, "files": text.files,
             "settings": dataclasses.asdict(settings), "passages": len(text.passages),
             "words": model.corpus_total_words, "vocabulary": len(model.wv), "train_seconds": round(seconds, 1),
             "gensim": metadata.version("gensim")}
-    runs.write_json(directory / INFO, info)
+    atomic_files.write_json(directory / INFO, info)
     return WordVectors(model.wv, info, directory, reused=False)
