@@ -116,18 +116,18 @@ def add_baseline(commands) -> None:
 
 def baseline_command(args: argparse.Namespace) -> None:
     from openmed_repro.infra import config
-    from openmed_repro.training import baseline
+    from openmed_repro.training import baseline_sweep
 
     overrides = config.key_values(args.set)
     after_each = _recorder() if args.record else None
     if args.word_embeddings is None:
-        baseline.run_all(args.profile, overrides, args.corpora, args.out, after_each=after_each,
-                         recorded=_recorded_metrics if args.record else None)
+        baseline_sweep.run_all(args.profile, overrides, args.corpora, args.out, after_each=after_each,
+                               recorded=_recorded_metrics if args.record else None)
         return
     if "word_embeddings" in overrides:
         raise OpenMedError("--set word_embeddings and --word-embeddings: give the starts once, with --word-embeddings")
-    baseline.choose_word_embeddings(args.profile, overrides, args.corpora, args.word_embeddings, args.out,
-                                    after_each=after_each)
+    baseline_sweep.choose_word_embeddings(args.profile, overrides, args.corpora, args.word_embeddings, args.out,
+                                          after_each=after_each)
 
 
 def _add_ray(parser, what: str = "each run") -> None:
