@@ -26,10 +26,15 @@ import argparse
 import json
 import sys
 import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from openmed_repro.errors import OpenMedError
 from openmed_repro.infra import atomic_files, job_settings, layout, validation
+
+if typing.TYPE_CHECKING:
+    from openmed_repro.infra.cluster import Placement
+    from openmed_repro.report.verify import RunVerdict
 
 
 def _add(commands, name: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
@@ -115,18 +120,18 @@ def add_baseline(commands) -> None:
 
 
 def baseline_command(args: argparse.Namespace) -> None:
-    from openmed_repro.training import baseline
+    from openmed_repro.training import baseline_sweep
 
     overrides = validation.key_values(args.set)
     after_each = _recorder() if args.record else None
     if args.word_embeddings is None:
-        baseline.run_all(args.profile, overrides, args.corpora, args.out, after_each=after_each,
-                         recorded=_recorded_metrics if args.record else None)
+        baseline_sweep.run_all(args.profile, overrides, args.corpora, args.out, after_each=after_each,
+                               recorded=_recorded_metrics if args.record else None)
         return
     if "word_embeddings" in overrides:
         raise OpenMedError("--set word_embeddings and --word-embeddings: give the starts once, with --word-embeddings")
-    baseline.choose_word_embeddings(args.profile, overrides, args.corpora, args.word_embeddings, args.out,
-                                    after_each=after_each)
+    baseline_sweep.choose_word_embeddings(args.profile, overrides, args.corpora, args.word_embeddings, args.out,
+                                          after_each=after_each)
 
 
 def _add_ray(parser, what: str = "each run") -> None:
@@ -521,12 +526,28 @@ def verify_command(args: argparse.Namespace) -> None:
     from openmed_repro.report import verify
 
     verify.chapter_of(args.chapter)   # refused before anything loads
-    verdicts = verify.verify(args.chapter, args.results, args.runs, args.names, args.threads,
-                             validation.key_values(args.set), args.trials, args.samples, args.every, args.fresh,
-                             lambda line: print(line, flush=True), _placement(args))
+    verdicts = verify_chapter(args.chapter, args.results, args.runs, args.names, args.threads,
+                              validation.key_values(args.set), args.trials, args.samples, args.every, args.fresh,
+                              lambda line: print(line, flush=True), _placement(args))
     with pd.option_context("display.width", 250, "display.max_colwidth", 120):
         print(verify.table(verdicts).to_string(index=False))
-    print(f"verdict: {args.runs / verify.VERIFY_DIR / args.chapter / verify.VERDICT}")
+    print(f"verdict: {args.runs / layout.LAYOUT.verify / args.chapter / verify.VERDICT}")
+
+
+def verify_chapter(chapter: str, results: Path = layout.LAYOUT.record, runs_root: Path = layout.LAYOUT.runs,
+                   names: Sequence[str] = (), threads: int | None = None, overrides: dict | None = None,
+                   trials: int = 10_000, samples: int = 10_000, every: bool = False, fresh: bool = False,
+                   say: Callable[[str], None] = print, placement: Placement | None = None) -> list[RunVerdict]:
+    """Rerun the chapter's page run (or the named ones, or `every` recorded run) into runs/verify/<chapter>/<name>
+    and judge it: report/verify.py chooses the runs (the record audited, the plan said) and judges them, reading
+    only; the training chapters' runner (training/rerun.py) trains them, here or on a Ray cluster (`placement`)."""
+    from openmed_repro.infra import cluster
+    from openmed_repro.report import verify
+    from openmed_repro.training import rerun
+
+    reruns = verify.prepare(chapter, results, runs_root, names, every, overrides, say)
+    used = rerun.rerun_each(chapter, reruns, overrides, threads, fresh, placement or cluster.SERIAL)
+    return verify.judge(chapter, reruns, used, runs_root, (overrides or {}).get("dataset"), trials, samples)
 
 
 # released: the paper's checkpoints scored on our test splits

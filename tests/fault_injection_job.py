@@ -25,7 +25,7 @@ POINTS = {
     # Trainer writes a checkpoint's weights, optimizer, scheduler and RNG state, then trainer_state.json last.
     "checkpoint write": ("transformers.trainer_callback:TrainerState.save_to_json", "before"),
     "between evaluation and checkpoint": ("transformers:Trainer._evaluate", "after"),
-    "baseline step": ("openmed_repro.training.baseline:Tagger.loss", "before"),
+    "baseline step": ("openmed_repro.models.bilstm_crf:Tagger.loss", "before"),
     "baseline evaluation": ("openmed_repro.training.baseline:predict", "before"),
     "final evaluation": ("openmed_repro.models.predictor:predict", "before"),
     "held-out perplexity": ("openmed_repro.training.dapt:perplexity", "before"),

@@ -3,11 +3,13 @@
 import dataclasses
 import json
 import shutil
+import zipfile
 
 import pytest
 import torch
 
 from conftest import write_dapt_text
+from openmed_repro.models import bilstm_crf
 from openmed_repro.training import baseline, step_floor, word_vectors
 from openmed_repro.data import corpora
 from openmed_repro.training.word_vectors import Word2VecSettings
@@ -51,6 +53,19 @@ def test_the_kept_weights_are_the_best_dev_epoch_and_reload_exactly(finished):
     model, vocabulary, settings = baseline.load_model(finished.run_dir / "model")
     tokens, _, predicted = saved_predictions.read_predictions(finished.run_dir / "predictions_test.tsv")
     assert baseline.predict(model, vocabulary, tokens, settings.max_word_chars) == predicted
+
+
+def pickled_library_names(path) -> list[str]:
+    """The names of library code a torch.save file would import to load (its pickles' module paths)."""
+    with zipfile.ZipFile(path) as saved:
+        return [name for name in saved.namelist() if name.endswith(".pkl") and b"openmed_repro" in saved.read(name)]
+
+
+def test_a_saved_tagger_is_tensors_only_so_moving_the_code_never_breaks_a_finished_run(finished):
+    assert not pickled_library_names(finished.run_dir / "model" / "tagger.pt")
+    weights = torch.load(finished.run_dir / "model" / "tagger.pt", weights_only=True)
+    assert all(isinstance(value, torch.Tensor) for value in weights.values())
+    assert set(json.loads((finished.run_dir / "model" / "vocabulary.json").read_text())) == {"words", "chars", "labels"}
 
 
 @pytest.mark.parametrize("name, damage, complaint", [
@@ -115,47 +130,13 @@ def test_an_interrupted_baseline_resumes_from_its_last_epoch_to_the_same_predict
     with pytest.raises(KeyboardInterrupt):
         baseline.run(settings, tmp_path / "interrupted")
     assert not runs.is_complete(tmp_path / "interrupted")
+    assert not pickled_library_names(tmp_path / "interrupted" / baseline.CHECKPOINT)
     monkeypatch.setattr(baseline, "_save_checkpoint", save)
     resumed = baseline.run(settings, tmp_path / "interrupted")
     assert [e["epoch"] for e in resumed.log_history] == [1.0, 2.0, 3.0, 4.0]
     assert (tmp_path / "interrupted" / "predictions_test.tsv").read_text() == \
         (tmp_path / "whole" / "predictions_test.tsv").read_text()
     assert resumed.metrics["test"] == uninterrupted.metrics["test"]
-
-
-def test_the_crf_never_decodes_an_invalid_iob2_transition():
-    labels = ["O", "B-Chemical", "I-Chemical", "B-Disease", "I-Disease"]
-    crf = baseline.CRF(labels)
-    emissions = torch.zeros(1, 3, len(labels))
-    emissions[0, 0, 0] = 5.0      # O
-    emissions[0, 1, 4] = 5.0      # I-Disease right after O: invalid
-    emissions[0, 2, 2] = 5.0      # I-Chemical after a disease: invalid
-    path = [labels[i] for i in crf.decode(emissions, torch.ones(1, 3))[0]]
-    for previous, tag in zip(["O", *path], path):
-        assert not tag.startswith("I-") or previous[2:] == tag[2:]
-
-
-def test_the_crf_likelihood_of_every_sequence_sums_to_one():
-    labels = ["O", "B-X", "I-X"]
-    crf = baseline.CRF(labels)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        crf.transitions.normal_()
-        crf.start.normal_()
-        crf.end.normal_()
-    emissions = torch.randn(1, 3, 3)
-    total = 0.0
-    for a in range(3):
-        for b in range(3):
-            for c in range(3):
-                tags = torch.tensor([[a, b, c]])
-                total += torch.exp(-crf.neg_log_likelihood(emissions, tags, torch.ones(1, 3))).item()
-    assert total == pytest.approx(1.0, abs=1e-3)   # invalid sequences carry ~exp(-1e4)
-
-
-def test_casing_categories_follow_chiu_and_nichols():
-    assert [baseline.CASINGS[baseline.casing(w)] for w in ["aspirin", "DNA", "Lung", "1995", "12a", "mRNA2", ",", "mRNA"]] == \
-        ["lower", "upper", "title", "numeric", "mainly_numeric", "has_digit", "punctuation", "other"]
 
 
 def test_word_vectors_can_start_from_a_backbones_input_embeddings(synthetic_corpus, tmp_path):
@@ -241,8 +222,8 @@ def test_a_word_word2vec_lacks_starts_at_random_and_padding_at_zero(synthetic_co
                                                                      monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = smoke(synthetic_corpus, word_embeddings="word2vec-dapt", dapt_dir=str(dapt_dir))
-    vocabulary = baseline.Vocabulary(words=[baseline.PAD, baseline.UNK, "cancer", "zebrafish"], chars=[],
-                                     labels=["O"])
+    vocabulary = bilstm_crf.Vocabulary(words=[bilstm_crf.PAD, bilstm_crf.UNK, "cancer", "zebrafish"], chars=[],
+                                       labels=["O"])
     vectors, found, info = baseline.word2vec_word_vectors(settings, vocabulary)
     known = word_vectors.word2vec(word_vectors.dapt_text(str(dapt_dir)),
                                   Word2VecSettings(dimension=settings.word_dim, seed=settings.seed)).vectors
@@ -260,23 +241,6 @@ def test_an_unknown_word_vector_start_is_refused_naming_the_valid_ones(synthetic
     with pytest.raises(OpenMedError, match="parameter dapt_dir: .*nowhere is not a directory"):
         baseline.check_start(smoke(synthetic_corpus, word_embeddings="word2vec-dapt",
                                    dapt_dir=str(tmp_path / "nowhere")))
-
-
-def finished_run(corpus: str, start: str, dev: float, test: float) -> dict:
-    return {"dataset": corpus, "word_embeddings": start, "devel": {"strict": {"f1": dev}},
-            "test": {"strict": {"f1": test}}}
-
-
-def test_the_start_chosen_for_each_corpus_is_the_best_on_dev_never_on_test():
-    table = baseline.start_choice([
-        finished_run("ncbi_disease", "learned", 0.80, 0.85),
-        finished_run("ncbi_disease", "minilm-l6", 0.82, 0.79),
-        finished_run("ncbi_disease", "word2vec-dapt", 0.81, 0.90),
-        finished_run("s800", "learned", 0.70, 0.70),
-        finished_run("s800", "word2vec-dapt", 0.70, 0.75),
-    ])
-    assert list(table.index[table["chosen"]]) == [("ncbi_disease", "minilm-l6"), ("s800", "learned")]  # a tie: first
-    assert table.loc[("ncbi_disease", "word2vec-dapt"), "test strict F1"] == 90.0
 
 
 def test_the_command_trains_one_run_per_start_and_writes_the_chosen_start(synthetic_corpus, dapt_dir, tmp_path,

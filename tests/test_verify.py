@@ -12,9 +12,9 @@ import pytest
 from openmed_repro import cli
 from openmed_repro.data import saved_predictions
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import atomic_files, job_settings, run_provenance, runs
+from openmed_repro.infra import atomic_files, job_settings, provenance, runs
 from openmed_repro.report import record, verify
-from openmed_repro.training import baseline, finetune
+from openmed_repro.training import baseline, finetune, rerun
 
 RUN_NAME = "finetune/synthetic-smoke"
 FEW = {"trials": 200, "samples": 200}
@@ -77,7 +77,7 @@ def test_a_rerun_on_the_same_machine_and_threads_is_identical_in_every_figure(ve
 def test_the_verdict_json_holds_every_figure_with_tolerance_p_value_interval_and_both_machines(verified):
     _, _, verdict = verified
     [run] = verdict["runs"]
-    assert run["machines"]["recorded"]["cpu"] == run["machines"]["rerun"]["cpu"] == run_provenance.cpu_model()
+    assert run["machines"]["recorded"]["cpu"] == run["machines"]["rerun"]["cpu"] == provenance.cpu_model()
     f1 = next(figure for figure in run["figures"] if figure["name"] == "test strict F1")
     assert {"recorded", "rerun", "tolerance", "verdict", "p_value", "interval"} <= f1.keys()
     assert f1["p_value"] == 1.0 and f1["interval"][0] <= f1["recorded"] <= f1["interval"][1]
@@ -112,17 +112,16 @@ def test_the_printed_table_names_figure_recorded_rerun_tolerance_and_verdict(ver
 def test_a_finished_rerun_is_read_back_and_fresh_trains_it_again(verified, machine, results, synthetic_corpus,
                                                                   monkeypatch):
     trained = []
-    original = verify.CHAPTERS["finetune"]
-    monkeypatch.setitem(verify.CHAPTERS, "finetune", verify.Chapter(
-        original.settings, lambda settings, run_dir: trained.append(run_dir) or original.run(settings, run_dir),
-        original.compare))
+    original = rerun.CHAPTERS["finetune"]
+    monkeypatch.setitem(rerun.CHAPTERS, "finetune", rerun.Chapter(
+        original.settings, lambda settings, run_dir: trained.append(run_dir) or original.run(settings, run_dir)))
     created = atomic_files.read_json(machine / "runs" / "verify" / RUN_NAME / runs.PROVENANCE)["created"]
-    [again] = verify.verify("finetune", results, machine / "runs", every=True,
+    [again] = cli.verify_chapter("finetune", results, machine / "runs", every=True,
                             overrides={"dataset": str(synthetic_corpus)}, say=lambda line: None, **FEW)
     assert again.verdict == "reproduced"
     assert atomic_files.read_json(machine / "runs" / "verify" / RUN_NAME / runs.PROVENANCE)["created"] == created
-    verify.verify("finetune", results, machine / "runs", every=True, fresh=True,
-                  overrides={"dataset": str(synthetic_corpus)}, say=lambda line: None, **FEW)
+    cli.verify_chapter("finetune", results, machine / "runs", every=True, fresh=True,
+                       overrides={"dataset": str(synthetic_corpus)}, say=lambda line: None, **FEW)
     assert (machine / "runs" / "verify" / RUN_NAME / "model").is_dir() and len(trained) == 2
 
 
@@ -140,8 +139,8 @@ def test_a_record_that_fails_its_audit_is_not_used_to_judge_a_rerun(results, syn
     atomic_files.write_json(tampered_metrics, {**stated, "test": {**stated["test"], "strict": {**stated["test"]["strict"],
                                                                                       "f1": 0.99}}})
     with pytest.raises(OpenMedError, match="the record fails its audit, so no rerun is judged against it: .*metrics.json"):
-        verify.verify("finetune", copy, tmp_path / "runs", every=True, overrides={"dataset": str(synthetic_corpus)},
-                      say=lambda line: None, **FEW)
+        cli.verify_chapter("finetune", copy, tmp_path / "runs", every=True,
+                           overrides={"dataset": str(synthetic_corpus)}, say=lambda line: None, **FEW)
     assert not (tmp_path / "runs").exists(), "nothing was trained"
 
 
@@ -175,7 +174,22 @@ def test_a_chapter_without_a_verifier_is_refused_naming_the_ones_that_exist(tmp_
     error = capsys.readouterr().err
     assert "'hpo'" in error and "finetune, baseline, dapt" in error
     with pytest.raises(OpenMedError, match="finetune, baseline, dapt"):
-        verify.verify("all-corpora", tmp_path, tmp_path)
+        cli.verify_chapter("all-corpora", tmp_path, tmp_path)
+
+
+def test_every_chapter_verify_judges_is_one_the_training_runner_can_rerun():
+    assert list(verify.CHAPTERS) == list(rerun.CHAPTERS) == ["finetune", "baseline", "dapt"]
+    with pytest.raises(OpenMedError, match="finetune, baseline, dapt"):
+        rerun.chapter_of("hpo")
+
+
+def test_a_rerun_on_another_version_of_the_corpus_is_refused_naming_the_split(tmp_path):
+    recorded, again = tmp_path / "recorded", tmp_path / "rerun"
+    for directory, sha in ((recorded, "a" * 64), (again, "b" * 64)):
+        directory.mkdir()
+        atomic_files.write_json(directory / runs.PROVENANCE, {"data": {"files": {"test": {"sha256": sha}}}})
+    with pytest.raises(OpenMedError, match=r"rerun: trained on test files whose sha256 is not the one"):
+        rerun._check_same_data(recorded, again)
 
 
 def test_a_named_run_that_is_not_recorded_is_refused_naming_the_recorded_ones(results):
@@ -188,8 +202,8 @@ def test_a_baseline_record_is_rerun_with_the_threads_asked_for_and_judged_by_its
     run_dir = tmp_path / "runs" / "baseline" / "synthetic-smoke"
     baseline.run(job_settings.load_baseline_config("smoke", {"dataset": str(synthetic_corpus)}), run_dir)
     record.record([run_dir], tmp_path / "results")
-    [judged] = verify.verify("baseline", tmp_path / "results", tmp_path / "runs", threads=1, every=True,
-                             overrides={"dataset": str(synthetic_corpus)}, **FEW)
+    [judged] = cli.verify_chapter("baseline", tmp_path / "results", tmp_path / "runs", threads=1, every=True,
+                                  overrides={"dataset": str(synthetic_corpus)}, **FEW)
     assert judged.threads == 1 and judged.name == "baseline/synthetic-smoke"
     assert judged.figures[0].name == "test strict F1" and judged.figures[0].verdict in ("identical", "reproduced")
     assert (tmp_path / "runs" / "verify" / "baseline" / "synthetic-smoke" / runs.METRICS).is_file()

@@ -1,1 +1,1 @@
-"""Backbones and model heads: names to models, LoRA targets, the masked-LM loss."""
+"""Backbones and model heads: names to models, LoRA targets, the masked-LM loss; the BiLSTM-CNN-Char tagger."""

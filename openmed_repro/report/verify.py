@@ -1,7 +1,8 @@
-"""A reviewer's verdict on the record: rerun the run a chapter's page shows (or named ones, or all of the chapter's)
-with the recorded configuration, seed and thread count into runs/verify/<chapter>/<name> (a finished rerun is read
-back), then hold each headline figure of the rerun against the record within a stated tolerance, and write the
-verdict as JSON beside the reruns. A record that fails its audit is not used to judge anything.
+"""A reviewer's verdict on the record: which recorded runs to rerun (the run a chapter's page shows, or named ones,
+or all of the chapter's) and where, into runs/verify/<chapter>/<name>; then, once the training chapters' runner
+(training/rerun.py) has trained them again with the recorded configuration, seed and thread count, each headline
+figure of a rerun held against the record within a stated tolerance, and the verdict written as JSON beside the
+reruns. This module only reads: it trains nothing. A record that fails its audit is not used to judge anything.
 
 Tolerances, per figure:
   test strict F1 (finetune, baseline): "identical" when the rerun predicts the recorded test tags tag for tag;
@@ -14,17 +15,17 @@ A run is "reproduced" when every figure that counts is identical or reproduced, 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
 from openmed_repro.data import saved_predictions
 from openmed_repro.errors import OpenMedError
 from openmed_repro.evaluation import metrics, significance
-from openmed_repro.infra import atomic_files, cluster, footprint, job_settings, layout, paths, runs, validation
+from openmed_repro.infra import atomic_files, footprint, layout, paths, runs
 
 ALPHA = 0.05                 # the randomization test's level: p below it says the two systems differ
 CONFIDENCE = 0.95            # the recorded run's bootstrap interval
@@ -68,28 +69,20 @@ class RunVerdict:
         return "reproduced" if counted and all(v in ("identical", "reproduced") for v in counted) else "differs"
 
 
+class Rerun(NamedTuple):
+    """One recorded run to rerun: its name (<chapter>/<name under the chapter>), its record and the directory the
+    runner trains it into."""
+
+    name: str
+    record_dir: Path
+    rerun_dir: Path
+
+
 @dataclass(frozen=True)
 class Chapter:
-    """How a chapter's run is rerun and compared: its configuration type and the figures it is judged by."""
+    """How a chapter's rerun is judged: the figures it is compared by."""
 
-    settings: type
-    run: Callable
     compare: Callable[..., list[Figure]]
-
-
-def _finetune_run(settings, run_dir):
-    from openmed_repro.training import finetune
-    return finetune.run(settings, run_dir)
-
-
-def _baseline_run(settings, run_dir):
-    from openmed_repro.training import baseline
-    return baseline.run(settings, run_dir)
-
-
-def _dapt_run(settings, run_dir):
-    from openmed_repro.training import dapt
-    return dapt.run(settings, run_dir)
 
 
 def strict_f1_figure(record_dir: Path, rerun_dir: Path, dataset: str | Path | None = None, trials: int = 10_000,
@@ -152,9 +145,9 @@ def _dapt_figures(record_dir: Path, rerun_dir: Path, dataset, trials: int, sampl
 
 
 CHAPTERS = {
-    "finetune": Chapter(job_settings.RunConfig, _finetune_run, _tagger_figures),
-    "baseline": Chapter(job_settings.BaselineConfig, _baseline_run, _tagger_figures),
-    "dapt": Chapter(job_settings.DaptConfig, _dapt_run, _dapt_figures),
+    "finetune": Chapter(_tagger_figures),
+    "baseline": Chapter(_tagger_figures),
+    "dapt": Chapter(_dapt_figures),
 }
 
 
@@ -228,52 +221,6 @@ def audited(results: Path, record_dirs: list[Path], data_dir=None) -> None:
                            + (f" (and {len(mine) - 1} more; run openmed-repro audit)" if len(mine) > 1 else ""))
 
 
-def recorded_settings(chapter: str, record_dir: Path, overrides: dict | None = None):
-    """The recorded configuration (config.json) as the chapter's config dataclass, `overrides` on top (a corpus
-    directory for a run whose corpus was a directory, not a registry key)."""
-    values = {**atomic_files.read_json(record_dir / runs.CONFIG), **(overrides or {})}
-    return validation.validated(chapter_of(chapter).settings, values, str(record_dir / runs.CONFIG))
-
-
-def recorded_threads(record_dir: Path) -> int | None:
-    """The thread count the recorded run trained with (its provenance's machine), None when not recorded."""
-    path = record_dir / runs.PROVENANCE
-    provenance = atomic_files.read_json(path) if path.is_file() else {}
-    return (provenance.get("machine") or {}).get("threads")
-
-
-def rerun(chapter: str, record_dir: Path, rerun_dir: Path, overrides: dict | None = None,
-          threads: int | None = None, fresh: bool = False) -> int:
-    """Train the recorded run again into `rerun_dir` with torch on `threads` (default: the recorded count); a
-    finished rerun there is read back and an interrupted one resumed, unless `fresh` (then it is deleted first).
-    Returns the threads used."""
-    import torch
-
-    settings = recorded_settings(chapter, record_dir, overrides)
-    threads = threads or recorded_threads(record_dir) or torch.get_num_threads()
-    if fresh and rerun_dir.exists():
-        shutil.rmtree(rerun_dir)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        chapter_of(chapter).run(settings, rerun_dir)
-    finally:
-        torch.set_num_threads(before)
-    _check_same_data(record_dir, rerun_dir)
-    return threads
-
-
-def _check_same_data(record_dir: Path, rerun_dir: Path) -> None:
-    """A rerun on another version of the corpus is no rerun: the split files' sha256 must be the recorded ones."""
-    recorded = ((_provenance(record_dir).get("data") or {}).get("files")) or {}
-    again = ((_provenance(rerun_dir).get("data") or {}).get("files")) or {}
-    changed = [split for split, entry in recorded.items()
-               if entry.get("sha256") and (again.get(split) or {}).get("sha256") != entry["sha256"]]
-    if changed:
-        raise OpenMedError(f"{rerun_dir}: trained on {', '.join(changed)} files whose sha256 is not the one "
-                           f"{record_dir} records; give the recorded corpus version")
-
-
 def _provenance(directory: Path) -> dict:
     path = directory / runs.PROVENANCE
     return atomic_files.read_json(path) if path.is_file() else {}
@@ -288,28 +235,27 @@ def compare(chapter: str, record_dir: Path, rerun_dir: Path, name: str, threads:
     return RunVerdict(name, str(record_dir), str(rerun_dir), threads, figures + ([spent] if spent else []), machines)
 
 
-def verify(chapter: str, results: Path = layout.LAYOUT.record, runs_root: Path = layout.LAYOUT.runs, names: Sequence[str] = (),
-           threads: int | None = None, overrides: dict | None = None, trials: int = 10_000,
-           samples: int = 10_000, every: bool = False, fresh: bool = False,
-           say: Callable[[str], None] = print, placement: cluster.Placement = cluster.SERIAL) -> list[RunVerdict]:
-    """Rerun the chapter's page run (or the named ones, or `every` recorded run) into
-    runs/verify/<chapter>/<name> (here, one after another, or as tasks of a Ray cluster: `placement`), compare,
-    and write runs/verify/<chapter>/verdict.json. The record must pass its audit first; the plan (runs, recorded
-    times and machines) is said before anything trains."""
+def prepare(chapter: str, results: Path = layout.LAYOUT.record, runs_root: Path = layout.LAYOUT.runs, names: Sequence[str] = (),
+            every: bool = False, overrides: dict | None = None, say: Callable[[str], None] = print) -> list[Rerun]:
+    """The reruns to make of the chapter's page run (or the named ones, or `every` recorded run), each into
+    runs/verify/<chapter>/<name>. The record must pass its audit first; the plan (runs, recorded times and
+    machines) is said before anything trains."""
     root = Path(results) / chapter
     chosen = recorded_runs(chapter, results, names, every)
     given = overrides or {}
     audited(Path(results), chosen, given.get("data_dir") or (Path(given["dataset"]).parent if given.get("dataset") else None))
     say(plan(chapter, chosen))
     record_names = [record_dir.relative_to(root).as_posix() for record_dir in chosen]
-    rerun_dirs = [Path(runs_root) / layout.LAYOUT.verify / chapter / name for name in record_names]
-    reruns = [cluster.Job(f"{chapter}/{name}", rerun,
-                          (chapter, record_dir.resolve(), rerun_dir.resolve(), overrides, threads, fresh))
-              for name, record_dir, rerun_dir in zip(record_names, chosen, rerun_dirs)]
-    used = cluster.run_each(reruns, placement)
-    verdicts = [compare(chapter, record_dir, rerun_dir, f"{chapter}/{name}", threads_used, given.get("dataset"),
-                        trials, samples)
-                for name, record_dir, rerun_dir, threads_used in zip(record_names, chosen, rerun_dirs, used)]
+    return [Rerun(f"{chapter}/{name}", record_dir, Path(runs_root) / layout.LAYOUT.verify / chapter / name)
+            for name, record_dir in zip(record_names, chosen)]
+
+
+def judge(chapter: str, reruns: Sequence[Rerun], threads: Sequence[int], runs_root: Path = layout.LAYOUT.runs,
+          dataset=None, trials: int = 10_000, samples: int = 10_000) -> list[RunVerdict]:
+    """Every finished rerun compared with its record (`threads`: the threads each trained with), and the verdict
+    written to runs/verify/<chapter>/verdict.json."""
+    verdicts = [compare(chapter, planned.record_dir, planned.rerun_dir, planned.name, used, dataset, trials, samples)
+                for planned, used in zip(reruns, threads)]
     write_verdict(verdicts, Path(runs_root) / layout.LAYOUT.verify / chapter / VERDICT)
     return verdicts
 

@@ -1,13 +1,11 @@
-"""The Spark NLP paper's architecture as a comparator: a BiLSTM-CNN-Char tagger (Chiu & Nichols 2016;
-Kocaman & Talby 2020) trained on the same splits, scored with the same metrics, selected on dev strict F1
-with the same early stopping, and written to the same run-directory layout as fine-tuning, so the
-evaluation chapter can test its predictions against the transformers'.
+"""The baseline chapter, one run: the Spark NLP paper's architecture as a comparator, a BiLSTM-CNN-Char tagger
+(models/bilstm_crf.py) trained on the same splits, scored with the same metrics, selected on dev strict F1 with
+the same early stopping, and written to the same run-directory layout as fine-tuning, so the evaluation chapter
+can test its predictions against the transformers'. Here: train (or resume), save and load the tagger, predict.
 
-Each word is represented by a word embedding (lower-cased, digits mapped to 0; learned from random, or
-started from a backbone's input embeddings or from word2vec vectors trained on the DAPT text), a character
-CNN max-pooled over the word, and a casing category; a BiLSTM reads the sentence and a linear layer scores
-the tags, decoded by a CRF that forbids invalid IOB2 transitions (I-X after anything but B-X/I-X) or by a
-per-word softmax. Which start is best is chosen on dev strict F1 (`choose_word_embeddings`).
+The word embeddings are learned from random, or started from a backbone's input embeddings or from word2vec
+vectors trained on the DAPT text. The runs over corpora, and over these starts to choose one on dev strict F1,
+are training/baseline_sweep.py.
 
     openmed-repro baseline --profile cpu --corpora ncbi_disease bc5cdr_chem s800 --out runs/baseline
     openmed-repro baseline --profile cpu --corpora ncbi_disease --word-embeddings learned minilm-l6 word2vec-dapt
@@ -30,7 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from openmed_repro.models import backbones
-from openmed_repro.infra import atomic_files, job_settings, layout, paths, validation
+from openmed_repro.infra import atomic_files, paths, validation
 from openmed_repro.data import corpora
 from openmed_repro.infra import footprint
 from openmed_repro.infra import lifecycle
@@ -42,217 +40,12 @@ from openmed_repro.infra.devices import device_name
 from openmed_repro.errors import OpenMedError
 from openmed_repro.training import step_floor, word_vectors
 from openmed_repro.training.finetune import subset
-from openmed_repro.training.word_vectors import normalise
 from openmed_repro.data.iob import OUTSIDE, Sentence
+from openmed_repro.models.bilstm_crf import Tagger, Vocabulary, build_vocabulary, collate, encode
 from openmed_repro.data import saved_predictions
 
 SYSTEM = "bilstm-cnn-char"
 CHECKPOINT = "checkpoint.pt"
-PAD, UNK = "<pad>", "<unk>"
-CASINGS = ("pad", "lower", "upper", "title", "numeric", "mainly_numeric", "has_digit", "punctuation", "other")
-
-
-def casing(word: str) -> int:
-    """Chiu & Nichols' casing category of a word (index into CASINGS)."""
-    digits = sum(c.isdigit() for c in word)
-    if word.isdigit():
-        kind = "numeric"
-    elif digits / max(len(word), 1) > 0.5:
-        kind = "mainly_numeric"
-    elif word.islower():
-        kind = "lower"
-    elif word.isupper():
-        kind = "upper"
-    elif word[:1].isupper() and word[1:].islower():
-        kind = "title"
-    elif digits:
-        kind = "has_digit"
-    elif not any(c.isalnum() for c in word):
-        kind = "punctuation"
-    else:
-        kind = "other"
-    return CASINGS.index(kind)
-
-
-@dataclass(frozen=True)
-class Vocabulary:
-    """Index 0 is padding and 1 the unknown word/character in `words` and `chars`."""
-
-    words: list[str]
-    chars: list[str]
-    labels: list[str]
-
-    def __post_init__(self):
-        object.__setattr__(self, "_word_ids", {w: i for i, w in enumerate(self.words)})
-        object.__setattr__(self, "_char_ids", {c: i for i, c in enumerate(self.chars)})
-
-    def word_id(self, word: str) -> int:
-        return self._word_ids.get(normalise(word), 1)
-
-    def char_ids(self, word: str, limit: int) -> list[int]:
-        return [self._char_ids.get(c, 1) for c in word[:limit]] or [1]
-
-    def to_dict(self) -> dict:
-        return {"words": self.words, "chars": self.chars, "labels": self.labels}
-
-
-def build_vocabulary(sentences: Sequence[Sentence], labels: list[str], min_word_count: int) -> Vocabulary:
-    """Training words seen at least `min_word_count` times (the rest train the unknown vector) and every
-    training character."""
-    words = Counter(normalise(t) for s in sentences for t in s.tokens)
-    chars = Counter(c for s in sentences for t in s.tokens for c in t)
-    return Vocabulary(words=[PAD, UNK] + sorted(w for w, n in words.items() if n >= min_word_count),
-                      chars=[PAD, UNK] + sorted(chars), labels=list(labels))
-
-
-def allowed_transitions(labels: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """IOB2: I-X may only follow B-X or I-X, and a sentence may not open with I-X."""
-    n = len(labels)
-    pair = torch.ones(n, n, dtype=torch.bool)
-    start = torch.ones(n, dtype=torch.bool)
-    for j, label in enumerate(labels):
-        if label.startswith("I-"):
-            start[j] = False
-            for i, previous in enumerate(labels):
-                pair[i, j] = previous in {"B-" + label[2:], label}
-    return pair, start
-
-
-class CRF(nn.Module):
-    """Linear-chain CRF over left-aligned, masked sequences; invalid IOB2 transitions are excluded."""
-
-    def __init__(self, labels: Sequence[str]):
-        super().__init__()
-        n = len(labels)
-        self.transitions = nn.Parameter(torch.zeros(n, n))
-        self.start = nn.Parameter(torch.zeros(n))
-        self.end = nn.Parameter(torch.zeros(n))
-        pair, start = allowed_transitions(labels)
-        self.register_buffer("pair_penalty", (~pair).float() * -1e4)
-        self.register_buffer("start_penalty", (~start).float() * -1e4)
-
-    def _scores(self):
-        return self.transitions + self.pair_penalty, self.start + self.start_penalty
-
-    def neg_log_likelihood(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean over the batch of -log p(tags | words)."""
-        transitions, start = self._scores()
-        batch = torch.arange(emissions.size(0))
-        gold = start[tags[:, 0]] + emissions[batch, 0, tags[:, 0]]
-        alpha = start + emissions[:, 0]
-        for t in range(1, emissions.size(1)):
-            step = mask[:, t]
-            gold = gold + step * (transitions[tags[:, t - 1], tags[:, t]] + emissions[batch, t, tags[:, t]])
-            moved = torch.logsumexp(alpha.unsqueeze(2) + transitions + emissions[:, t].unsqueeze(1), dim=1)
-            alpha = torch.where(step.unsqueeze(1).bool(), moved, alpha)
-        last = tags.gather(1, (mask.sum(1).long() - 1).unsqueeze(1)).squeeze(1)
-        gold = gold + self.end[last]
-        return (torch.logsumexp(alpha + self.end, dim=1) - gold).mean()
-
-    def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
-        """Viterbi: the best tag sequence of each sentence."""
-        transitions, start = self._scores()
-        score = start + emissions[:, 0]
-        pointers = []
-        for t in range(1, emissions.size(1)):
-            best, previous = (score.unsqueeze(2) + transitions).max(dim=1)
-            pointers.append(previous)
-            score = torch.where(mask[:, t].unsqueeze(1).bool(), best + emissions[:, t], score)
-        score = score + self.end
-        paths = []
-        for row, length in enumerate(mask.sum(1).long().tolist()):
-            tag = int(score[row].argmax())
-            path = [tag]
-            for t in range(length - 1, 0, -1):
-                tag = int(pointers[t - 1][row, tag])
-                path.append(tag)
-            paths.append(path[::-1])
-        return paths
-
-
-class Tagger(nn.Module):
-    """Word embedding + character CNN + casing embedding -> BiLSTM -> tag scores (CRF or softmax)."""
-
-    def __init__(self, settings: BaselineConfig, vocabulary: Vocabulary, word_vectors: torch.Tensor | None = None):
-        super().__init__()
-        word_dim = settings.word_dim if word_vectors is None else word_vectors.size(1)
-        self.words = nn.Embedding(len(vocabulary.words), word_dim, padding_idx=0)
-        if word_vectors is not None:
-            self.words.weight.data.copy_(word_vectors)
-        self.chars = nn.Embedding(len(vocabulary.chars), settings.char_dim, padding_idx=0)
-        self.char_cnn = nn.Conv1d(settings.char_dim, settings.char_filters, settings.char_kernel,
-                                  padding=settings.char_kernel // 2)
-        self.casing = nn.Embedding(len(CASINGS), settings.casing_dim, padding_idx=0)
-        self.dropout = nn.Dropout(settings.dropout)
-        self.lstm = nn.LSTM(word_dim + settings.char_filters + settings.casing_dim, settings.hidden_size,
-                            num_layers=settings.lstm_layers, batch_first=True, bidirectional=True,
-                            dropout=settings.dropout if settings.lstm_layers > 1 else 0.0)
-        self.scores = nn.Linear(2 * settings.hidden_size, len(vocabulary.labels))
-        self.crf = CRF(vocabulary.labels) if settings.output == "crf" else None
-
-    def emissions(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        b, t, c = batch["chars"].shape
-        chars = self.chars(batch["chars"].view(b * t, c)).transpose(1, 2)
-        char_features = self.char_cnn(chars).max(dim=2).values.view(b, t, -1)
-        features = torch.cat([self.words(batch["words"]), char_features, self.casing(batch["casing"])], dim=2)
-        lengths = batch["mask"].sum(1).long().cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(self.dropout(features), lengths, batch_first=True,
-                                                   enforce_sorted=False)
-        hidden, _ = self.lstm(packed)
-        hidden, _ = nn.utils.rnn.pad_packed_sequence(hidden, batch_first=True, total_length=t)
-        return self.scores(self.dropout(hidden))
-
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        emissions = self.emissions(batch)
-        if self.crf is not None:
-            return self.crf.neg_log_likelihood(emissions, batch["tags"], batch["mask"])
-        mask = batch["mask"].bool()
-        return nn.functional.cross_entropy(emissions[mask], batch["tags"][mask])
-
-    def decode(self, batch: dict[str, torch.Tensor]) -> list[list[int]]:
-        emissions = self.emissions(batch)
-        if self.crf is not None:
-            return self.crf.decode(emissions, batch["mask"])
-        best = emissions.argmax(dim=2).tolist()
-        return [row[:length] for row, length in zip(best, batch["mask"].sum(1).long().tolist())]
-
-
-def encode(tokens: Sequence[Sequence[str]], vocabulary: Vocabulary, max_word_chars: int,
-           tags: Sequence[Sequence[str]] | None = None) -> list[dict]:
-    """One item per sentence: word ids, character ids per word, casing ids and (with `tags`) label ids."""
-    label_ids = {label: i for i, label in enumerate(vocabulary.labels)}
-    items = []
-    for index, words in enumerate(tokens):
-        if not words:
-            raise OpenMedError(f"sentence {index} has no words")
-        item = {"words": [vocabulary.word_id(w) for w in words],
-                "chars": [vocabulary.char_ids(w, max_word_chars) for w in words],
-                "casing": [casing(w) for w in words]}
-        if tags is not None:
-            unknown = sorted(set(tags[index]) - label_ids.keys())
-            if unknown:
-                raise OpenMedError(f"sentence {index}: tags {unknown} are not in the label set {vocabulary.labels}")
-            item["tags"] = [label_ids[t] for t in tags[index]]
-        items.append(item)
-    return items
-
-
-def collate(items: Sequence[dict]) -> dict[str, torch.Tensor]:
-    """Pad a batch: words, casing, tags and mask (batch, words); chars (batch, words, characters)."""
-    length = max(len(i["words"]) for i in items)
-    width = max(len(c) for i in items for c in i["chars"])
-    batch = {name: torch.zeros(len(items), length, dtype=torch.long) for name in ("words", "casing", "tags", "mask")}
-    batch["chars"] = torch.zeros(len(items), length, width, dtype=torch.long)
-    for row, item in enumerate(items):
-        n = len(item["words"])
-        batch["words"][row, :n] = torch.tensor(item["words"])
-        batch["casing"][row, :n] = torch.tensor(item["casing"])
-        batch["mask"][row, :n] = 1
-        if "tags" in item:
-            batch["tags"][row, :n] = torch.tensor(item["tags"])
-        for position, chars in enumerate(item["chars"]):
-            batch["chars"][row, position, :len(chars)] = torch.tensor(chars)
-    return batch
 
 
 def predict(model: Tagger, vocabulary: Vocabulary, tokens: Sequence[Sequence[str]], max_word_chars: int,
@@ -513,68 +306,3 @@ def comparison(results: Sequence[dict]) -> pd.DataFrame:
             "train s": round(m["train_seconds"]),
         })
     return pd.DataFrame(rows).set_index("corpus")
-
-
-def run_in(out: Path, settings: BaselineConfig, after_each: Callable[[Path], None] | None = None,
-           recorded: Callable[[Path], dict | None] | None = None) -> dict:
-    """One run in `out`/<its default directory's name> (a finished one read back); its metrics. `after_each`
-    sees the finished run's directory; a run for which `recorded` returns metrics (the record holds it) is not
-    trained again."""
-    run_dir = out / layout.default_directory(settings).name
-    kept = recorded(run_dir) if recorded else None
-    if kept is not None:
-        return kept
-    metrics = run(settings, run_dir).metrics
-    if after_each:
-        after_each(run_dir)
-    return metrics
-
-
-def run_all(profile: str, overrides: dict, keys: Sequence[str], out: Path,
-            after_each: Callable[[Path], None] | None = None,
-            recorded: Callable[[Path], dict | None] | None = None) -> list[dict]:
-    """One baseline run per corpus under `out` (finished ones read back, recorded ones not trained again), the
-    comparison table printed after each, and every run's metrics in results-<profile>.json; `after_each` sees
-    each finished run's directory."""
-    results = []
-    for key in keys:
-        settings = job_settings.load_baseline_config(profile, {**overrides, "dataset": key})
-        results.append(run_in(out, settings, after_each, recorded))
-        table = comparison(results)
-        print(table.to_string(), flush=True)
-    atomic_files.write_json(out / f"results-{profile}.json", results)
-    return results
-
-
-def start_choice(results: Sequence[dict]) -> pd.DataFrame:
-    """Dev and test strict F1 of each corpus's run per word-vector start, and per corpus the start chosen: the
-    best dev strict F1 (test F1 is shown, never used to choose; a tie goes to the start run first)."""
-    table = pd.DataFrame([{"corpus": Path(m["dataset"]).name, "word_embeddings": m["word_embeddings"],
-                           "dev strict F1": 100 * m["devel"]["strict"]["f1"],
-                           "test strict F1": 100 * m["test"]["strict"]["f1"]} for m in results])
-    table["chosen"] = table.index.isin(table.groupby("corpus", sort=False)["dev strict F1"].idxmax())
-    return table.set_index(["corpus", "word_embeddings"]).round(2)
-
-
-def choose_word_embeddings(profile: str, overrides: dict, keys: Sequence[str], starts: Sequence[str], out: Path,
-                           after_each: Callable[[Path], None] | None = None) -> pd.DataFrame:
-    """One run per corpus and word-vector start under `out` (each start its own run directory; finished ones
-    read back), the start table printed after each run, and the table with the chosen start of each corpus in
-    word-embeddings-<profile>.json. Every start is checked before anything trains."""
-    plans = [job_settings.load_baseline_config(profile, {**overrides, "dataset": key, "word_embeddings": start})
-             for key in keys for start in dict.fromkeys(starts)]
-    for settings in plans:
-        check_start(settings)
-    results = []
-    for settings in plans:
-        results.append(run_in(out, settings, after_each))
-        print(start_choice(results).to_string(), flush=True)
-    table = start_choice(results)
-    chosen = {corpus: start for corpus, start in table.index[table["chosen"]]}
-    atomic_files.write_json(out / f"word-embeddings-{profile}.json",
-                    {"rule": "per corpus, the start with the best dev strict F1", "chosen": chosen,
-                     "runs": table.reset_index().to_dict(orient="records")})
-    for corpus, start in chosen.items():
-        print(f"{corpus}: word_embeddings {start} (best dev strict F1 {table.loc[(corpus, start), 'dev strict F1']})",
-              flush=True)
-    return table

@@ -1,15 +1,14 @@
 """Word vectors trained on the DAPT text with word2vec (gensim, skip-gram): the pretrained start the Spark NLP
 paper's BiLSTM-CNN-Char had, made offline from the text the DAPT chapter reads. The text is cut into sentences
-and words as the corpora are (data/sentences.py) and every word is keyed as the baseline keys its embeddings
-(`normalise`), so a corpus word finds its vector. One training per text and settings, cached under
-runs/word_vectors/, serves every corpus."""
+and words as the corpora are (data/sentences.py) and every word is keyed as the tagger keys its embeddings
+(models/bilstm_crf.py's `normalise`), so a corpus word finds its vector. One training per text and settings,
+cached under runs/word_vectors/, serves every corpus."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,16 +20,11 @@ from gensim.models import KeyedVectors, Word2Vec
 from openmed_repro.data import dapt_corpus, sentences
 from openmed_repro.errors import OpenMedError
 from openmed_repro.infra import atomic_files, job_settings, layout, paths
+from openmed_repro.models.bilstm_crf import normalise
 
 CACHE_DIR = layout.LAYOUT.folder(layout.LAYOUT.word_vectors)
 VECTORS = "vectors.bin"             # word2vec's own binary format: any word2vec tool reads it
 INFO = "word_vectors.json"          # written last: a cache directory is complete exactly when it has this file
-_DIGIT = re.compile(r"\d")
-
-
-def normalise(word: str) -> str:
-    """The key of a word's vector, in word2vec and in the baseline's embeddings alike: lower case, every digit 0."""
-    return _DIGIT.sub("0", word.lower())
 
 
 @dataclass(frozen=True)
