@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import atomic_files, job_settings, layout, validation
+from openmed_repro.infra import atomic_files, job_settings, layout, run_provenance, validation
 
 if typing.TYPE_CHECKING:
     from openmed_repro.infra.cluster import Placement
@@ -223,7 +223,7 @@ def _recorder(replace: bool = False, allow_dirty: bool = False, allow_env: bool 
         if outcome.refused:
             raise OpenMedError("; ".join(outcome.refused))
         for recorded in outcome.recorded:
-            print(f"record: {recorded.path}: {recorded.outcome}", flush=True)
+            print(f"record: {run_provenance.portable_path(recorded.path)}: {recorded.outcome}", flush=True)
     return record_run
 
 
@@ -414,7 +414,7 @@ def add_record(commands) -> None:
     parser.add_argument("--all", action="store_true",
                         help="every finished run under --runs: finetune, dapt, baseline, hpo, bench, released")
     parser.add_argument("--runs", type=Path, default=layout.LAYOUT.runs, help="where --all looks (default runs)")
-    parser.add_argument("--results", type=Path, default=layout.LAYOUT.record, help="the record (default results/)")
+    parser.add_argument("--results", type=Path, default=None, help="the record (default: results/, or $OPENMED_RECORD_DIR)")
     parser.add_argument("--replace", action="store_true", help="overwrite a different record of the same name")
     parser.add_argument("--command", default=None,
                         help="the command that produced runs whose provenance names none (runs made before it did)")
@@ -431,12 +431,13 @@ def record_command(args: argparse.Namespace) -> None:
     sources = list(args.run_dirs) + (record.finished(args.runs) if args.all else [])
     if not sources and not args.all:
         raise OpenMedError("record: name finished run directories (RUN_DIR ...) or give --all")
-    outcome = record.record(sources, args.results, args.replace, args.command, args.allow_dirty, args.allow_env)
+    results = args.results or layout.LAYOUT.record
+    outcome = record.record(sources, results, args.replace, args.command, args.allow_dirty, args.allow_env)
     for recorded in outcome.recorded:
-        print(f"{recorded.path}: {recorded.outcome} ({recorded.size:,} bytes)")
+        print(f"{run_provenance.portable_path(recorded.path)}: {recorded.outcome} ({recorded.size:,} bytes)")
     for warning in outcome.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"index: {args.results / record.INDEX} ({len(record.listing(args.results))} records)")
+    print(f"index: {results / record.INDEX} ({len(record.listing(results))} records)")
     if outcome.refused:
         raise OpenMedError(f"{len(outcome.refused)} of {len(sources)} not recorded:\n  " + "\n  ".join(outcome.refused))
 
@@ -480,7 +481,7 @@ def add_audit(commands) -> None:
                   "Check results/ without training: every file against results/SHA256SUMS (written by `record`), and\n"
                   "every recorded run's dev and test strict and default precision, recall and F1, per type, recomputed\n"
                   "from its predicted tags and the gold corpus files it names by sha256. Exit 1 naming each problem.")
-    parser.add_argument("--results", type=Path, default=layout.LAYOUT.record, help="the record (default results/)")
+    parser.add_argument("--results", type=Path, default=None, help="the record (default: results/, or $OPENMED_RECORD_DIR)")
     parser.add_argument("--data-dir", default=None, help="the corpora (default: $OPENMED_DATA_DIR, ../shared/data)")
     parser.set_defaults(handler=audit_command)
 
@@ -488,10 +489,11 @@ def add_audit(commands) -> None:
 def audit_command(args: argparse.Namespace) -> int:
     from openmed_repro.report import audit
 
-    report = audit.audit(args.results, args.data_dir)
+    results = args.results or layout.LAYOUT.record
+    report = audit.audit(results, args.data_dir)
     for problem in report.problems:
         print(f"audit: {problem}", file=sys.stderr)
-    print(f"audit of {args.results}: {report.verdict()}")
+    print(f"audit of {run_provenance.portable_path(results)}: {report.verdict()}")
     return 0 if report.passed else 1
 
 
@@ -506,7 +508,7 @@ def add_verify(commands) -> None:
                   "headline figure, recorded and rerun, with its tolerance and verdict (identical, reproduced, differs),\n"
                   "and write runs/verify/<chapter>/verdict.json. Tolerances: openmed_repro/report/verify.py.")
     parser.add_argument("chapter", help="finetune, baseline or dapt")
-    parser.add_argument("--results", type=Path, default=layout.LAYOUT.record, help="the record (default results/)")
+    parser.add_argument("--results", type=Path, default=None, help="the record (default: results/, or $OPENMED_RECORD_DIR)")
     parser.add_argument("--runs", type=Path, default=layout.LAYOUT.runs, help="where reruns go: <runs>/verify (default runs)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the recorded run's)")
     parser.add_argument("--run", nargs="+", default=[], metavar="NAME", dest="names",
@@ -534,13 +536,14 @@ def verify_command(args: argparse.Namespace) -> None:
     print(f"verdict: {args.runs / layout.LAYOUT.verify / args.chapter / verify.VERDICT}")
 
 
-def verify_chapter(chapter: str, results: Path = layout.LAYOUT.record, runs_root: Path = layout.LAYOUT.runs,
+def verify_chapter(chapter: str, results: Path | None = None, runs_root: Path = layout.LAYOUT.runs,
                    names: Sequence[str] = (), threads: int | None = None, overrides: dict | None = None,
                    trials: int = 10_000, samples: int = 10_000, every: bool = False, fresh: bool = False,
                    say: Callable[[str], None] = print, placement: Placement | None = None) -> list[RunVerdict]:
     """Rerun the chapter's page run (or the named ones, or `every` recorded run) into runs/verify/<chapter>/<name>
     and judge it: report/verify.py chooses the runs (the record audited, the plan said) and judges them, reading
     only; the training chapters' runner (training/rerun.py) trains them, here or on a Ray cluster (`placement`)."""
+    results = layout.LAYOUT.record if results is None else Path(results)
     from openmed_repro.infra import cluster
     from openmed_repro.report import verify
     from openmed_repro.training import rerun

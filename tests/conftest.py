@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from transformers import BertTokenizer
-from openmed_repro.infra import run_provenance
+from openmed_repro.infra import layout, run_provenance
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WHOLE_WORDS = ["the", "of", "in", "cancer", "aspirin", "lung", "cells", "patients", "with", "and"]
@@ -95,3 +95,19 @@ def committed_code():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(run_provenance, "code_state", lambda: {"commit": "0" * 40, "dirty": False})
         yield
+
+
+def _record_state() -> dict[str, tuple[int, int]]:
+    record = layout.LAYOUT.repository_record
+    return {str(path.relative_to(record)): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in record.rglob("*") if path.is_file()}
+
+
+@pytest.fixture(autouse=True)
+def the_repository_record_is_never_written(request):
+    """A test records into its own folder ($OPENMED_RECORD_DIR), never into the repository's results/."""
+    before = _record_state()
+    yield
+    after = _record_state()
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    assert not changed, f"{request.node.name} wrote into the repository's record: {changed[:5]}"

@@ -13,7 +13,7 @@ from openmed_repro.models import bilstm_crf
 from openmed_repro.training import baseline, step_floor, word_vectors
 from openmed_repro.data import corpora
 from openmed_repro.training.word_vectors import Word2VecSettings
-from openmed_repro.infra import job_settings, paths
+from openmed_repro.infra import job_settings, layout, paths
 from openmed_repro.evaluation import metrics
 from openmed_repro.infra import runs
 from openmed_repro.errors import OpenMedError
@@ -182,6 +182,7 @@ def test_with_record_each_run_is_recorded_and_a_recorded_run_is_not_trained_agai
     from openmed_repro import cli
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(layout.RECORD_DIR_ENV, str(tmp_path / "results"))
     command = ["baseline", "--profile", "smoke", "--corpora", str(synthetic_corpus), "--out", "runs/baseline",
                "--set", "epochs=1", "--record"]
     assert cli.main(command) == 0

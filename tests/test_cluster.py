@@ -16,7 +16,7 @@ import pytest
 
 from openmed_repro import cli
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import atomic_files, cluster, job_settings, runs
+from openmed_repro.infra import atomic_files, cluster, job_settings, layout, runs
 from openmed_repro.training import finetune
 
 if not os.environ.get("OPENMED_REQUIRE_RAY"):
@@ -71,6 +71,7 @@ def test_a_sweep_over_a_ray_cluster_makes_the_records_of_a_serial_sweep(ray_clus
     for place, more in ((serial, ()), (spread, ("--ray", ray_cluster.address))):
         place.mkdir()
         monkeypatch.chdir(place)
+        monkeypatch.setenv(layout.RECORD_DIR_ENV, str(place / "results"))
         assert cli.main(sweep(synthetic_corpus, *more)) == 0
     assert "ray: " in capsys.readouterr().out, "the driver says each run as it finishes"
     assert record_contents(spread / "results") == record_contents(serial / "results")

@@ -1,7 +1,6 @@
 """The search's answer checked where it will be used: the best and the default trained on the full run with
 the same seeds, compared seed by seed; best.yaml keeps the tuned configuration only if it is better on dev."""
 
-import dataclasses
 import shutil
 
 import pandas as pd
@@ -16,7 +15,7 @@ from openmed_repro.search import confirmation
 @pytest.fixture
 def workplace(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(layout, "LAYOUT", dataclasses.replace(layout.LAYOUT, record=tmp_path / "results"))
+    monkeypatch.setenv(layout.RECORD_DIR_ENV, str(tmp_path / "results"))
     (tmp_path / "search").mkdir()
     return tmp_path
 

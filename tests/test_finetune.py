@@ -214,6 +214,7 @@ def test_full_fine_tuning_can_keep_the_word_embeddings_fixed(synthetic_corpus, t
 KILL_AFTER_FIRST_CHECKPOINT = textwrap.dedent("""
     import os, signal, sys
     from transformers import Trainer
+    from openmed_repro.infra import job_settings
     from openmed_repro.training import finetune
 
     save = Trainer._save_checkpoint

@@ -1,7 +1,6 @@
 """The search chapter on the smoke profile: exactly n finished trials, best.yaml that fine-tuning accepts,
 the test split never read, resume after a killed worker, and two workers sharing one PostgreSQL study."""
 
-import dataclasses
 import functools
 import glob
 import json
@@ -100,7 +99,7 @@ def test_a_recorded_search_reads_back_with_its_trials_best_parameters_and_plots(
         corpus_without_a_readable_test_split, space_file, tmp_path, monkeypatch):
     result = hpo.work(run_config(corpus_without_a_readable_test_split), search_config(space_file, n_trials=3),
                       tmp_path / "runs" / "hpo" / "search")
-    monkeypatch.setattr(layout, "LAYOUT", dataclasses.replace(layout.LAYOUT, record=tmp_path / "results"))
+    monkeypatch.setenv(layout.RECORD_DIR_ENV, str(tmp_path / "results"))
     recorded = tmp_path / "results" / "hpo" / "search"
     recorded.mkdir(parents=True)
     for name in (layout.LAYOUT.search_trials, layout.LAYOUT.search_summary, layout.LAYOUT.best_parameters):
@@ -234,6 +233,7 @@ def test_a_trial_is_never_pruned_after_its_last_epoch_because_that_would_save_no
 
 KILL_IN_SECOND_TRIAL = """
 import os, signal, sys
+from openmed_repro.infra import job_settings
 from openmed_repro.search import hpo
 
 report = hpo.ReportToPruner.on_evaluate
@@ -363,7 +363,7 @@ def test_a_misspelt_search_parameter_stops_the_notebook_naming_it(synthetic_corp
 
 
 def test_a_search_never_runs_in_the_record(synthetic_corpus, tmp_path, monkeypatch):
-    monkeypatch.setattr(layout, "LAYOUT", dataclasses.replace(layout.LAYOUT, record=tmp_path / "results"))
+    monkeypatch.setenv(layout.RECORD_DIR_ENV, str(tmp_path / "results"))
     run_config = job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
     with pytest.raises(OpenMedError, match="never runs in the record"):
         hpo.work(run_config, job_settings.load_search_config({"n_trials": 1}), tmp_path / "results" / "hpo" / "x")

@@ -1,7 +1,6 @@
 """One run lifecycle and one name for every run directory, shared by fine-tuning, DAPT, the baseline and the
 search: tested through each chapter's own entry point, its training replaced by a stand-in that takes no time."""
 
-import dataclasses
 import ast
 import functools
 import json
@@ -142,7 +141,7 @@ def test_a_directory_of_other_parameters_is_refused(synthetic_corpus, tmp_path):
 
 def test_a_run_missing_from_the_record_is_refused_never_trained_into_the_record(synthetic_corpus, tmp_path,
                                                                                   monkeypatch):
-    monkeypatch.setattr(layout, "LAYOUT", dataclasses.replace(layout.LAYOUT, record=tmp_path / "results"))
+    monkeypatch.setenv(layout.RECORD_DIR_ENV, str(tmp_path / "results"))
     settings = job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
     missing = tmp_path / "results" / "finetune" / "not-recorded"
     with pytest.raises(OpenMedError, match="not in the record.*openmed-repro record"):
@@ -151,7 +150,7 @@ def test_a_run_missing_from_the_record_is_refused_never_trained_into_the_record(
 
 
 def test_a_recorded_run_is_read_from_the_record(synthetic_corpus, tmp_path, monkeypatch):
-    monkeypatch.setattr(layout, "LAYOUT", dataclasses.replace(layout.LAYOUT, record=tmp_path / "results"))
+    monkeypatch.setenv(layout.RECORD_DIR_ENV, str(tmp_path / "results"))
     settings = job_settings.load_run_config("smoke", {"dataset": str(synthetic_corpus)})
     lifecycle.run(settings, tmp_path / "runs" / "finetune" / "run", lambda run_dir, _resolved: stand_in([])(settings, run_dir))
     recorded = record.record_one(tmp_path / "runs" / "finetune" / "run", tmp_path / "results").path
@@ -175,7 +174,7 @@ def test_the_provenance_records_the_cpus_units_and_the_precision_auto_trained_in
     assert {flag for flag in flags if provenance["machine"]["cpu_units"][flag]} == set(flags)
     baseline_settings = job_settings.load_baseline_config("smoke", {"dataset": str(synthetic_corpus)})
     result = lifecycle.run(baseline_settings, tmp_path / "baseline",
-                           lambda run_dir: stand_in([])(baseline_settings, run_dir))
+                           lambda run_dir, _resolved: stand_in([])(baseline_settings, run_dir))
     assert atomic_files.read_json(result.run_dir / runs.PROVENANCE)["precision"] == "fp32"
 
 

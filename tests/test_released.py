@@ -162,6 +162,7 @@ def test_an_unreachable_checkpoint_is_not_run_here_in_one_line_and_nothing_is_wr
 def test_make_released_without_a_network_fails_in_one_line_per_corpus(capsys, hub_out_of_reach, tmp_path,
                                                                        monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(layout.RECORD_DIR_ENV, str(tmp_path / "results"))
     assert cli.main(["released", "--record"]) == 2
     printed, error = capsys.readouterr()
     lines = printed.splitlines()

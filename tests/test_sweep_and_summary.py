@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from openmed_repro.infra import paths
+from openmed_repro.infra import layout, paths
 from openmed_repro.data import corpora
 from openmed_repro.report import run_summary
 from openmed_repro import cli
@@ -27,6 +27,7 @@ def test_the_sweep_writes_one_run_and_one_table_row_per_corpus(synthetic_corpus,
 def test_the_sweep_runs_every_seed_asked_for_in_the_run_directories_the_record_names(synthetic_corpus, tmp_path,
                                                                                       monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(layout.RECORD_DIR_ENV, str(tmp_path / "results"))
     assert cli.main(sweep(synthetic_corpus, tmp_path / "runs" / "finetune", "--seeds", "1", "2", "--record")) == 0
     table = (tmp_path / "runs" / "finetune" / "results.md").read_text()
     assert "| synthetic | 1 |" in table and "| synthetic | 2 |" in table
@@ -73,6 +74,7 @@ def test_the_summary_of_an_unfinished_run_says_it_can_be_resumed(tmp_path, capsy
 def test_a_record_of_another_recipe_is_trained_again_and_replaced_only_when_asked(synthetic_corpus, tmp_path,
                                                                                   monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(layout.RECORD_DIR_ENV, str(tmp_path / "results"))
     runs_dir = tmp_path / "runs" / "finetune"
     assert cli.main(sweep(synthetic_corpus, runs_dir, "--record")) == 0
     record = tmp_path / "results" / "finetune" / "synthetic-tiny-random-bert-smoke-lora-seed42"

@@ -12,7 +12,7 @@ import pytest
 from openmed_repro import cli
 from openmed_repro.data import saved_predictions
 from openmed_repro.errors import OpenMedError
-from openmed_repro.infra import atomic_files, job_settings, provenance, runs
+from openmed_repro.infra import atomic_files, job_settings, run_provenance, runs
 from openmed_repro.report import record, verify
 from openmed_repro.training import baseline, finetune, rerun
 
@@ -77,7 +77,7 @@ def test_a_rerun_on_the_same_machine_and_threads_is_identical_in_every_figure(ve
 def test_the_verdict_json_holds_every_figure_with_tolerance_p_value_interval_and_both_machines(verified):
     _, _, verdict = verified
     [run] = verdict["runs"]
-    assert run["machines"]["recorded"]["cpu"] == run["machines"]["rerun"]["cpu"] == provenance.cpu_model()
+    assert run["machines"]["recorded"]["cpu"] == run["machines"]["rerun"]["cpu"] == run_provenance.cpu_model()
     f1 = next(figure for figure in run["figures"] if figure["name"] == "test strict F1")
     assert {"recorded", "rerun", "tolerance", "verdict", "p_value", "interval"} <= f1.keys()
     assert f1["p_value"] == 1.0 and f1["interval"][0] <= f1["recorded"] <= f1["interval"][1]

@@ -5,6 +5,7 @@ every default of the command, the chapters, the Makefile (`openmed-repro run-dir
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 from openmed_repro.errors import OpenMedError
@@ -14,6 +15,7 @@ from openmed_repro.infra.job_settings import (BaselineConfig, DaptConfig, LEARNE
                                           load_run_config, load_search_config)
 
 RUNS = "runs"           # the runs root's name: a record is named by a run's path after its last runs/ component
+RECORD_DIR_ENV = "OPENMED_RECORD_DIR"   # another record than the repository's results/ (a second record, a test's)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +25,7 @@ class Layout:
     tuned run's suffix and the search's files."""
 
     runs: Path
-    record: Path
+    repository_record: Path
     book: str = "book"                  # executed chapters and the built HTML, per profile
     verify: str = "verify"              # a reviewer's reruns of recorded runs, per chapter
     sweep: str = "sweep"                # one configuration on every corpus, per profile
@@ -37,6 +39,12 @@ class Layout:
     best_parameters: str = "best.yaml"
     confirmation: str = "confirmation.json"
     study_storage: str = "study.db"       # a search's SQLite study, when no other storage is given
+
+    @property
+    def record(self) -> Path:
+        """The record: the repository's results/, or $OPENMED_RECORD_DIR where it is set."""
+        configured = os.environ.get(RECORD_DIR_ENV)
+        return Path(configured).absolute() if configured else self.repository_record
 
     def folder(self, name: str) -> Path:
         """A sub-folder of the runs root (runs/<name>), one of the fields above or a chapter."""
@@ -79,7 +87,7 @@ class Layout:
         return Path(path).resolve().is_relative_to(self.record.resolve())
 
 
-LAYOUT = Layout(runs=Path(RUNS), record=paths.PROJECT_ROOT / "results")
+LAYOUT = Layout(runs=Path(RUNS), repository_record=paths.PROJECT_ROOT / "results")
 
 
 def study_name(dataset: str, backbone: str, profile: str) -> str:

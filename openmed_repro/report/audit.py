@@ -55,18 +55,20 @@ class Report:
         return f"failed: {len(self.problems)} problem(s), the first: {self.problems[0]}"
 
 
-def write_manifest(results: Path = layout.LAYOUT.record) -> Path:
+def write_manifest(results: Path | None = None) -> Path:
     """results/SHA256SUMS: the sha256 of every file of the record but itself, one `HASH  PATH` line each."""
+    results = layout.LAYOUT.record if results is None else Path(results)
     lines = [f"{_sha256(path)}  {path.relative_to(results).as_posix()}" for path in _files(results)]
     manifest = results / MANIFEST
     atomic_files.write_text(manifest, "\n".join(lines) + "\n")
     return manifest
 
 
-def audit(results: Path = layout.LAYOUT.record, data_dir: str | Path | None = None,
+def audit(results: Path | None = None, data_dir: str | Path | None = None,
           record_dirs: list[Path] | None = None) -> Report:
     """The manifest, then the figures of every recorded run (or of `record_dirs` alone) against its predictions
     (see the module's docstring)."""
+    results = layout.LAYOUT.record if results is None else Path(results)
     results = Path(results)
     report = Report()
     _check_manifest(results, report)

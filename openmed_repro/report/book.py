@@ -228,9 +228,10 @@ def build(profile: str, out_dir: Path, verify_dir: Path = layout.LAYOUT.folder(l
     return out_dir / "_build" / "html" / "index.html"
 
 
-def recorded_corpora(results: Path = layout.LAYOUT.record) -> list[str]:
+def recorded_corpora(results: Path | None = None) -> list[str]:
     """Every corpus with a recorded fine-tuning run of its profile's current recipe (what Table 4 shows; a record
     of a recipe since changed waits for its rerun): the results page must show each one measured."""
+    results = layout.LAYOUT.record if results is None else Path(results)
     return sorted({Path(atomic_files.read_json(path)["dataset"]).name for path in (results / "finetune").glob(f"*/{runs.METRICS}")
                    if runs.follows_its_profile(path.parent)})
 

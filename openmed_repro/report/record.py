@@ -62,11 +62,12 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
 
 
-def record(sources: list[Path], results: Path = layout.LAYOUT.record, replace: bool = False,
+def record(sources: list[Path], results: Path | None = None, replace: bool = False,
            command: str | None = None, allow_dirty: bool = False, allow_env: bool = False) -> Outcome:
     """Copy each finished run into `results` (a different record of the same name only with `replace`; an
     identical one is left as it is), then rewrite the index. A refused run does not stop the others.
     `command` names the command of runs whose provenance has none (runs made before provenance named it)."""
+    results = layout.LAYOUT.record if results is None else Path(results)
     outcome = Outcome()
     for source in sources:
         try:
@@ -83,11 +84,12 @@ def record(sources: list[Path], results: Path = layout.LAYOUT.record, replace: b
     return outcome
 
 
-def record_one(source: Path, results: Path = layout.LAYOUT.record, replace: bool = False, command: str | None = None,
+def record_one(source: Path, results: Path | None = None, replace: bool = False, command: str | None = None,
                allow_dirty: bool = False, allow_env: bool = False) -> Recorded:
     """One run into the record (see the module's docstring for what it holds). A run whose provenance says its
     code had uncommitted changes, or its packages other versions than constraints.txt's, is refused unless
     allowed; the index then marks it."""
+    results = layout.LAYOUT.record if results is None else Path(results)
     name = record_name(source)
     provenance_path = source / runs.PROVENANCE if source.is_dir() else None
     if provenance_path is not None and provenance_path.is_file():
@@ -121,11 +123,12 @@ def record_one(source: Path, results: Path = layout.LAYOUT.record, replace: bool
 SUPERSEDED = "superseded"
 
 
-def supersede(target: Path, files: dict[str, bytes], results: Path = layout.LAYOUT.record) -> Path | None:
+def supersede(target: Path, files: dict[str, bytes], results: Path | None = None) -> Path | None:
     """Before a record is replaced by a run of another configuration (a profile whose recipe changed), the old
     record moves, untouched, to results/superseded/<name>@<its commit>: the evidence a change was made on stays
     in the record (tables of the current recipes leave it out: it follows no profile any more). A record replaced
     by a run of the same configuration is simply overwritten."""
+    results = layout.LAYOUT.record if results is None else Path(results)
     old_config, new_config = target / runs.CONFIG, files.get(runs.CONFIG)
     if not old_config.is_file() or new_config is None:
         return None
@@ -258,9 +261,10 @@ def _inferred_machine(device: str, energy_records: list[dict]) -> dict:
             "inferred_from": "footprint.json and the device name (the run predates recorded machines)"}
 
 
-def listing(results: Path = layout.LAYOUT.record) -> pd.DataFrame:
+def listing(results: Path | None = None) -> pd.DataFrame:
     """Every record under `results`: its name, chapter, kind (run, search, benchmark), path, what it ran
     (corpus, backbone, profile, method, seed), its headline figure, and the command, commit, machine and date."""
+    results = layout.LAYOUT.record if results is None else Path(results)
     rows = []
     for path in sorted(results.rglob("*.json")):
         relative = path.relative_to(results)
@@ -355,8 +359,9 @@ def _machine_name(machine: dict) -> str | None:
     return text + (f", {machine['gpu']}" if machine.get("gpu") else "")
 
 
-def write_index(results: Path = layout.LAYOUT.record) -> Path:
+def write_index(results: Path | None = None) -> Path:
     """results/README.md: a table of every record, written from the record alone (so it is always current)."""
+    results = layout.LAYOUT.record if results is None else Path(results)
     table = listing(results)
     lines = ["# The record", "",
              "Finished runs as data: the book and the tests of significance read these files; weights and checkpoints",

@@ -75,11 +75,12 @@ def per_type(attempt: Attempt) -> pd.DataFrame | None:
     return None if attempt.result is None else paper.per_type_table(attempt.result.metrics, SPLIT)
 
 
-def against_ours(attempt: Attempt, root: str | Path = layout.LAYOUT.record, profiles: list[str] | None = None,
+def against_ours(attempt: Attempt, root: str | Path | None = None, profiles: list[str] | None = None,
                  trials: int = 10_000, seed: int = 0, data_dir: str | Path | None = None
                  ) -> pd.DataFrame | Markdown | None:
     """The approximate randomization test of the F1 difference between the checkpoint and our best run on the
     corpus under `root` (the record, or runs/), chosen on dev as Table 4 chooses; a sentence when there is none."""
+    root = layout.LAYOUT.record if root is None else Path(root)
     if attempt.result is None:
         return None
     corpus = Path(attempt.result.metrics["dataset"]).name

@@ -43,9 +43,10 @@ def recorded_metrics(results: Path, chapter: str, profile_loader=None) -> list[d
     return found
 
 
-def claims(results: Path = layout.LAYOUT.record, trials: int = 10_000) -> pd.DataFrame:
+def claims(results: Path | None = None, trials: int = 10_000) -> pd.DataFrame:
     """One row per claim: the claim, its verdict at the paper's scale, the laptop-scale analogue, what the record
     measured, the laptop-scale verdict and the chapter that shows it."""
+    results = layout.LAYOUT.record if results is None else Path(results)
     finetuned = [m for m in recorded_metrics(results, "finetune", job_settings.load_run_config) if "test" in m]
     # each method's own recipe: no DAPT start, no lever of LoRA (those are their claims' and chapter's)
     plain = [m for m in finetuned if not m["from_dapt"] and m.get("profile") not in levers.LEVERS]
@@ -60,8 +61,9 @@ def claims(results: Path = layout.LAYOUT.record, trials: int = 10_000) -> pd.Dat
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def markdown(results: Path = layout.LAYOUT.record) -> str:
+def markdown(results: Path | None = None) -> str:
     """The scorecard as the first page shows it: a short lead and the table, chapters linked."""
+    results = layout.LAYOUT.record if results is None else Path(results)
     table = claims(results)
     table["chapter"] = [f"[{name}]({name}.ipynb)" for name in table["chapter"]]
     table = table.rename(columns={"verdict": "verdict at laptop scale"})

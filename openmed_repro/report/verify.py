@@ -157,10 +157,11 @@ def chapter_of(name: str) -> Chapter:
     return CHAPTERS[name]
 
 
-def recorded_runs(chapter: str, results: Path = layout.LAYOUT.record, names: Sequence[str] = (),
+def recorded_runs(chapter: str, results: Path | None = None, names: Sequence[str] = (),
                   every: bool = False) -> list[Path]:
     """The record directories to rerun: the ones `names` names (by name under the chapter or as <chapter>/<name>),
     every run of the chapter with `every`, else the run the chapter's page in the book shows."""
+    results = layout.LAYOUT.record if results is None else Path(results)
     chapter_of(chapter)
     root = Path(results) / chapter
     found = sorted(path.parent for path in root.rglob(runs.METRICS)) if root.is_dir() else []
@@ -235,11 +236,12 @@ def compare(chapter: str, record_dir: Path, rerun_dir: Path, name: str, threads:
     return RunVerdict(name, str(record_dir), str(rerun_dir), threads, figures + ([spent] if spent else []), machines)
 
 
-def prepare(chapter: str, results: Path = layout.LAYOUT.record, runs_root: Path = layout.LAYOUT.runs, names: Sequence[str] = (),
+def prepare(chapter: str, results: Path | None = None, runs_root: Path = layout.LAYOUT.runs, names: Sequence[str] = (),
             every: bool = False, overrides: dict | None = None, say: Callable[[str], None] = print) -> list[Rerun]:
     """The reruns to make of the chapter's page run (or the named ones, or `every` recorded run), each into
     runs/verify/<chapter>/<name>. The record must pass its audit first; the plan (runs, recorded times and
     machines) is said before anything trains."""
+    results = layout.LAYOUT.record if results is None else Path(results)
     root = Path(results) / chapter
     chosen = recorded_runs(chapter, results, names, every)
     given = overrides or {}
