@@ -209,3 +209,21 @@ def test_a_precision_this_machine_cannot_run_is_refused_before_anything_loads(as
     with pytest.raises(OpenMedError, match=refusal):
         finetune.run(settings, tmp_path / "run")
     assert not (tmp_path / "run").exists(), "refused before the run directory was claimed"
+
+
+@pytest.mark.parametrize("chapter,asked,refusal", [
+    ("finetune", {"backbone": "no-such-backbone"}, "no-such-backbone"),
+    ("finetune", {"dataset": "no-such-corpus"}, "no-such-corpus"),
+    ("finetune", {"dapt_adapter": "no-such-adapter"}, "parameter dapt_adapter: no-such-adapter holds no adapter_config"),
+    ("dapt", {"dapt_dir": "no-such-text"}, "parameter dapt_dir: no-such-text is not a directory"),
+    ("baseline", {"word_embeddings": "no-such-start"}, "parameter word_embeddings='no-such-start'"),
+])
+def test_what_a_run_names_must_exist_before_its_directory_is_claimed(chapter, asked, refusal, synthetic_corpus,
+                                                                     tmp_path, monkeypatch):
+    """A typo leaves no claimed directory behind, which the corrected command would refuse as another run's."""
+    module, training, load, has_dataset = CHAPTERS[chapter]
+    monkeypatch.setattr(module, training, lambda *_: pytest.fail("the run started"))
+    settings = load("smoke", {**({"dataset": str(synthetic_corpus)} if has_dataset else {}), **asked})
+    with pytest.raises(OpenMedError, match=refusal):
+        module.run(settings, tmp_path / "run")
+    assert not (tmp_path / "run").exists(), "refused before the run directory was claimed"

@@ -56,12 +56,16 @@ def resolve(settings: Settings) -> Resolved:
                     resolve_inference_precision(eval_precision or "fp32", "eval_precision"))
 
 
-def run(settings: Settings, run_dir: str | Path | None, train: Callable[[Path, Resolved], Outcome]) -> RunResult:
+def run(settings: Settings, run_dir: str | Path | None, train: Callable[[Path, Resolved], Outcome],
+        check: Callable[[], None] | None = None) -> RunResult:
     """`train(run_dir, resolved)` in `run_dir` (default: layout.default_directory), which trains (or resumes) with
     the settings resolved on this machine, writes the model and predictions and returns the Outcome; a complete
-    directory of the same settings is read back instead, and one of other settings is refused before anything runs."""
+    directory of the same settings is read back instead, and one of other settings is refused before anything runs.
+    `check`: the chapter's own refusals (what the run names must exist), with the resolution, before the claim."""
     run_dir = Path(run_dir) if run_dir else layout.default_directory(settings)
     resolved = resolve(settings)   # before the directory is claimed or anything loads
+    if check is not None:
+        check()
     if layout.LAYOUT.in_record(run_dir) and not runs.is_complete(run_dir):
         raise OpenMedError(f"{run_dir}: not in the record, and a run is never trained into the record; train it "
                            f"into runs/ (output_dir {layout.default_directory(settings)}) and copy it in with "

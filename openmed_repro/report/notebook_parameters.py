@@ -9,12 +9,11 @@ import types
 import typing
 from pathlib import Path
 
-from openmed_repro.models import backbones
-from openmed_repro.infra import job_settings, layout, paths, validation
-from openmed_repro.infra.validation import Positive
-from openmed_repro.data import corpora
-from openmed_repro.released import checkpoints
 from openmed_repro.errors import OpenMedError
+from openmed_repro.infra import job_settings, layout, validation
+from openmed_repro.infra.validation import Positive
+from openmed_repro.released import checkpoints
+from openmed_repro.training import references
 
 NOTEBOOK_KEYS = {"output_dir"}
 FINETUNE_NOTEBOOK_KEYS = {"output_dir", "tuned_on"}   # tuned_on: set by a search's best.yaml (-f), in words
@@ -117,7 +116,7 @@ def run_config(namespace: dict) -> tuple[job_settings.RunConfig, Path | None]:
     profile = values.pop("profile", None)
     overrides = {key: value for key, value in values.items() if value is not None}
     settings = job_settings.load_run_config(profile, overrides)
-    check_references(settings)
+    references.check_run(settings)
     return settings, Path(output_dir) if output_dir else None
 
 
@@ -139,8 +138,7 @@ def dapt_config(namespace: dict) -> tuple[job_settings.DaptConfig, Path | None]:
     values.pop("runs_dir", None)
     profile = values.pop("profile", None)
     settings = job_settings.load_dapt_config(profile, {key: value for key, value in values.items() if value is not None})
-    backbones.resolve(settings.backbone)
-    paths.existing_dapt_dir(settings.dapt_dir)
+    references.check_dapt(settings)
     return settings, Path(output_dir) if output_dir else None
 
 
@@ -173,8 +171,7 @@ def released_config(namespace: dict) -> tuple[job_settings.ReleasedConfig, Relea
                                           "released.ipynb parameters"))
     output_dir = values.pop("output_dir", None)
     settings = checkpoints.configure(values, "released.ipynb parameters")
-    if settings.dataset not in corpora.registry() and not Path(settings.dataset).is_dir():
-        corpora.spec(settings.dataset)  # raises with the list of known datasets
+    references.check_corpus(settings.dataset)
     return settings, chapter, Path(output_dir) if output_dir else None
 
 
@@ -213,8 +210,7 @@ def baseline_config(namespace: dict) -> tuple[job_settings.BaselineConfig, Path 
     values.pop("throughput_json", None)
     profile = values.pop("profile", None)
     settings = job_settings.load_baseline_config(profile, {key: value for key, value in values.items() if value is not None})
-    if settings.dataset not in corpora.registry() and not Path(settings.dataset).is_dir():
-        corpora.spec(settings.dataset)  # raises with the list of known datasets
+    references.check_corpus(settings.dataset)
     from openmed_repro.training import baseline   # torch and gensim load when the baseline notebook asks, not before
 
     baseline.check_start(settings)
@@ -248,13 +244,3 @@ def _parameters(namespace: dict, fields: set[str], notebook_keys: set[str] = NOT
         if values.get(key) is not None and not isinstance(values[key], str):
             raise OpenMedError(f"parameter {key} must be a path string, got {values[key]!r}")
     return values
-
-
-def check_references(settings: job_settings.RunConfig) -> None:
-    """Dataset and backbone must name something that exists, checked before any loading or training."""
-    if settings.dataset not in corpora.registry() and not Path(settings.dataset).is_dir():
-        corpora.spec(settings.dataset)  # raises with the list of known datasets
-    backbones.resolve(settings.backbone)
-    if settings.dapt_adapter and not (Path(settings.dapt_adapter) / "adapter_config.json").is_file():
-        raise OpenMedError(f"parameter dapt_adapter: {settings.dapt_adapter} holds no adapter_config.json "
-                           "(give the adapter/ directory of a finished DAPT run)")

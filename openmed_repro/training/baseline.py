@@ -38,7 +38,7 @@ from openmed_repro.infra import runs
 from openmed_repro.infra.job_settings import LEARNED, WORD2VEC_DAPT, BaselineConfig
 from openmed_repro.infra.devices import device_name
 from openmed_repro.errors import OpenMedError
-from openmed_repro.training import step_floor, word_vectors
+from openmed_repro.training import references, step_floor, word_vectors
 from openmed_repro.training.finetune import subset
 from openmed_repro.data.iob import OUTSIDE, Sentence
 from openmed_repro.models.bilstm_crf import Tagger, Vocabulary, build_vocabulary, collate, encode
@@ -250,7 +250,8 @@ def _weights(path: Path) -> dict:
 def run(settings: BaselineConfig, run_dir: str | Path | None = None) -> lifecycle.RunResult:
     """The whole chapter for one corpus: train (or resume), predict dev and test, write the run directory
     (metrics.json last). A complete directory of the same settings is read back, not retrained."""
-    return lifecycle.run(settings, run_dir, lambda directory, _resolved: train_and_score(settings, directory))
+    return lifecycle.run(settings, run_dir, lambda directory, _resolved: train_and_score(settings, directory),
+                         check=lambda: (references.check_corpus(settings.dataset), check_start(settings)))
 
 
 def train_and_score(settings: BaselineConfig, run_dir: Path) -> lifecycle.Outcome:

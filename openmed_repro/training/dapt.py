@@ -33,6 +33,7 @@ from openmed_repro.infra.job_settings import DaptConfig
 from openmed_repro.errors import OpenMedError
 from openmed_repro.evaluation import significance
 from openmed_repro.infra.devices import device_name
+from openmed_repro.training import references
 from openmed_repro.training.attempt_clock import AttemptClock
 from openmed_repro.training.trainer_arguments import training_arguments
 
@@ -223,7 +224,8 @@ def _arguments(dapt_config: DaptConfig, output_dir: Path, learning_rate: float, 
 def run(dapt_config: DaptConfig, run_dir: str | Path | None = None) -> lifecycle.RunResult:
     """Corpus, calibrated head, perplexity before, LoRA MLM training (resumable), perplexity after, adapter.
     A complete run directory of the same configuration is read back instead of retrained."""
-    return lifecycle.run(dapt_config, run_dir, lambda directory, resolved: adapt(dapt_config, directory, resolved))
+    return lifecycle.run(dapt_config, run_dir, lambda directory, resolved: adapt(dapt_config, directory, resolved),
+                         check=lambda: references.check_dapt(dapt_config))
 
 
 def adapt(dapt_config: DaptConfig, run_dir: Path, resolved: lifecycle.Resolved) -> lifecycle.Outcome:

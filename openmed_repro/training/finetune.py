@@ -24,7 +24,7 @@ from openmed_repro.infra import lifecycle
 from openmed_repro.infra import runs
 from openmed_repro.infra.devices import device_name
 from openmed_repro.infra.job_settings import RunConfig
-from openmed_repro.training import step_floor
+from openmed_repro.training import references, step_floor
 from openmed_repro.training.attempt_clock import AttemptClock
 from openmed_repro.training.trainer_arguments import training_arguments
 from openmed_repro.data.iob import Sentence
@@ -162,7 +162,8 @@ def _training_arguments(run_config: RunConfig, output_dir: Path, precision: str)
 def run(run_config: RunConfig, run_dir: str | Path | None = None) -> lifecycle.RunResult:
     """The whole chapter: train (or resume), predict dev and test, write the run directory. A complete run
     directory of the same configuration is read back instead of retrained."""
-    return lifecycle.run(run_config, run_dir, lambda directory, resolved: train_and_score(run_config, directory, resolved))
+    return lifecycle.run(run_config, run_dir, lambda directory, resolved: train_and_score(run_config, directory, resolved),
+                         check=lambda: references.check_run(run_config))
 
 
 def train_and_score(run_config: RunConfig, run_dir: Path, resolved: lifecycle.Resolved) -> lifecycle.Outcome:
