@@ -1,0 +1,30 @@
+"""Fault injection, DAPT, the BiLSTM-CNN-Char and annotation: each job killed at seeded points, then run again with
+the same command, ends with the results of an uninterrupted run; a damaged file of a finished run is refused in one
+line naming it, never read as a success (cases and helpers: fault_cases.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+import fault_injection_job as job_runner
+from fault_cases import case_id, cases, damaged_copies, killed_and_run_again, refusal
+from fault_cases import inputs, uninterrupted  # noqa: F401 (the module-scoped fixtures)
+
+JOBS = ("dapt", "baseline", "annotate")
+
+
+@pytest.mark.parametrize("job,point", cases(JOBS), ids=map(case_id, cases(JOBS)))
+def test_a_job_killed_at_a_seeded_point_and_run_again_ends_as_if_never_killed(job, point, inputs, uninterrupted,
+                                                                               tmp_path):
+    killed_and_run_again(job, point, inputs, uninterrupted, tmp_path)
+
+
+@pytest.mark.parametrize("job", ["dapt", "baseline"])
+def test_a_finished_run_with_a_damaged_file_is_refused_in_one_line_naming_it(job, inputs, uninterrupted, tmp_path):
+    reference, _ = uninterrupted[job]
+    damaged = list(damaged_copies(reference, tmp_path))
+    assert len(damaged) >= 5, [name for name, _ in damaged]
+    for name, copy in damaged:
+        message = refusal(lambda: job_runner.run(job, str(inputs[job]), str(copy)))   # the same command, again
+        assert f"{copy / name}:" in message, (name, message)
+        print(f"{job} {name}: {message.replace(str(copy), '<run>')}")   # shown with -s: the closing note's table
