@@ -375,12 +375,10 @@ def add_run_dir(commands) -> None:
     parser.add_argument("chapter", nargs="?", choices=layout.CHAPTERS)
     parser.add_argument("parameters", nargs="*", metavar="KEY=VALUE", help="the notebook's parameters, YAML values")
     parser.add_argument("--tuned", action="store_true", help="the tuned twin of the run directory (make tuned's)")
-    parser.add_argument("--folder", choices=LAYOUT_FOLDERS,
+    parser.add_argument("--folder", choices=layout.FOLDERS,
                         help="instead of a run directory, this folder of the runs root (runs/<folder>)")
     parser.set_defaults(handler=run_dir_command)
 
-
-LAYOUT_FOLDERS = ("book", "verify", "sweep", "ablation", "word_vectors", "bench", "logs")
 
 
 def run_dir_command(args: argparse.Namespace) -> int:

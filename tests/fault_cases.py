@@ -165,3 +165,14 @@ def killed_and_run_again(job: str, point: str, inputs: dict, uninterrupted: dict
 
     job_runner.run(job, str(inputs[job]), str(output))   # the same command, again
     assert_same_results(job, output, reference)
+
+
+def damaged_runs_refused(job: str, inputs: dict, uninterrupted: dict, tmp_path: Path) -> None:
+    """Rerun the job's command on a copy of its finished run for each damaged file: refused in one line naming it."""
+    reference, _ = uninterrupted[job]
+    damaged = list(damaged_copies(reference, tmp_path))
+    assert len(damaged) >= 5, [name for name, _ in damaged]
+    for name, copy in damaged:
+        message = refusal(lambda: job_runner.run(job, str(inputs[job]), str(copy)))   # the same command, again
+        assert f"{copy / name}:" in message, (name, message)
+        print(f"{job} {name}: {message.replace(str(copy), '<run>')}")   # shown with -s: the closing note's table

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-import fault_injection_job as job_runner
-from fault_cases import case_id, cases, damaged_copies, killed_and_run_again, refusal
+from fault_cases import case_id, cases, damaged_copies, damaged_runs_refused, killed_and_run_again, refusal
 from fault_cases import inputs, uninterrupted  # noqa: F401 (the module-scoped fixtures)
 from openmed_repro.annotation import annotate
 
@@ -21,14 +20,7 @@ def test_a_job_killed_at_a_seeded_point_and_run_again_ends_as_if_never_killed(jo
 
 
 def test_a_finished_run_with_a_damaged_file_is_refused_in_one_line_naming_it(inputs, uninterrupted, tmp_path):
-    job = "finetune"
-    reference, _ = uninterrupted[job]
-    damaged = list(damaged_copies(reference, tmp_path))
-    assert len(damaged) >= 5, [name for name, _ in damaged]
-    for name, copy in damaged:
-        message = refusal(lambda: job_runner.run(job, str(inputs[job]), str(copy)))   # the same command, again
-        assert f"{copy / name}:" in message, (name, message)
-        print(f"{job} {name}: {message.replace(str(copy), '<run>')}")   # shown with -s: the closing note's table
+    damaged_runs_refused("finetune", inputs, uninterrupted, tmp_path)
 
 
 def test_annotation_from_a_run_with_a_damaged_file_is_refused_in_one_line_naming_it(inputs, uninterrupted,

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-import fault_injection_job as job_runner
-from fault_cases import case_id, cases, damaged_copies, killed_and_run_again, refusal
+from fault_cases import case_id, cases, damaged_runs_refused, killed_and_run_again
 from fault_cases import inputs, uninterrupted  # noqa: F401 (the module-scoped fixtures)
 
 JOBS = ("dapt", "baseline", "annotate")
@@ -21,10 +20,4 @@ def test_a_job_killed_at_a_seeded_point_and_run_again_ends_as_if_never_killed(jo
 
 @pytest.mark.parametrize("job", ["dapt", "baseline"])
 def test_a_finished_run_with_a_damaged_file_is_refused_in_one_line_naming_it(job, inputs, uninterrupted, tmp_path):
-    reference, _ = uninterrupted[job]
-    damaged = list(damaged_copies(reference, tmp_path))
-    assert len(damaged) >= 5, [name for name, _ in damaged]
-    for name, copy in damaged:
-        message = refusal(lambda: job_runner.run(job, str(inputs[job]), str(copy)))   # the same command, again
-        assert f"{copy / name}:" in message, (name, message)
-        print(f"{job} {name}: {message.replace(str(copy), '<run>')}")   # shown with -s: the closing note's table
+    damaged_runs_refused(job, inputs, uninterrupted, tmp_path)

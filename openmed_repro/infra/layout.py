@@ -50,9 +50,6 @@ class Layout:
         """A sub-folder of the runs root (runs/<name>), one of the fields above or a chapter."""
         return self.runs / name
 
-    def search_files(self) -> tuple[str, ...]:
-        return (self.search_summary, self.search_trials, self.best_parameters, self.confirmation)
-
     def tuned(self, directory: str | Path) -> Path:
         """The tuned twin of a run directory: <name>-tuned beside it."""
         directory = Path(directory)
@@ -74,10 +71,6 @@ class Layout:
             return None
         return Path(*parts[: len(parts) - 1 - parts[::-1].index(RUNS)])
 
-    def run_dir(self, record_name: str) -> Path:
-        """Where a recorded run trains under the runs root: runs/<record name>."""
-        return self.runs / record_name
-
     def recorded(self, run_dir: str | Path) -> Path:
         """The record directory of a default run directory (runs/<chapter>/<name>: results/<chapter>/<name>)."""
         return self.record / Path(run_dir).relative_to(self.runs)
@@ -88,6 +81,7 @@ class Layout:
 
 
 LAYOUT = Layout(runs=Path(RUNS), repository_record=paths.PROJECT_ROOT / "results")
+FOLDERS = ("book", "verify", "sweep", "ablation", "word_vectors", "bench", "logs")   # Layout's sub-folder fields
 
 
 def study_name(dataset: str, backbone: str, profile: str) -> str:
