@@ -344,12 +344,46 @@ def test_a_lever_closes_its_share_of_the_gap_from_the_papers_lora_to_full_fine_t
     assert levers.adopted(table.reset_index()) == "cpu-lora-all-linear"
 
 
+def bilstm_run(directory, test_f1, dataset="ncbi_disease", predicted=GOLD):
+    run_dir = write_run(directory, predicted, dataset=dataset, method=None, test_f1=test_f1)
+    record = json.loads((run_dir / "metrics.json").read_text())
+    (run_dir / "metrics.json").write_text(json.dumps({**record, "majority_test_strict_f1": 0.0}))
+    return run_dir
+
+
+def test_each_lever_is_measured_by_the_share_of_the_papers_lora_distance_to_the_bilstm_it_closes(tmp_path):
+    from openmed_repro.report import gap_to_baseline
+
+    for seed, f1 in ((42, 0.70), (1, 0.72)):
+        write_run(tmp_path / f"lora-{seed}", GOLD, seed=seed, test_f1=f1)
+        write_run(tmp_path / f"full-{seed}", GOLD, seed=seed, profile="cpu-fast", method="full", test_f1=0.76)
+    from_dapt(write_run(tmp_path / "lora-dapt-42", GOLD, test_f1=0.69))
+    write_run(tmp_path / "all-linear-42", GOLD, profile="cpu-lora-all-linear", test_f1=0.80)
+    bilstm_run(tmp_path / "bilstm", 0.75)
+    write_run(tmp_path / "s800-lora", GOLD, dataset="s800", test_f1=0.60)   # no BiLSTM on s800: no row
+    write_run(tmp_path / "cll-lora", GOLD, dataset="cll", test_f1=0.90)     # ahead of its BiLSTM: no share
+    bilstm_run(tmp_path / "cll-bilstm", 0.80, dataset="cll")
+
+    gaps = gap_to_baseline.table(tmp_path)
+    ncbi = gaps[gaps["corpus"] == "ncbi_disease"].set_index("system")
+    assert ncbi.loc[gap_to_baseline.PAPERS_LORA, ["seeds", "test F1", "behind BiLSTM"]].tolist() == [2, 71.0, 4.0]
+    assert ncbi.loc["full fine-tuning", "gap closed %"] == pytest.approx(125.0)
+    assert ncbi.loc["LoRA on every linear layer", "gap closed %"] == pytest.approx(225.0)
+    assert ncbi.loc["DAPT + LoRA (the paper's two stages)", "gap closed %"] == pytest.approx(-50.0)
+    assert set(gaps["corpus"]) == {"ncbi_disease", "cll"}
+    assert gaps[gaps["corpus"] == "cll"]["gap closed %"].isna().all()
+
+    summary = gap_to_baseline.summary(gaps).set_index("system")
+    assert summary.loc["full fine-tuning", ["gap closed % (pooled)", "level or ahead"]].tolist() == [125.0, 1]
+    assert summary.loc[gap_to_baseline.PAPERS_LORA, "level or ahead"] == 1          # cll
+    assert "**2 of 2**" in gap_to_baseline.what_is_left(gaps)
+    assert "ncbi_disease: LoRA on every linear layer passes it by 5.00" in gap_to_baseline.what_is_left(gaps)
+
+
 def test_the_selected_start_is_tested_against_the_bilstm_baseline_corpus_by_corpus(tmp_path):
     write_run(tmp_path / "plain", degraded(2), dev_f1=0.7)
     from_dapt(write_run(tmp_path / "dapt", GOLD, dev_f1=0.8))
-    baseline = write_run(tmp_path / "baseline", degraded(3), method=None)
-    record = json.loads((baseline / "metrics.json").read_text())
-    (baseline / "metrics.json").write_text(json.dumps({**record, "majority_test_strict_f1": 0.0}))
+    bilstm_run(tmp_path / "baseline", 0.5, predicted=degraded(3))
     tested = results.against_baseline(tmp_path, trials=500).set_index("corpus").loc["ncbi_disease"]
     assert tested["ours"] == "DAPT + lora" and tested["ours F1"] == 100.0
     assert tested["BiLSTM F1"] == round(100 * metrics.score(GOLD, degraded(3)).strict.f1, 2)

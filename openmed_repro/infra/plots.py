@@ -80,6 +80,26 @@ def ablation(table, title: str = ""):
     return figure
 
 
+def gap_to_baseline(gaps, title: str = ""):
+    """Points each system stays behind the BiLSTM-CNN-Char per corpus (`gap_to_baseline.table`): bars left of
+    zero are behind it, right of zero ahead; a corpus has a bar for every system run on it."""
+    wide = gaps.pivot(index="corpus", columns="system", values="behind BiLSTM")
+    wide = wide[[system for system in dict.fromkeys(gaps["system"]) if system in wide.columns]]
+    figure, axis = plt.subplots(figsize=(8, 1.6 + 0.55 * len(wide)))
+    height = 0.8 / max(len(wide.columns), 1)
+    for number, system in enumerate(wide.columns):
+        positions = [row + (number - (len(wide.columns) - 1) / 2) * height for row in range(len(wide))]
+        axis.barh(positions, -wide[system], height=height, label=system)
+    axis.axvline(0, color="black", linewidth=0.8)
+    axis.set_yticks(list(range(len(wide))), list(wide.index))
+    axis.invert_yaxis()
+    axis.set_xlabel("test strict F1 minus the BiLSTM-CNN-Char's (points)")
+    axis.set_title(title or "Distance to the BiLSTM-CNN-Char, by system")
+    axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=3)
+    figure.tight_layout()
+    return figure
+
+
 def paper_vs_reproduced(table, title: str = ""):
     """Test F1 per corpus: the paper's beside ours (`results.table`); corpora not run have no orange bar."""
     figure, axis = plt.subplots(figsize=(9, 3.8))

@@ -69,9 +69,9 @@ def selection(candidates: pd.DataFrame, profile: str = "cpu", method: str = "lor
     rows = []
     pool = candidates[(candidates["profile"] == profile) & (candidates["method"] == method)]
     for corpus, group in pool.groupby("corpus", sort=False):
-        dev = {dapt: _per_seed(runs_of, "dev F1").mean() for dapt, runs_of in group.groupby("dapt")}
+        dev = {dapt: per_seed(runs_of, "dev F1").mean() for dapt, runs_of in group.groupby("dapt")}
         chosen = max(dev, key=lambda dapt: (dev[dapt], dapt))
-        tests = _per_seed(group[group["dapt"] == chosen])
+        tests = per_seed(group[group["dapt"] == chosen])
         rows.append({"corpus": corpus, "dev F1 without DAPT": dev.get(False), "dev F1 with DAPT": dev.get(True),
                      "chosen": "with DAPT" if chosen else "without DAPT", SELECTED: seed_spread(tests),
                      "test F1": tests.mean()})
@@ -164,7 +164,7 @@ def against_baseline(root: str | Path = layout.LAYOUT.runs, profile: str = "cpu"
     return pd.DataFrame(rows, columns=["corpus", "ours", "ours F1", "BiLSTM F1", "difference", "p (AR)", "winner"])
 
 
-def _per_seed(runs_here: pd.DataFrame, figure: str = "test F1") -> pd.Series:
+def per_seed(runs_here: pd.DataFrame, figure: str = "test F1") -> pd.Series:
     """Each seed's test F1 (or `figure`), the best on dev where one seed was run more than once (as the paper
     selects)."""
     chosen = runs_here.sort_values(["dev F1", "test F1"], ascending=False).drop_duplicates("seed")
@@ -205,7 +205,7 @@ def table(root: str | Path = layout.LAYOUT.runs, samples: int = 10_000, seed: in
                "best prior": f"{prior['f1']:.2f} ({prior['system']})" if prior else "none",
                "Spark NLP BiLSTM (paper)": spark.get(key)}
         runs_here = candidates[candidates["corpus"] == key]
-        spread = {column(profile, method, dapt): seed_spread(_per_seed(group)) + mixed_devices(group)
+        spread = {column(profile, method, dapt): seed_spread(per_seed(group)) + mixed_devices(group)
                   for profile, method, dapt in columns
                   for group in [runs_here[(runs_here["profile"] == profile) & (runs_here["method"] == method)
                                           & (runs_here["dapt"] == dapt)]]}
@@ -280,7 +280,7 @@ def seed_variance(root: str | Path = layout.LAYOUT.runs, profiles: list[str] | N
     candidates = finished_runs(root, profiles)
     parts = []
     for (profile, corpus), group in candidates.groupby(["recipe", "corpus"]):
-        values = _per_seed(group)
+        values = per_seed(group)
         if len(values) >= 2:
             parts.append((profile, corpus, len(values), values.std(ddof=1), values.max() - values.min()))
     if not parts:
@@ -301,7 +301,7 @@ def widest_seed_spread(root: str | Path = layout.LAYOUT.runs, profiles: list[str
     candidates = finished_runs(root, profiles)
     candidates = candidates[candidates["dapt"] == False]  # noqa: E712 (a column of booleans)
     spreads = {key: values.max() - values.min() for key, group in candidates.groupby(["corpus", "profile"])
-               if len(values := _per_seed(group)) >= 2}
+               if len(values := per_seed(group)) >= 2}
     return max(spreads, key=spreads.get) if spreads else None
 
 
