@@ -259,6 +259,16 @@ def test_the_seed_spread_is_judged_against_the_papers_negligible_variance(tmp_pa
     assert "for profile cpu-fast it holds here (ncbi_disease (3 seeds): sd 0.25, range 0.50 points)" in text
 
 
+def test_a_seed_that_early_stopping_ended_before_the_last_epoch_is_named_beside_the_seeds_that_ran_on():
+    epochs = int(job_settings.load_run_config("cpu", {"dataset": "ncbi_disease"}).epochs)
+    curves = pd.DataFrame({"seed 1": pd.Series({1.0: 62.0, 2.0: 81.5, 3.0: 74.0, 4.0: 78.0, 5.0: 80.0}),
+                           "seed 42": pd.Series({float(e): 60.0 + e for e in range(1, epochs + 1)})})
+    said = results.early_stops(curves, "cpu")
+    assert f"seed 1 stopped after epoch 5 of {epochs} (best dev F1 81.50, at epoch 2)" in said
+    assert f"the seeds that ran all {epochs} epochs reached best dev F1 {60 + epochs:.2f}-{60 + epochs:.2f}" in said
+    assert results.early_stops(curves[["seed 42"]], "cpu").startswith(f"Every seed ran all {epochs} epochs")
+
+
 def test_the_widest_seed_spread_shows_each_seeds_dev_f1_after_every_epoch(tmp_path):
     assert results.widest_seed_spread(tmp_path) is None
     curves = {42: [0.0, 0.0], 1: [0.50, 0.0], 2: [0.59, 0.10]}

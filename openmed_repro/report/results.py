@@ -395,3 +395,27 @@ def dev_f1_by_epoch(root: str | Path, corpus: str, profile: str, dapt: bool = Fa
             columns[f"seed {row.seed}"] = pd.Series({entry["epoch"]: 100 * entry["eval_strict_f1"]
                                                      for entry in atomic_files.read_json(history) if "eval_strict_f1" in entry})
     return pd.DataFrame(columns).rename_axis("epoch").round(2)
+
+
+def early_stops(curves: pd.DataFrame, profile: str) -> str:
+    """Which seeds early stopping ended before the profile's last epoch (`dev_f1_by_epoch`'s curves), with each
+    one's best dev F1 beside the best the other seeds reached: a seed stopped while the rest went on learning
+    explains part of a spread that its test F1 alone cannot."""
+    settings = job_settings.load_run_config(profile, {"dataset": "any"})   # the profile's epochs
+    stopped, ran_on = [], []
+    for seed, curve in curves.items():
+        curve = curve.dropna()
+        if curve.empty:
+            continue
+        last, best = int(curve.index.max()), int(curve.idxmax())
+        if last < settings.epochs:
+            stopped.append(f"{seed} stopped after epoch {last} of {settings.epochs:g} (best dev F1 {curve.max():.2f}, "
+                           f"at epoch {best})")
+        else:
+            ran_on.append(curve.max())
+    if not stopped:
+        return f"Every seed ran all {settings.epochs:g} epochs: early stopping ended none of them."
+    others = (f"; the seeds that ran all {settings.epochs:g} epochs reached best dev F1 "
+              f"{min(ran_on):.2f}-{max(ran_on):.2f}" if ran_on else "")
+    return (f"Early stopping (patience {settings.early_stopping_patience} epochs without a better dev F1): "
+            + "; ".join(stopped) + others + ".")
