@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import pytest
 
@@ -172,3 +173,18 @@ def test_a_run_follows_its_profile_whatever_its_corpus_seed_and_backbone_but_not
     assert not runs.settings_follow_profile({**own, "learning_rate": 3e-3})
     assert not runs.settings_follow_profile({**own, "precision": "bf16"})
     assert runs.settings_follow_profile({**own, "profile": "a-profile-since-removed"})
+
+
+@pytest.mark.parametrize("epochs_evaluated, follows", [(8, True), (5, False)])
+def test_a_run_recorded_under_a_smaller_patience_stays_its_profiles_only_if_early_stopping_never_ended_it(
+        tmp_path, epochs_evaluated, follows):
+    profile = job_settings.load_run_config("cpu", {"dataset": "linnaeus"})
+    assert profile.epochs == 8 and profile.early_stopping_patience >= profile.epochs, "every epoch of profile cpu runs"
+    (tmp_path / runs.CONFIG).write_text(json.dumps({**profile.to_dict(), "early_stopping_patience": 3}))
+    (tmp_path / runs.LOG_HISTORY).write_text(json.dumps(
+        [{"epoch": float(epoch), "eval_strict_f1": 0.8} for epoch in range(1, epochs_evaluated + 1)]))
+    assert runs.follows_its_profile(tmp_path) is follows
+
+    (tmp_path / runs.CONFIG).write_text(json.dumps({**profile.to_dict(), "early_stopping_patience": 3,
+                                                    "learning_rate": 3e-3}))
+    assert not runs.follows_its_profile(tmp_path), "a patience never used does not excuse another rate"

@@ -400,16 +400,20 @@ def test_the_selected_start_is_tested_against_the_bilstm_baseline_corpus_by_corp
     assert tested["winner"] == "paper's recipe" and tested["p (AR)"] < 0.05
 
 
-def test_dev_f1_by_rate_shows_a_corpus_runs_at_the_profiles_current_and_superseded_rates(tmp_path):
-    for name, rate, seed, curve in (("superseded/old-42", 3e-3, 42, [0.5, 0.0]), ("now-42", 1e-3, 42, [0.6, 0.7])):
+def test_dev_f1_by_rate_shows_a_corpus_runs_at_the_profiles_current_and_superseded_rates_and_patiences(tmp_path):
+    for name, rate, seed, curve, patience in (("superseded/old-42", 3e-3, 42, [0.5, 0.0], None),
+                                              ("superseded/stopped-42", 1e-3, 42, [0.6, 0.5], 1),
+                                              ("now-42", 1e-3, 42, [0.6, 0.7], None)):
         run_dir = write_run(tmp_path / name, GOLD, dataset="linnaeus", seed=seed)
-        settings = job_settings.load_run_config("cpu", {"dataset": "linnaeus", "seed": seed, "learning_rate": rate})
+        settings = job_settings.load_run_config("cpu", {"dataset": "linnaeus", "seed": seed, "learning_rate": rate}
+                                                | ({"early_stopping_patience": patience} if patience else {}))
         (run_dir / "config.json").write_text(json.dumps(settings.to_dict()))
         (run_dir / "log_history.json").write_text(json.dumps(
             [{"epoch": float(epoch), "eval_strict_f1": f1} for epoch, f1 in enumerate(curve, 1)]))
     curves = results.dev_f1_by_rate(tmp_path, "linnaeus")
-    assert list(curves.columns) == ["lr 3e-03, seed 42", "lr 1e-03, seed 42"]
+    assert list(curves.columns) == ["lr 3e-03, seed 42", "lr 1e-03, seed 42, patience 1", "lr 1e-03, seed 42"]
     assert curves["lr 3e-03, seed 42"].tolist() == [50.0, 0.0] and curves["lr 1e-03, seed 42"].tolist() == [60.0, 70.0]
+    assert curves["lr 1e-03, seed 42, patience 1"].tolist() == [60.0, 50.0], "stopped at another patience: its own"
 
 
 def test_a_precision_twin_is_compared_with_its_profile_run_by_the_twins_interval(tmp_path):

@@ -128,11 +128,36 @@ def recorded_with(record_dir: Path, run_config) -> bool:
     return config_file.is_file() and not changed_settings(read_json(config_file), portable(run_config.to_dict()))
 
 
-def follows_its_profile(run_dir: Path, load=job_settings.load_run_config) -> bool:
+def follows_its_profile(run_dir: Path, load=job_settings.load_run_config, but: dict | None = None) -> bool:
     """Whether the run in `run_dir` is its profile's recipe (settings_follow_profile, with the chapter's
-    loader); a run without its configuration file is taken as it is."""
+    loader), or the same run as the profile's would be (_same_run_under_the_profiles_patience); `but`: fields
+    taken as the profile's whatever the run's (a precision twin, a run of an earlier rate). A run without its
+    configuration file is taken as it is."""
     config_file = Path(run_dir) / CONFIG
-    return not config_file.is_file() or settings_follow_profile(read_json(config_file), load)
+    if not config_file.is_file():
+        return True
+    recorded = {**read_json(config_file), **(but or {})}
+    return settings_follow_profile(recorded, load) or _same_run_under_the_profiles_patience(run_dir, recorded, load)
+
+
+def _same_run_under_the_profiles_patience(run_dir: Path, recorded: dict, load) -> bool:
+    """A fine-tuning run that trained every epoch of its recipe is the same run under any larger early-stopping
+    patience (early stopping never ended it), so a profile that raised its patience since keeps it as its own."""
+    wanted = _recipe(load, recorded.get("profile"), paths.PARAMETERS_DIR)
+    patience = (wanted or {}).get("early_stopping_patience")
+    if patience is None or recorded.get("early_stopping_patience", patience) > patience:
+        return False
+    if not settings_follow_profile({**recorded, "early_stopping_patience": patience}, load):
+        return False
+    return trained_every_epoch(run_dir, recorded.get("epochs", float("inf")))
+
+
+def trained_every_epoch(run_dir: Path, epochs: float) -> bool:
+    """Whether a fine-tuning run was evaluated after its last epoch (its log_history.json): early stopping never
+    ended it."""
+    history = Path(run_dir) / LOG_HISTORY
+    evaluated = [entry["epoch"] for entry in read_json(history) if "eval_strict_f1" in entry] if history.is_file() else []
+    return bool(evaluated) and max(evaluated) >= epochs - 1e-6
 
 
 def started_from_dapt(run_dir: Path) -> bool:

@@ -321,7 +321,7 @@ def precision_twins(root: str | Path = layout.LAYOUT.runs, samples: int = 10_000
                     settings.get("method"), bool(settings.get("dapt_adapter")))
         if runs.follows_its_profile(path.parent):
             by_identity.setdefault(identity, (path.parent, record))
-        elif runs.settings_follow_profile({**settings, "precision": _profile_precision(settings)}):
+        elif runs.follows_its_profile(path.parent, but={"precision": _profile_precision(settings)}):
             twins.append((identity, path.parent, record))
     rows = []
     for identity, twin_dir, twin in twins:
@@ -356,8 +356,9 @@ def _trained_in(run_dir: Path) -> str | None:
 def dev_f1_by_rate(root: str | Path, corpus: str, profile: str = "cpu", method: str = "lora") -> pd.DataFrame:
     """Dev strict F1 after each epoch of every run of a corpus with one profile and method (no DAPT), whatever
     learning rate it was trained with: the profile's current one and those of its superseded records
-    (results/superseded/), one column per rate and seed ("lr 3e-03, seed 42"). It shows what a change of the
-    profile's rate did to that corpus."""
+    (results/superseded/), one column per rate and seed ("lr 3e-03, seed 42"; ", patience 3" where early stopping
+    ended it at another patience than the profile's). It shows what a change of the profile's rate, or of its early
+    stopping, did to that corpus."""
     columns = {}
     for path in sorted(Path(root).rglob(runs.METRICS)):
         record = atomic_files.read_json(path)
@@ -369,18 +370,23 @@ def dev_f1_by_rate(root: str | Path, corpus: str, profile: str = "cpu", method: 
         rate = recorded.get("learning_rate")
         history = path.parent / runs.LOG_HISTORY
         now = job_settings.load_run_config(profile, {"dataset": "any"})
-        # a run of the profile, or of one of its earlier recipes (another rate, its precision then), not a tuned run
-        if rate is None or not history.is_file() or not runs.settings_follow_profile(
-                {**recorded, "learning_rate": now.learning_rate, "precision": now.precision}):
+        # a run of the profile, or of one of its earlier recipes (another rate, its precision and early stopping
+        # then), not a tuned run
+        if rate is None or not history.is_file() or not runs.follows_its_profile(path.parent, but={
+                "learning_rate": now.learning_rate, "precision": now.precision,
+                "early_stopping_patience": now.early_stopping_patience}):
             continue
-        key = (rate, record["seed"])
+        # a run that early stopping ended at another patience than the profile's is a recipe of its own
+        patience = recorded.get("early_stopping_patience", now.early_stopping_patience)
+        ended_early = not runs.trained_every_epoch(path.parent, recorded.get("epochs", now.epochs))
+        key = (rate, patience if ended_early and patience != now.early_stopping_patience else None, record["seed"])
         if key in columns and not runs.follows_its_profile(path.parent):
             continue   # the profile's own run of this rate and seed, not its precision twin
         columns[key] = pd.Series({entry["epoch"]: 100 * entry["eval_strict_f1"]
                                   for entry in atomic_files.read_json(history) if "eval_strict_f1" in entry})
-    ordered = sorted(columns, key=lambda key: (-key[0], key[1]))
-    return pd.DataFrame({f"lr {rate:.0e}, seed {seed}": columns[(rate, seed)] for rate, seed in ordered}
-                        ).rename_axis("epoch").round(2)
+    ordered = sorted(columns, key=lambda key: (-key[0], key[1] is None, key[1] or 0, key[2]))   # the profile's last
+    return pd.DataFrame({f"lr {rate:.0e}, seed {seed}" + (f", patience {patience}" if patience else ""):
+                         columns[(rate, patience, seed)] for rate, patience, seed in ordered}).rename_axis("epoch").round(2)
 
 
 def dev_f1_by_epoch(root: str | Path, corpus: str, profile: str, dapt: bool = False) -> pd.DataFrame:

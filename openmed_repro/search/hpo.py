@@ -116,6 +116,9 @@ def storage(search: SearchConfig, run_dir: Path, attempts: int = 5) -> RDBStorag
             time.sleep(1 + attempt)
 
 
+WORKER_JOINED = "worker joined: "   # a study attribute per worker, so a search names who shared it
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -269,6 +272,7 @@ def work(run_config: RunConfig, search: SearchConfig, run_dir: str | Path | None
     corpus = corpora.load(run_config.dataset, run_config.data_dir, repair=run_config.repair, splits=SEARCH_SPLITS)
     space = search_space(search.space)
     study = open_study(run_config, search, space, run_dir)
+    study.set_user_attr(f"{WORKER_JOINED}{worker_name()}", time.time())   # every worker that shared the study
     evaluate = objective(run_config, corpus, search, space, run_dir, resolved)
     trained = False
     while True:
