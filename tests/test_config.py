@@ -188,3 +188,19 @@ def test_a_run_recorded_under_a_smaller_patience_stays_its_profiles_only_if_earl
     (tmp_path / runs.CONFIG).write_text(json.dumps({**profile.to_dict(), "early_stopping_patience": 3,
                                                     "learning_rate": 3e-3}))
     assert not runs.follows_its_profile(tmp_path), "a patience never used does not excuse another rate"
+
+
+@pytest.mark.parametrize("finished, epochs_evaluated, reopened", [(True, 8, True), (True, 5, False), (False, 8, False)])
+def test_a_finished_run_early_stopping_never_ended_is_read_back_under_the_profiles_larger_patience(
+        tmp_path, finished, epochs_evaluated, reopened):
+    profile = job_settings.load_run_config("cpu", {"dataset": "linnaeus"})
+    (tmp_path / runs.CONFIG).write_text(json.dumps({**profile.to_dict(), "early_stopping_patience": 3}))
+    (tmp_path / runs.LOG_HISTORY).write_text(json.dumps(
+        [{"epoch": float(epoch), "eval_strict_f1": 0.8} for epoch in range(1, epochs_evaluated + 1)]))
+    if finished:
+        (tmp_path / runs.METRICS).write_text("{}")
+    if reopened:
+        runs.claim(tmp_path, profile)
+    else:   # stopped early, or unfinished: resuming it at another patience would mix two recipes
+        with pytest.raises(OpenMedError, match=r"other parameters \(early_stopping_patience\)"):
+            runs.claim(tmp_path, profile)

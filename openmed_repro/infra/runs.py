@@ -42,7 +42,11 @@ def claim(run_dir: Path, run_config: job_settings.RunConfig) -> None:
     if layout.LAYOUT.in_record(run_dir):   # the record names paths portably (a corpus directory by its name)
         wanted = portable(wanted)
     if existing.is_file():
-        changed = changed_settings(read_json(existing), wanted)
+        recorded = read_json(existing)
+        changed = changed_settings(recorded, wanted)
+        if changed == ["early_stopping_patience"] and is_complete(run_dir) \
+                and same_run_at_a_larger_patience(run_dir, recorded, wanted):
+            return   # read back: the finished run is the one this configuration would train
         if changed:
             raise OpenMedError(
                 f"{run_dir}: holds a run with other parameters ({', '.join(changed)}); "
@@ -141,13 +145,21 @@ def follows_its_profile(run_dir: Path, load=job_settings.load_run_config, but: d
 
 
 def _same_run_under_the_profiles_patience(run_dir: Path, recorded: dict, load) -> bool:
-    """A fine-tuning run that trained every epoch of its recipe is the same run under any larger early-stopping
-    patience (early stopping never ended it), so a profile that raised its patience since keeps it as its own."""
+    """A profile that raised its early-stopping patience since a run keeps the run as its own when early stopping
+    never ended it (same_run_at_a_larger_patience)."""
     wanted = _recipe(load, recorded.get("profile"), paths.PARAMETERS_DIR)
-    patience = (wanted or {}).get("early_stopping_patience")
-    if patience is None or recorded.get("early_stopping_patience", patience) > patience:
+    if not wanted or "early_stopping_patience" not in wanted:
         return False
-    if not settings_follow_profile({**recorded, "early_stopping_patience": patience}, load):
+    return (settings_follow_profile({**recorded, "early_stopping_patience": wanted["early_stopping_patience"]}, load)
+            and same_run_at_a_larger_patience(run_dir, recorded, wanted))
+
+
+def same_run_at_a_larger_patience(run_dir: Path, recorded: dict, wanted: dict) -> bool:
+    """Whether a fine-tuning run of settings `recorded` is also the run of `wanted`'s larger (or equal)
+    early-stopping patience: early stopping never ended it, it trained every epoch. Other settings are the
+    caller's to compare."""
+    patience = wanted.get("early_stopping_patience")
+    if patience is None or recorded.get("early_stopping_patience", patience) > patience:
         return False
     return trained_every_epoch(run_dir, recorded.get("epochs", float("inf")))
 
