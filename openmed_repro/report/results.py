@@ -360,6 +360,7 @@ def dev_f1_by_rate(root: str | Path, corpus: str, profile: str = "cpu", method: 
     ended it at another patience than the profile's). It shows what a change of the profile's rate, or of its early
     stopping, did to that corpus."""
     columns = {}
+    now = job_settings.load_run_config(profile, {"dataset": "any"})
     for path in sorted(Path(root).rglob(runs.METRICS)):
         record = atomic_files.read_json(path)
         settings = path.parent / runs.CONFIG
@@ -369,7 +370,6 @@ def dev_f1_by_rate(root: str | Path, corpus: str, profile: str = "cpu", method: 
         recorded = atomic_files.read_json(settings)
         rate = recorded.get("learning_rate")
         history = path.parent / runs.LOG_HISTORY
-        now = job_settings.load_run_config(profile, {"dataset": "any"})
         # a run of the profile, or of one of its earlier recipes (another rate, its precision and early stopping
         # then), not a tuned run
         if rate is None or not history.is_file() or not runs.follows_its_profile(path.parent, but={
