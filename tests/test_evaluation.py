@@ -352,6 +352,20 @@ def test_a_lever_closes_its_share_of_the_gap_from_the_papers_lora_to_full_fine_t
     assert table.loc["cpu-lora-r64", "gap closed %"] == pytest.approx(10.0)
     assert pd.isna(table.loc["cpu", "gap closed %"]) and table.loc["cpu-fast", "seeds"] == 2
     assert levers.adopted(table.reset_index()) == "cpu-lora-all-linear"
+    assert "ncbi_disease 70.00 -> 78.00" in levers.adoption(table.reset_index())
+    assert "profile `cpu-lora-all-linear` adopts it" in levers.adoption(table.reset_index())
+
+
+def test_no_lever_is_adopted_unless_it_beats_the_papers_lora_on_dev_on_every_corpus(tmp_path):
+    from openmed_repro.report import levers
+
+    for corpus, lever_dev in (("ncbi_disease", 0.78), ("s800", 0.69)):
+        write_run(tmp_path / f"lora-{corpus}", GOLD, dataset=corpus, dev_f1=0.70, test_f1=0.70)
+        write_run(tmp_path / f"all-linear-{corpus}", GOLD, dataset=corpus, profile="cpu-lora-all-linear",
+                  dev_f1=lever_dev, test_f1=0.80)
+    table = levers.table(tmp_path)
+    assert levers.adopted(table) is None
+    assert "keep the paper's LoRA" in levers.adoption(table)
 
 
 def bilstm_run(directory, test_f1, dataset="ncbi_disease", predicted=GOLD):
