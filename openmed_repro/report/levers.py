@@ -64,11 +64,9 @@ def adopted(table_: pd.DataFrame) -> str | None:
     (the larger mean dev gain if both do), or None."""
     gains = {}
     for profile in LEVERS:
-        mine = table_[table_["profile"] == profile].set_index("corpus")["dev F1"]
-        base = table_[table_["profile"] == PAPER_LORA].set_index("corpus")["dev F1"]
-        common = mine.index.intersection(base.index)
-        if len(common) and (mine[common] > base[common]).all():
-            gains[profile] = float((mine[common] - base[common]).mean())
+        dev = _dev_against_papers_lora(table_, profile)
+        if len(dev) and (dev[profile] > dev[PAPER_LORA]).all():
+            gains[profile] = float((dev[profile] - dev[PAPER_LORA]).mean())
     return max(gains, key=gains.get) if gains else None
 
 
@@ -79,14 +77,21 @@ def adoption(table_: pd.DataFrame) -> str:
     if chosen is None:
         return ("On dev, no lever beats the paper's LoRA on every corpus here: the laptop profiles keep the "
                 "paper's LoRA.")
-    dev = table_.pivot_table(index="corpus", columns="profile", values="dev F1")
-    gains = "; ".join(f"{corpus} {dev.loc[corpus, PAPER_LORA]:.2f} -> {dev.loc[corpus, chosen]:.2f}"
-                      for corpus in dev.index if pd.notna(dev.loc[corpus, chosen]))
+    dev = _dev_against_papers_lora(table_, chosen)
+    gains = "; ".join(f"{corpus} {row[PAPER_LORA]:.2f} -> {row[chosen]:.2f}" for corpus, row in dev.iterrows())
     return (f"On dev, **{LEVERS[chosen]}** beats the paper's LoRA on every corpus here (mean dev strict F1 "
             f"{gains}), so the laptop profile `{chosen}` adopts it: a laptop-scale deviation from the paper, "
             f"chosen on dev alone, with its test F1 above as the evidence. Profile `cpu` keeps the paper's LoRA, "
             f"so that Table 4's columns test the paper's recipe, and profile `paper` keeps every setting of the "
             f"paper.")
+
+
+def _dev_against_papers_lora(table_: pd.DataFrame, profile: str) -> pd.DataFrame:
+    """Mean dev F1 of `profile` and of the paper's LoRA, one row per corpus that has both."""
+    dev = table_.pivot_table(index="corpus", columns="profile", values="dev F1")
+    if profile not in dev or PAPER_LORA not in dev:
+        return pd.DataFrame(columns=[profile, PAPER_LORA])
+    return dev[[profile, PAPER_LORA]].dropna()
 
 
 def _name(profile: str) -> str:
